@@ -1,0 +1,67 @@
+"""Shared fixtures: paths to the real samples and small image trees built in tmp folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REAL_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real-samples"
+
+
+@pytest.fixture
+def real_samples() -> Path:
+    """../shared/real-samples, or a skip with the reason when a fresh clone lacks it."""
+    if not (REAL_SAMPLES / "all").is_dir():
+        pytest.skip(f"real C-NMC samples not found at {REAL_SAMPLES} (they live beside the project, not in it)")
+    return REAL_SAMPLES
+
+
+def cell_image(size: int = 96, radius: int = 30, color=(70, 30, 80), seed: int = 0) -> np.ndarray:
+    """A purple disc with noise on pure black: the shape of a C-NMC image, RGB uint8."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    image = np.zeros((size, size, 3), np.uint8)
+    cy, cx = size // 2 + int(rng.integers(-5, 6)), size // 2 + int(rng.integers(-5, 6))
+    cv2.circle(image, (cx, cy), radius, color, -1)
+    noise = rng.integers(0, 20, size=image.shape, dtype=np.uint8)
+    return np.where(image > 0, image + noise, 0).astype(np.uint8)
+
+
+def write_image(path: Path, image: np.ndarray) -> Path:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok = cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image)
+    assert ok, path
+    return path
+
+
+def make_kaggle_tree(root: Path, n_all: int = 4, n_hem: int = 3, per_subject: int = 2) -> Path:
+    """A tiny Kaggle-mirror tree: folds by subject, a renamed prelim set with CSV, a final set."""
+    base = root / "C-NMC_Leukemia"
+    k = 0
+    for i in range(n_all):
+        for j in range(per_subject):
+            write_image(base / "training_data" / f"fold_{i % 3}" / "all" / f"UID_{i + 1}_{j + 1}_1_all.bmp",
+                        cell_image(radius=34, seed=k)); k += 1
+    for i in range(n_hem):
+        for j in range(per_subject):
+            write_image(base / "training_data" / f"fold_{i % 3}" / "hem" / f"UID_H{i + 1}_{j + 1}_1_hem.bmp",
+                        cell_image(radius=24, seed=k)); k += 1
+    prelim = base / "validation_data" / "C-NMC_test_prelim_phase_data"
+    rows = ["Patient_ID,new_names,labels"]
+    for n, (orig, y) in enumerate([("UID_50_1_1_all.bmp", 1), ("UID_H50_1_1_hem.bmp", 0),
+                                   ("UID_51_2_1_all.bmp", 1)], start=1):
+        write_image(prelim / f"{n}.bmp", cell_image(seed=100 + n))
+        rows.append(f"{orig},{n}.bmp,{y}")
+    (base / "validation_data" / "C-NMC_test_prelim_phase_data_labels.csv").write_text("\n".join(rows) + "\n")
+    final = base / "testing_data" / "C-NMC_test_final_phase_data"
+    for n in range(1, 3):
+        write_image(final / f"{n}.bmp", cell_image(seed=200 + n))
+    return root
