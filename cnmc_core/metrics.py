@@ -262,9 +262,16 @@ def weighted_f1_many(y, scores, threshold: float = 0.5) -> np.ndarray:
     else:
         scores = _check_prob(scores, y.size, "scores", ndim=2)
         pred = scores >= _check_threshold(threshold)
+    return _weighted_f1_pred(y, pred)
+
+
+def _weighted_f1_pred(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Weighted F1 of each row of a validated (P, n) boolean prediction matrix (no checks: the
+    GA's inner loop calls this directly)."""
     tp, fp, fn, tn = _counts_many(y, pred)
     n_all = tp + fn
     n_hem = tn + fp
+    # 2 tp / (support + predicted), as sklearn; absent classes weigh 0 (their F1 is set to 0).
     f1_all = _safe_div(2.0 * tp, n_all + tp + fp, 0.0)
     f1_hem = _safe_div(2.0 * tn, n_hem + tn + fn, 0.0)
     return (f1_hem * n_hem + f1_all * n_all) / y.size
