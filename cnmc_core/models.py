@@ -477,8 +477,9 @@ def _count(weights) -> int:
     return n
 
 
-def set_trainable(model: keras.Model, rule: Any) -> dict:
-    """Set which layers train; BatchNormalization layers always stay frozen (inference mode).
+def set_trainable(model: keras.Model, rule: Any, train_bn: bool = False) -> dict:
+    """Set which layers train; BatchNormalization layers stay frozen (inference mode) unless
+    ``train_bn`` (for random initialisation, where there are no ImageNet statistics to keep).
 
     Args:
         model: a model from :func:`create_model` (or loaded from its ``model.keras``).
@@ -540,7 +541,7 @@ def set_trainable(model: keras.Model, rule: Any) -> dict:
     model.trainable = True
     for lyr in model.layers:
         on = lyr.name in head or lyr.name in train
-        if isinstance(lyr, layers.BatchNormalization):
+        if isinstance(lyr, layers.BatchNormalization) and not train_bn:
             # In Keras 3 a frozen BN layer also runs in inference mode: with small batches of a
             # new domain, updating ImageNet statistics would wreck the pretrained features.
             on = False

@@ -1,0 +1,138 @@
+"""CLI verbs for training: ``train``, ``worker``, ``runs``, ``cancel``, ``evaluate``, ``presets``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a preset; prints progress and, last, the run folder",
+                       description="Train a model from a preset. The run folder holds config, status, "
+                       "history, predictions, metrics, the model and the log.")
+    p.add_argument("--preset", required=True, help="preset name (see `presets`)")
+    p.add_argument("--data", help="dataset folder or manifest CSV (default: the preset's)")
+    p.add_argument("--split", dest="split_protocol", help="subject (default), paper (leaky) or official")
+    p.add_argument("--epochs", type=int, help="maximum epochs of every stage")
+    p.add_argument("--image-size", type=int, help="input side in pixels")
+    p.add_argument("--weights", help="imagenet, none, or a path to a notop .h5 file")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--runs-dir", help="artifacts folder (default: $CNMC_ARTIFACTS or ./artifacts)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. stages.0.learning_rate=1e-4 (repeatable)")
+    p.add_argument("--detach", action="store_true", help="start in the background (queued) and return")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("worker", help=argparse.SUPPRESS)
+    p.add_argument("run_dir")
+    p.set_defaults(func=_worker)
+
+    p = sub.add_parser("runs", help="list runs with state and key metrics")
+    p.add_argument("--runs-dir", help="artifacts folder")
+    p.add_argument("--json", action="store_true", help="print JSON records")
+    p.set_defaults(func=_runs)
+
+    p = sub.add_parser("cancel", help="cancel a queued or running run")
+    p.add_argument("run", help="run id or folder")
+    p.add_argument("--runs-dir", help="artifacts folder")
+    p.set_defaults(func=_cancel)
+
+    p = sub.add_parser("presets", help="list the presets with their model and settings")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_presets)
+
+
+def _train(args) -> int:
+    from .config import resolve_config
+    from .runs import create_run, launch_run
+    from .training import CancelledError, check_config, train_run
+
+    config = resolve_config(args.preset, data=args.data, split_protocol=args.split_protocol,
+                            epochs=args.epochs, image_size=args.image_size, weights=args.weights,
+                            seed=args.seed, sets=args.sets)
+    if config.get("data"):
+        config["data"] = str(Path(config["data"]).expanduser().resolve())
+    check_config(config)  # model, weights, data and split: fail before a run folder exists
+    run_dir = create_run(config, args.runs_dir)
+    if args.detach:
+        pid = launch_run(run_dir)
+        print(f"run queued in the background (pid {pid}); follow it with `python -m cnmc_core runs`")
+        print(run_dir)
+        return 0
+    print(f"run {run_dir.name}: {config['model']} at {config['image_size']} px, "
+          f"{config['split_protocol']} protocol, seed {config['seed']}", flush=True)
+    try:
+        train_run(run_dir, log=lambda text: print(text, flush=True), artifacts=args.runs_dir)
+    except CancelledError:
+        print(run_dir)
+        return 1
+    except Exception as exc:  # the run folder records it; the user gets the message and the folder
+        print(f"error: the run failed: {exc}")
+        print(run_dir)
+        return 1
+    print(run_dir)
+    return 0
+
+
+def _worker(args) -> int:
+    import logging
+
+    from .training import CancelledError, train_run
+
+    logging.basicConfig(level=logging.INFO)
+    try:
+        # stdout is log.txt already (see runs.launch_run): train_run writes its lines there
+        train_run(Path(args.run_dir), log=None)
+    except CancelledError:
+        return 1
+    except Exception:
+        return 1
+    return 0
+
+
+def _fmt(value, digits=4):
+    return "" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def _runs(args) -> int:
+    from .runs import list_runs
+
+    frame = list_runs(args.runs_dir)
+    if args.json:
+        print(json.dumps(json.loads(frame.to_json(orient="records")), indent=2))
+        return 0
+    if frame.empty:
+        print("no runs yet: start one with `python -m cnmc_core train --preset demo_scratch --data DIR`")
+        return 0
+    for row in frame.itertuples():
+        ci = f" [{_fmt(row.test_f1_low, 3)}, {_fmt(row.test_f1_high, 3)}]" if row.test_f1_low is not None else ""
+        progress = f"epoch {row.epoch}/{row.epochs}" if row.state in ("running", "queued") else ""
+        print(f"{row.run_id}  {row.state:<9} {row.model or '':<20} {row.protocol or '':<8} "
+              f"val F1 {_fmt(row.val_weighted_f1)}  test F1 {_fmt(row.test_weighted_f1)}{ci} {progress}"
+              + (f"  error: {row.error}" if row.state == "failed" and row.error else ""))
+    return 0
+
+
+def _cancel(args) -> int:
+    from .runs import cancel_run, run_path
+
+    status = cancel_run(run_path(args.run, args.runs_dir))
+    print(f"cancel requested; state now {status['state']}")
+    return 0
+
+
+def _presets(args) -> int:
+    from .config import list_presets, load_preset
+
+    records = [load_preset(name) for name in list_presets()]
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    for c in records:
+        stages = " then ".join(f"{s['name']} ({s['optimizer']} {s['learning_rate']:g}, {s['epochs']} ep)"
+                               for s in c["stages"])
+        print(f"{c['name']:<28} {c['model']:<20} {c['image_size']:>4}px weights={c['weights']:<8} {stages}")
+    return 0

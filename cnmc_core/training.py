@@ -1,0 +1,463 @@
+"""Training: data from the preprocessing cache, two-stage fitting, and the live run folder.
+
+:func:`train_run` is the one code path that trains a run, whether the CLI runs it in the
+foreground or the dashboard launches it as a detached worker process
+(``python -m cnmc_core worker RUN_DIR``). It
+
+1. resolves the dataset, the split (protocol and seed from ``config.json``) and the cache;
+2. builds the model from the registry and trains it stage by stage (feature extraction with the
+   base frozen, then fine-tuning), each stage with its own optimizer and learning rate, early
+   stopping on val loss and the best weights restored;
+3. writes ``history.jsonl`` each epoch, ``status.json`` (heartbeat every 2 s, epoch and batch),
+   and at the end ``predictions.csv`` (val and test), ``metrics.json`` and ``model.keras``.
+
+The input pipeline is ``tf.data`` over the cache held in memory: no image is decoded per epoch.
+Augmentation draws one of the 8 symmetries of the square per image (flips and 90-degree
+rotations, the invariances the paper used) with TensorFlow ops.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+import time
+import traceback
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .dataset import manifest_fingerprint, resolve_manifest
+from .exceptions import CnmcError, ConfigError, DataError
+from .fileio import atomic_write_csv, atomic_write_json, read_json
+from .preprocess import build_cache
+from .runs import (
+    CONFIG, LOG, METRICS, MODEL, PREDICTIONS, append_history, cancel_requested, queue_slot,
+    read_status, write_status, _proc_start_time,
+)
+from .splits import TRANSFORMS, balance_training, make_split
+
+__all__ = ["DataBundle", "prepare_data", "make_dataset", "train_run", "predict_images",
+           "library_versions", "check_config", "CancelledError"]
+
+HEARTBEAT_SECONDS = 2.0
+
+
+class CancelledError(Exception):
+    """The run was cancelled by the user."""
+
+
+def library_versions() -> dict:
+    """Versions recorded in every run's config."""
+    import keras
+    import sklearn
+    import tensorflow as tf
+
+    return {"cnmc_core": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": np.__version__, "pandas": pd.__version__,
+            "scikit-learn": sklearn.__version__, "platform": platform.platform()}
+
+
+@dataclass
+class DataBundle:
+    """Everything a run needs to know about its images."""
+
+    manifest: pd.DataFrame
+    split: pd.DataFrame  # image_id, split, y, subject
+    cache: object  # preprocess.ImageCache
+    fingerprint: str
+
+
+def check_config(config: dict) -> pd.DataFrame:
+    """Check, before any training starts, everything that can fail early.
+
+    The model name, its overrides and input size, the weights (an ImageNet file missing offline
+    fails here, naming the file), the dataset and the split (an empty class fails here).
+
+    Returns:
+        The split (``image_id``, ``split``) the run will use.
+
+    Raises:
+        ConfigError or DataError with the reason.
+    """
+    from .models import _resolve_weights, _spec
+
+    spec = _spec(config["model"])
+    unknown = sorted(set(config.get("model_args", {})) - set(spec.arch))
+    if unknown:
+        raise ConfigError(f"Unknown model_args {unknown} for model {spec.name}; allowed: {sorted(spec.arch)}.")
+    if config["image_size"] < spec.min_image_size:
+        raise ConfigError(f"image_size must be >= {spec.min_image_size} for {spec.name}; got {config['image_size']}.")
+    _resolve_weights(spec, config["weights"], config["image_size"])
+    if not config.get("data"):
+        raise ConfigError("No dataset: give --data ROOT (a C-NMC folder or a manifest CSV); "
+                          "`python -m cnmc_core synth artifacts/demo-data` makes a synthetic one.")
+    manifest = resolve_manifest(config["data"], verify=False)
+    return make_split(manifest, config["split_protocol"], seed=config["seed"],
+                      fractions=tuple(config["split_fractions"]))
+
+
+def _cap(split: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
+    """At most ``cap`` images per split, drawn stratified by class (for quick demo runs)."""
+    if cap is None:
+        return split
+    parts = []
+    for _, part in split.groupby("split", sort=False):
+        if len(part) <= cap:
+            parts.append(part)
+            continue
+        frac = cap / len(part)
+        parts.append(part.groupby("y", group_keys=False).apply(
+            lambda g: g.sample(n=max(1, int(round(len(g) * frac))), random_state=seed)))
+    return pd.concat(parts).sort_values(["split", "image_id"]).reset_index(drop=True)
+
+
+def prepare_data(config: dict, artifacts: str | os.PathLike | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> DataBundle:
+    """Resolve the dataset, split it by the config's protocol and seed, and open the cache.
+
+    Raises:
+        ConfigError: no dataset given.
+        DataError: the dataset cannot be read or split, or a split lacks a class.
+    """
+    data = config.get("data")
+    if not data:
+        raise ConfigError("No dataset: give --data ROOT (a C-NMC folder or a manifest CSV).")
+    manifest = resolve_manifest(data)
+    split = make_split(manifest, config["split_protocol"], seed=config["seed"],
+                       fractions=tuple(config["split_fractions"]))
+    split = split.merge(manifest[["image_id", "y", "subject"]], on="image_id")
+    split = _cap(split, config.get("max_images_per_split"), config["seed"])
+    for name in ("train", "val", "test"):
+        part = split[split["split"] == name]
+        if part["y"].nunique() < 2:
+            raise DataError(f"The {name} split has a single class after sampling; use more images "
+                            "(raise max_images_per_split) or another seed.")
+    used = manifest[manifest["image_id"].isin(split["image_id"])]
+    cache = build_cache(used, config["image_size"], clahe=config.get("clahe", False),
+                        root=artifacts, progress=progress)
+    return DataBundle(manifest=manifest, split=split, cache=cache, fingerprint=manifest_fingerprint(manifest))
+
+
+def _dihedral(images, bits):
+    """Apply flip-left-right, flip-up-down and transpose per image according to 3 bits."""
+    import tensorflow as tf
+
+    def pick(mask, a, b):
+        return tf.where(tf.reshape(mask, [-1, 1, 1, 1]), a, b)
+
+    images = pick(bits[:, 0], tf.reverse(images, axis=[2]), images)
+    images = pick(bits[:, 1], tf.reverse(images, axis=[1]), images)
+    return pick(bits[:, 2], tf.transpose(images, [0, 2, 1, 3]), images)
+
+
+def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool = False,
+                 augment: bool = False, seed: int = 0):
+    """A ``tf.data.Dataset`` of (float32 image batch 0-255, float32 label) from in-memory arrays.
+
+    Args:
+        images: uint8 (N, S, S, 3), already preprocessed (from the cache).
+        labels: 0/1 per image.
+        batch_size: images per batch.
+        shuffle: reshuffle every epoch (seeded).
+        augment: random flips/rot90 per image (the 8 symmetries of the square).
+        seed: seed of shuffling and augmentation.
+    """
+    import tensorflow as tf
+
+    n = len(images)
+    ds = tf.data.Dataset.from_tensor_slices(np.arange(n, dtype=np.int64))
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    images_t = images  # the numpy array is captured by the py function, never copied into the graph
+    labels_f = labels.astype(np.float32)
+
+    def gather(idx):
+        return images_t[idx], labels_f[idx]
+
+    def load(idx):
+        x, y = tf.numpy_function(gather, [idx], (tf.uint8, tf.float32))
+        x.set_shape([None, *images.shape[1:]])
+        y.set_shape([None])
+        x = tf.cast(x, tf.float32)
+        if augment:
+            bits = tf.random.uniform([tf.shape(x)[0], 3], 0, 2, dtype=tf.int32, seed=seed) > 0
+            x = _dihedral(x, bits)
+        return x, tf.reshape(y, [-1, 1])
+
+    return ds.map(load, num_parallel_calls=1, deterministic=True).prefetch(2)
+
+
+def _training_arrays(bundle: DataBundle, config: dict) -> tuple[np.ndarray, np.ndarray]:
+    train = bundle.split[bundle.split["split"] == "train"]
+    if config.get("balance"):
+        plan = balance_training(train[["image_id", "y"]], seed=config["seed"])
+    else:
+        plan = train[["image_id", "y"]].assign(transform="none")
+    images = bundle.cache.get(plan["image_id"].tolist())
+    from .splits import apply_transform
+
+    for i, t in enumerate(plan["transform"].to_numpy()):
+        if t != "none":
+            images[i] = apply_transform(images[i], t)
+    return images, plan["y"].to_numpy()
+
+
+def _split_arrays(bundle: DataBundle, name: str) -> tuple[pd.DataFrame, np.ndarray]:
+    part = bundle.split[bundle.split["split"] == name].reset_index(drop=True)
+    return part, bundle.cache.get(part["image_id"].tolist())
+
+
+def _optimizer(name: str, lr: float):
+    import keras
+
+    return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
+            "sgd": keras.optimizers.SGD}[name](learning_rate=lr)
+
+
+class _Status:
+    """Thread-safe writer of ``status.json`` with a heartbeat thread."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.lock = threading.Lock()
+        self.fields: dict = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def update(self, **fields) -> None:
+        with self.lock:
+            self.fields.update(fields)
+            write_status(self.run_dir, heartbeat=time.time(), **self.fields)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                self.update()
+            except OSError:
+                # a full or read-only disk: keep training; the final write reports the error
+                pass
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _callbacks(run_dir: Path, status: _Status, stage: dict, stage_index: int, epoch_offset: int,
+               total_epochs: int, patience: int, log: Callable[[str], None]):
+    import keras
+
+    class Progress(keras.callbacks.Callback):
+        """Batch progress, per-epoch history line, cancellation at the next batch."""
+
+        def on_train_begin(self, logs=None):
+            self.t0 = time.time()
+            self.batches = self.params.get("steps") or 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+            status.update(state="running", stage=stage["name"], stage_index=stage_index,
+                          epoch=epoch_offset + epoch + 1, epochs=total_epochs, batch=0,
+                          batches=self.batches, message=f"{stage['name']}: epoch {epoch + 1}")
+
+        def on_train_batch_end(self, batch, logs=None):
+            if cancel_requested(run_dir):
+                self.model.stop_training = True
+                raise CancelledError()
+            if batch % 5 == 0 or batch + 1 == self.batches:
+                with status.lock:
+                    status.fields.update(batch=batch + 1)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            record = {"stage": stage["name"], "stage_index": stage_index, "epoch": epoch_offset + epoch + 1,
+                      "stage_epoch": epoch + 1, "time": time.time(), "elapsed": time.time() - self.t0,
+                      "learning_rate": stage["learning_rate"], **logs}
+            append_history(run_dir, record)
+            log(f"[{stage['name']}] epoch {epoch + 1}/{stage['epochs']} " +
+                " ".join(f"{k}={v:.4f}" for k, v in logs.items()))
+
+    class BestWeights(keras.callbacks.Callback):
+        """Early stopping on val loss; the weights of the best epoch are restored at the end."""
+
+        def on_train_begin(self, logs=None):
+            self.best, self.weights, self.wait, self.best_epoch = np.inf, None, 0, None
+
+        def on_epoch_end(self, epoch, logs=None):
+            val = (logs or {}).get("val_loss")
+            if val is None:
+                return
+            if val < self.best:
+                self.best, self.weights, self.wait, self.best_epoch = val, self.model.get_weights(), 0, epoch + 1
+            else:
+                self.wait += 1
+                if self.wait > patience:
+                    self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            if self.weights is not None:
+                self.model.set_weights(self.weights)
+
+    return [Progress(), BestWeights()]
+
+
+def predict_images(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """P(ALL) for uint8 images (N, S, S, 3), as a float array."""
+    probs = model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
+    return np.asarray(probs, dtype=np.float64).reshape(-1)
+
+
+def _save_model(model, run_dir: Path) -> None:
+    """Save ``model.keras`` through a temporary file, so a partial file never looks complete."""
+    tmp = run_dir / ".model.partial.keras"
+    try:
+        model.save(tmp)
+        os.replace(tmp, run_dir / MODEL)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def train_run(run_dir: str | os.PathLike, log: Callable[[str], None] | None = print,
+              artifacts: str | os.PathLike | None = None, wait_in_queue: bool = True) -> dict:
+    """Train the run in ``run_dir`` (which holds its ``config.json``); returns its metrics.
+
+    Status goes ``queued`` -> ``running`` -> ``completed`` / ``failed`` / ``cancelled``; on
+    failure the error and traceback are in ``status.json`` and the log, the history is kept.
+    """
+    from .metrics import full_report
+
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / CONFIG)
+    echo = log
+
+    def log(text: str) -> None:  # every line goes to log.txt, and to the caller's output
+        with open(run_dir / LOG, "a", encoding="utf-8") as fh:
+            fh.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+        if echo is not None:
+            echo(text)
+
+    status = _Status(run_dir)
+    status.update(pid=os.getpid(), pid_start=_proc_start_time(os.getpid()))
+    status.start()
+    try:
+        def waiting():
+            if cancel_requested(run_dir):
+                raise CancelledError()
+
+        slot = queue_slot(run_dir, on_wait=waiting) if wait_in_queue else None
+        if slot is not None:
+            slot.__enter__()
+        try:
+            if cancel_requested(run_dir):
+                raise CancelledError()
+            status.update(state="running", started=time.time(), message="preparing data")
+            return _train(run_dir, config, status, log, artifacts, full_report)
+        finally:
+            if slot is not None:
+                slot.__exit__(None, None, None)
+    except CancelledError:
+        status.stop()
+        status.update(state="cancelled", message="cancelled by the user", finished=time.time())
+        log("run cancelled")
+        raise
+    except BaseException as exc:
+        status.stop()
+        text = str(exc) if isinstance(exc, CnmcError) else f"{type(exc).__name__}: {exc}"
+        log(traceback.format_exc())
+        try:
+            status.update(state="failed", error=text, finished=time.time(), message="failed")
+        except OSError as write_error:
+            log(f"could not record the failure in status.json: {write_error}")
+        raise
+    finally:
+        status.stop()
+
+
+def _train(run_dir: Path, config: dict, status: _Status, log, artifacts, full_report) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from .models import create_model, set_trainable
+
+    # Keras warns that fit's default shuffle=True is ignored for a tf.data input; ours shuffles
+    warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed.*")
+
+    seed = int(config["seed"])
+    keras.utils.set_random_seed(seed)
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # pragma: no cover - older TF
+        pass
+    if config.get("mixed_precision"):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+    def cache_progress(done, total):
+        status.update(message=f"preprocessing images {done}/{total}")
+
+    bundle = prepare_data(config, artifacts, progress=cache_progress)
+    model = create_model(config["model"], image_size=config["image_size"], weights=config["weights"],
+                         **config.get("model_args", {}))
+    # record what was resolved: the data fingerprint and the versions
+    resolved = read_json(run_dir / CONFIG)
+    counts = bundle.split.groupby(["split", "y"]).size()
+    resolved.update(
+        dataset_fingerprint=bundle.fingerprint, versions=library_versions(),
+        split_counts={f"{s}_{'all' if y else 'hem'}": int(n) for (s, y), n in counts.items()},
+        cache_key=bundle.cache.key, params=int(model.count_params()),
+    )
+    atomic_write_json(run_dir / CONFIG, resolved)
+
+    train_x, train_y = _training_arrays(bundle, config)
+    val_part, val_x = _split_arrays(bundle, "val")
+    test_part, test_x = _split_arrays(bundle, "test")
+    batch = int(config["batch_size"])
+    train_ds = make_dataset(train_x, train_y, batch, shuffle=True, augment=config.get("augment", False), seed=seed)
+    val_ds = make_dataset(val_x, val_part["y"].to_numpy(), batch)
+    log(f"data: {len(train_x)} training examples, {len(val_x)} val, {len(test_x)} test images "
+        f"at {config['image_size']} px; protocol {config['split_protocol']}, seed {seed}")
+
+    total_epochs = sum(s["epochs"] for s in config["stages"])
+    offset = 0
+    for index, stage in enumerate(config["stages"]):
+        info = set_trainable(model, stage["trainable"], train_bn=str(config["weights"]).lower() == "none")
+        model.compile(optimizer=_optimizer(stage["optimizer"], stage["learning_rate"]),
+                      loss="binary_crossentropy", metrics=["accuracy", keras.metrics.AUC(name="auc")],
+                      jit_compile=bool(config.get("jit_compile")))
+        log(f"stage {index + 1}/{len(config['stages'])} {stage['name']}: {stage['optimizer']} "
+            f"lr {stage['learning_rate']:g}, {info['trainable_params']:,} trainable parameters")
+        hist = model.fit(train_ds, validation_data=val_ds, epochs=stage["epochs"], verbose=0,
+                         callbacks=_callbacks(run_dir, status, stage, index, offset, total_epochs,
+                                              int(config["patience"]), log))
+        offset += len(hist.history.get("loss", []))
+
+    status.update(message="scoring val and test")
+    rows, metrics = [], {}
+    for name, part, x in (("val", val_part, val_x), ("test", test_part, test_x)):
+        prob = predict_images(model, x)
+        rows.append(pd.DataFrame({"image_id": part["image_id"], "split": name, "y": part["y"],
+                                  "prob": prob, "subject": part["subject"]}))
+        metrics[name] = full_report(part["y"].to_numpy(), prob, 0.5, subjects=part["subject"].to_numpy(),
+                                    seed=seed)
+    metrics.update(split_protocol=config["split_protocol"], threshold=0.5,
+                   epochs_trained=offset, paper_reported=config.get("paper_reported"))
+    status.update(message="saving the model")
+    _save_model(model, run_dir)
+    atomic_write_csv(run_dir / PREDICTIONS, pd.concat(rows, ignore_index=True))
+    atomic_write_json(run_dir / METRICS, metrics)
+    status.stop()
+    status.update(state="completed", message="completed", finished=time.time(), epoch=offset)
+    log(f"val weighted F1 {metrics['val']['weighted_f1']:.4f}, test weighted F1 "
+        f"{metrics['test']['weighted_f1']:.4f} ({config['split_protocol']} protocol)")
+    return metrics
