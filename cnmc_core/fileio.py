@@ -85,14 +85,14 @@ def read_json(path: str | os.PathLike) -> Any:
         raise CnmcError(f"{path} is not valid JSON ({exc}); delete or restore the file.") from exc
 
 
-def check_name(name: str, what: str = "name") -> str:
+def check_name(name: str, what: str = "name", error: type[CnmcError] = CnmcError) -> str:
     """Return ``name`` if it is a safe single folder name, else raise :class:`CnmcError`.
 
     Safe means letters, digits, ``.``, ``_`` and ``-`` only, starting with a letter or digit,
     at most 128 characters: no ``..``, no ``/``, no absolute path, nothing that escapes a folder.
     """
     if not isinstance(name, str) or not SAFE_NAME_RE.match(name) or name in {".", ".."}:
-        raise CnmcError(
+        raise error(
             f"Invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a "
             "letter or digit (no '/', no '..', no absolute path)."
         )

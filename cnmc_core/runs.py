@@ -80,7 +80,7 @@ def run_path(run_id_or_dir: str | os.PathLike, root: str | os.PathLike | None = 
     if os.sep in text or candidate.is_dir():
         path = candidate
     else:
-        check_name(text, "run id")
+        check_name(text, "run id", RunError)
         path = runs_dir(root) / text
     if not (path / CONFIG).is_file():
         raise RunError(f"No run at {path} (no {CONFIG}); list runs with `python -m cnmc_core runs`.")

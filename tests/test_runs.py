@@ -1,0 +1,120 @@
+"""The run store: ids, status, history, the queue, cancel, and killed runs detected as failed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cnmc_core.config import resolve_config
+from cnmc_core.exceptions import RunError
+from cnmc_core.fileio import check_name
+from cnmc_core.runs import (
+    append_history, cancel_run, create_run, effective_status, launch_run, list_runs, read_history,
+    read_status, run_path, write_status,
+)
+from conftest import make_kaggle_tree
+
+
+def _config(**extra):
+    return {"name": "t", "model": "scratch_dd256", "stages": [{"name": "train", "epochs": 3}], **extra}
+
+
+def test_concurrent_creates_get_distinct_folders(tmp_path):
+    made = []
+    threads = [threading.Thread(target=lambda: made.append(create_run(_config(), tmp_path))) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(made)) == 16 and all((p / "config.json").is_file() for p in made)
+    assert all(read_status(p)["state"] == "queued" for p in made)
+
+
+def test_history_ignores_an_unterminated_last_line(tmp_path):
+    run = create_run(_config(), tmp_path)
+    append_history(run, {"epoch": 1, "loss": 0.5})
+    append_history(run, {"epoch": 2, "loss": 0.4})
+    with open(run / "history.jsonl", "a") as fh:
+        fh.write('{"epoch": 3, "lo')
+    history = read_history(run)
+    assert list(history["epoch"]) == [1, 2]
+
+
+def test_dead_process_and_stale_heartbeat_are_failed(tmp_path):
+    run = create_run(_config(), tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    write_status(run, state="running", pid=proc.pid, heartbeat=time.time())
+    status = effective_status(run)
+    assert status["state"] == "failed" and "is gone" in status["error"]
+    write_status(run, state="running", pid=os.getpid(), pid_start=None, heartbeat=time.time() - 100)
+    status = effective_status(run)
+    assert status["state"] == "failed" and "no heartbeat for 100 s" in status["error"]
+    assert read_status(run)["state"] == "running"  # the file itself is left as the run wrote it
+    assert list_runs(tmp_path).loc[0, "state"] == "failed"
+
+
+@pytest.mark.parametrize("bad", ["..", "../x", "/etc", "a/b", "", ".hidden", "x" * 200, "a b", "a\x00b"])
+def test_run_ids_cannot_escape(tmp_path, bad):
+    with pytest.raises(RunError, match="Invalid run id|No run at"):
+        run_path(bad, tmp_path) if "/" not in bad else check_name(bad, "run id", RunError)
+
+
+def test_damaged_run_folder_is_listed_as_failed(tmp_path):
+    run = create_run(_config(), tmp_path)
+    (run / "status.json").write_text("{not json")
+    frame = list_runs(tmp_path)
+    assert frame.loc[0, "state"] == "failed" and "not valid JSON" in frame.loc[0, "error"]
+
+
+def _wait(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_queue_cancel_and_kill(tmp_path):
+    """One run trains; a second waits in the queue (limit 1) and is cancelled there; the first is
+    killed with SIGKILL and shows failed with its history; a third run then gets the slot."""
+    data = tmp_path / "data"
+    make_kaggle_tree(data, n_all=6, n_hem=6, per_subject=6)
+    art = tmp_path / "art"
+    # many epochs: the run is still training when it is killed
+    config = resolve_config("demo_scratch", data=str(data), epochs=200, sets=["batch_size=4", "patience=500"])
+    env = {"CNMC_ARTIFACTS": str(art), "CNMC_MAX_PARALLEL_RUNS": "1"}
+    first = create_run(config, art)
+    second = create_run(config, art)
+    launch_run(first, env=env)
+    launch_run(second, env=env)
+    _wait(lambda: read_history(first).shape[0] >= 1, 120, "the first run's first epoch")
+    assert effective_status(first)["state"] == "running"
+    assert effective_status(second)["state"] == "queued"  # the queue runs one at a time
+
+    cancel_run(second)
+    _wait(lambda: read_status(second)["state"] == "cancelled", 30, "the queued run to be cancelled")
+
+    pid = read_status(first)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    _wait(lambda: effective_status(first)["state"] == "failed", 30, "the killed run to show failed")
+    assert "gone" in effective_status(first)["error"]
+    assert read_history(first).shape[0] >= 1  # the history up to the last finished epoch is kept
+
+    third = create_run(config, art)
+    launch_run(third, env=env)
+    _wait(lambda: read_status(third)["state"] == "running", 90, "a new run to start after the kill")
+    cancel_run(third)
+    _wait(lambda: read_status(third)["state"] == "cancelled", 60, "the running run to be cancelled")
+    assert "cancelled" in (third / "log.txt").read_text()
+    with pytest.raises(RunError, match="only queued or running runs can be cancelled"):
+        cancel_run(third)
