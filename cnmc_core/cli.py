@@ -22,7 +22,6 @@ __all__ = ["main", "build_parser"]
 # Modules that contribute verbs, in the order they appear in --help.
 COMMAND_MODULES = (
     "cnmc_core.cli_data",
-    "cnmc_core.cli_train",
     "cnmc_core.cli_ensemble",
 )
 

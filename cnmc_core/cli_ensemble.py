@@ -1,0 +1,110 @@
+"""CLI verbs for ensembles and error analysis: ``ensemble`` and ``errors``.
+
+``python -m cnmc_core ensemble RUN_DIR... --method ga --threshold best --seed 0`` fits the method
+on val, prints the comparison table (every method, each member alone, the paper's figures) and,
+on its last line, the folder of the saved ensemble. ``python -m cnmc_core errors RUN_DIR...``
+prints the error-overlap summary. Members are folders, or run/ensemble ids looked up in the
+artifacts folder (``--runs-dir``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .exceptions import ConfigError
+
+__all__ = ["register"]
+
+_ALL_METHODS = ("mean", "ga", "greedy", "dirichlet", "slsqp", "stacking")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``ensemble`` and ``errors`` verbs."""
+    p = sub.add_parser(
+        "ensemble", help="combine finished runs into an ensemble and report it honestly",
+        description="Fit an ensemble of finished runs on their validation predictions, compare "
+        "the methods on the untouched test split and save the chosen one under "
+        "artifacts/ensembles/. The last line printed is the ensemble folder.")
+    p.add_argument("members", nargs="+", metavar="RUN_DIR",
+                   help="run or ensemble folders (or ids found under --runs-dir)")
+    p.add_argument("--method", default="ga", choices=[*_ALL_METHODS, "weighted"],
+                   help="combination method to save (default: ga, the paper's)")
+    p.add_argument("--weights",
+                   help="comma-separated weights for --method weighted, one per member")
+    p.add_argument("--threshold", default="0.5",
+                   help="0.5 (or any number), best (best weighted F1 on val) or sensitivity:0.98 "
+                   "(largest threshold reaching that ALL recall on val)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the GA, random search and bootstrap")
+    p.add_argument("--compare", default="all", choices=["all", "none"],
+                   help="report every method (default) or only the chosen one and equal weights")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the CIs")
+    p.add_argument("--name", help="ensemble id (default: ens-<method>-<time>-<hash>)")
+    p.add_argument("--out", help="folder to create the ensemble in (default: the ensembles folder "
+                   "of --runs-dir, else $CNMC_ARTIFACTS/ensembles or ./artifacts/ensembles)")
+    p.add_argument("--runs-dir", help="artifacts (or runs) folder where ids are looked up "
+                   "(default: $CNMC_ARTIFACTS or ./artifacts)")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON instead")
+    p.set_defaults(func=_ensemble)
+
+    p = sub.add_parser(
+        "errors", help="which images the models miss, and how their errors overlap",
+        description="Error analysis of several runs on the same images: errors per model and "
+        "class, images by how many models miss them, intersections of the missed sets, images "
+        "only one model gets right or wrong, and pairwise diversity.")
+    p.add_argument("members", nargs="+", metavar="RUN_DIR", help="run or ensemble folders or ids")
+    p.add_argument("--split", default="test", choices=["test", "val"])
+    p.add_argument("--threshold", type=float,
+                   help="one threshold for every model (default: each member's own, else 0.5)")
+    p.add_argument("--top", type=int, default=10, help="intersections to print (default 10)")
+    p.add_argument("--runs-dir", help="artifacts (or runs) folder where ids are looked up")
+    p.set_defaults(func=_errors)
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    from .ensemble import artifacts_root, build_ensemble, format_report, parse_threshold_rule
+
+    parse_threshold_rule(args.threshold)
+    if args.n_boot < 0:
+        raise ConfigError(f"--n-boot must be 0 or more; got {args.n_boot}.")
+    params = {}
+    if args.method == "weighted":
+        if not args.weights:
+            raise ConfigError("--method weighted needs --weights, e.g. --weights 0.4,0.3,0.2,0.1.")
+        try:
+            weights = [float(w) for w in args.weights.split(",")]
+        except ValueError:
+            raise ConfigError(f"--weights must be comma-separated numbers; got {args.weights!r}.") \
+                from None
+        params["weighted"] = {"weights": weights}
+    elif args.weights:
+        raise ConfigError("--weights only applies to --method weighted.")
+    compare = _ALL_METHODS if args.compare == "all" else ("mean",)
+    out = args.out
+    if out is None and args.runs_dir is not None:  # beside the runs it combines
+        out = artifacts_root(args.runs_dir) / "ensembles"
+    path, rows = build_ensemble(
+        args.members, method=args.method, threshold=args.threshold, seed=args.seed,
+        out_dir=out, runs_root=args.runs_dir, ensemble_id=args.name, compare=compare,
+        params=params, n_boot=args.n_boot)
+    if args.json:
+        print(json.dumps(rows, default=float))
+    else:
+        print(format_report(rows, chosen=args.method))
+    print(path)
+    sys.stdout.flush()
+    return 0
+
+
+def _errors(args: argparse.Namespace) -> int:
+    from .ensemble import align_runs, resolve_member
+    from .erroranalysis import analyse_errors, format_error_summary
+
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise ConfigError(f"--threshold must be in [0, 1]; got {args.threshold}.")
+    aligned = align_runs([resolve_member(m, args.runs_dir) for m in args.members])
+    report = analyse_errors(aligned, args.split, args.threshold)
+    print(format_error_summary(report, top=args.top))
+    return 0
