@@ -22,6 +22,7 @@ __all__ = ["main", "build_parser"]
 # Modules that contribute verbs, in the order they appear in --help.
 COMMAND_MODULES = (
     "cnmc_core.cli_data",
+    "cnmc_core.cli_train",
     "cnmc_core.cli_ensemble",
 )
 
