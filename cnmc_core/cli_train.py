@@ -40,6 +40,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs-dir", help="artifacts folder")
     p.set_defaults(func=_cancel)
 
+    p = sub.add_parser("evaluate", help="re-score a trained run on another dataset or split")
+    p.add_argument("run", help="run id or folder")
+    p.add_argument("--data", required=True, help="dataset folder or manifest CSV")
+    p.add_argument("--split", default="all", help="all (every labelled image, default) or a protocol "
+                   "whose test split is scored: subject, paper, official")
+    p.add_argument("--source", help="only images of this source, e.g. prelim")
+    p.add_argument("--runs-dir", help="artifacts folder")
+    p.set_defaults(func=_evaluate)
+
     p = sub.add_parser("presets", help="list the presets with their model and settings")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_presets)
@@ -121,6 +130,20 @@ def _cancel(args) -> int:
 
     status = cancel_run(run_path(args.run, args.runs_dir))
     print(f"cancel requested; state now {status['state']}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .config import PROTOCOLS
+    from .exceptions import ConfigError
+    from .runs import run_path
+    from .training import evaluate_run
+
+    if args.split not in ("all", *PROTOCOLS):
+        raise ConfigError(f"--split must be one of {['all', *PROTOCOLS]}; got {args.split!r}.")
+    out, _ = evaluate_run(run_path(args.run, args.runs_dir), args.data, split=args.split,
+                          source=args.source, artifacts=args.runs_dir)
+    print(out)
     return 0
 
 

@@ -66,6 +66,13 @@ def test_train_demo_preset_end_to_end(tiny_data, tmp_path, capsys):
     model = keras.models.load_model(run_dir / "model.keras", safe_mode=True)
     assert model.input_shape == (None, 64, 64, 3)
 
+    # re-score on the prelim images of the same tree
+    assert main(["evaluate", str(run_dir), "--data", str(tiny_data), "--source", "prelim", "--runs-dir", str(art)]) == 0
+    ev_dir = capsys.readouterr().out.strip().splitlines()[-1]
+    ev = json.loads(open(f"{ev_dir}/metrics.json").read())
+    ev_preds = pd.read_csv(f"{ev_dir}/predictions.csv")
+    assert len(ev_preds) == 3 and ev["test"]["n"] == 3 and ev["source"] == "prelim"
+
     runs = list_runs(art)
     assert runs.loc[0, "state"] == "completed" and runs.loc[0, "val_weighted_f1"] == pytest.approx(metrics["val"]["weighted_f1"])
     assert main(["runs", "--runs-dir", str(art)]) == 0
