@@ -115,7 +115,10 @@ def test_cache_hit_and_invalidation(tmp_path):
     assert not [p for p in (art / "cache").iterdir() if p.name.startswith(".")]
 
 
-def test_cache_parallel_build_equals_serial(tmp_path):
+def test_cache_parallel_build_equals_serial(tmp_path, monkeypatch):
+    import cnmc_core.preprocess as pre
+
+    monkeypatch.setattr(pre, "SERIAL_BELOW", 0)  # force worker processes on this small set
     manifest = scan_dataset(_dataset(tmp_path, n=12)).manifest
     serial = build_cache(manifest, 32, root=tmp_path / "a", n_jobs=1, chunk=4)
     parallel = build_cache(manifest, 32, root=tmp_path / "b", n_jobs=2, chunk=4)
