@@ -333,7 +333,8 @@ def _build_scratch(name: str, image_size: int, weights_file: Path | None, *, hea
     dense_units = _check_units("dense_units", dense_units)
     dropout = _check_rate("dropout", dropout)
     if len(filters) != len(pool_sizes):
-        raise ConfigError(f"filters {filters} and pool_sizes {pool_sizes} must have the same length.")
+        raise ConfigError(
+            f"filters {filters} and pool_sizes {pool_sizes} must have the same length.")
     inp = keras.Input((image_size, image_size, 3), name="image")
     x = ImageNetPreprocess("unit", name="preprocess")(inp)  # the paper's Rescaling(1/255)
     for i, (nf, ps) in enumerate(zip(filters, pool_sizes), start=1):
