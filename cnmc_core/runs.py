@@ -261,7 +261,9 @@ def launch_run(run_dir: str | os.PathLike, env: dict | None = None) -> int:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cnmc_core", "worker", str(run_dir.resolve())],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=os.getcwd(), env={**os.environ, **(env or {})},
+            start_new_session=True, cwd=os.getcwd(),
+            # the worker's caches live in the artifacts folder that holds this run
+            env={**os.environ, "CNMC_ARTIFACTS": str(run_dir.resolve().parent.parent), **(env or {})},
         )
     finally:
         log.close()

@@ -65,3 +65,11 @@ def make_kaggle_tree(root: Path, n_all: int = 4, n_hem: int = 3, per_subject: in
     for n in range(1, 3):
         write_image(final / f"{n}.bmp", cell_image(seed=200 + n))
     return root
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    """A tiny dataset, 3 completed runs and a failed one (see workspace_fixture.py)."""
+    from workspace_fixture import build_workspace
+
+    return build_workspace(tmp_path_factory.mktemp("workspace"))
