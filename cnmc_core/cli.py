@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "cnmc_core.cli_data",
     "cnmc_core.cli_train",
     "cnmc_core.cli_ensemble",
+    "cnmc_core.cli_synth",
+    "cnmc_core.cli_explain",
 )
 
 
