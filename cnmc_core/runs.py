@@ -93,7 +93,11 @@ def create_run(config: dict, root: str | os.PathLike | None = None, kind: str = 
     The id is ``<UTC time>-<preset>-<random>``; the folder is created with ``mkdir`` (which fails
     if it exists), so two runs created at the same moment get distinct folders.
     """
-    base = runs_dir(root)
+    try:
+        base = runs_dir(root)
+    except OSError as exc:
+        raise RunError(f"Cannot create a run folder in {root or 'artifacts'}: {exc.strerror}; make the "
+                       "artifacts folder writable or point $CNMC_ARTIFACTS elsewhere.") from exc
     stem = str(config.get("name") or config.get("model") or "run")
     stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem)[:40] or "run"
     for _ in range(100):
@@ -104,6 +108,9 @@ def create_run(config: dict, root: str | os.PathLike | None = None, kind: str = 
             break
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise RunError(f"Cannot create a run folder in {base}: {exc.strerror}; make the artifacts "
+                           "folder writable or point $CNMC_ARTIFACTS elsewhere.") from exc
     else:  # pragma: no cover - 100 collisions of 16 random bits in one second
         raise RunError(f"Could not create a unique run folder under {base}.")
     created = _now()

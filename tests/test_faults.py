@@ -1,0 +1,122 @@
+"""Faults: concurrent readers never see half a file; full disks and bad data give clear errors."""
+
+from __future__ import annotations
+
+import errno
+import json
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cnmc_core.dataset import read_image, scan_dataset
+from cnmc_core.exceptions import DataError, RunError
+from cnmc_core.fileio import atomic_write_csv, atomic_write_json
+from cnmc_core.runs import create_run, read_history, read_status, write_status
+from conftest import cell_image, write_image
+
+
+def _writer(run_dir: str, seconds: float) -> None:
+    run = Path(run_dir)
+    end = time.time() + seconds
+    k = 0
+    with open(run / "history.jsonl", "a") as fh:
+        while time.time() < end:
+            k += 1
+            write_status(run, state="running", epoch=k, payload="x" * (k % 5000))
+            atomic_write_json(run / "metrics.json", {"val": {"weighted_f1": k / 1e6}, "pad": list(range(k % 300))})
+            atomic_write_csv(run / "predictions.csv",
+                             pd.DataFrame({"image_id": [f"i{j}" for j in range(k % 200 + 1)], "prob": 0.5}))
+            line = json.dumps({"epoch": k, "loss": 1.0 / k}) + "\n"
+            for cut in (len(line) // 2, len(line)):  # a line is written in two pieces
+                fh.write(line[: cut] if cut < len(line) else line[len(line) // 2:])
+                fh.flush()
+
+
+def test_readers_never_see_half_written_files(tmp_path):
+    run = create_run({"name": "stress", "model": "m", "stages": []}, tmp_path)
+    proc = mp.get_context("spawn").Process(target=_writer, args=(str(run), 3.0))
+    proc.start()
+    reads = 0
+    try:
+        deadline = time.time() + 3.0
+        while time.time() < deadline:
+            assert read_status(run)["state"] in ("queued", "running")
+            if (run / "metrics.json").exists():
+                assert "val" in json.loads((run / "metrics.json").read_text())
+            if (run / "predictions.csv").exists():
+                frame = pd.read_csv(run / "predictions.csv")
+                assert list(frame.columns) == ["image_id", "prob"] and frame["prob"].notna().all()
+            history = read_history(run)
+            if len(history):
+                assert history["loss"].notna().all() and history["epoch"].is_monotonic_increasing
+            reads += 1
+    finally:
+        proc.join(timeout=10)
+    assert proc.exitcode == 0 and reads > 50
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_full_disk_while_saving_leaves_no_model_and_says_why(tmp_path, monkeypatch):
+    import keras
+
+    from cnmc_core.config import resolve_config
+    from cnmc_core.training import train_run
+    from conftest import make_kaggle_tree
+
+    data = make_kaggle_tree(tmp_path / "data", n_all=5, n_hem=5, per_subject=3)
+    config = resolve_config("demo_scratch", data=str(data), epochs=1, sets=["batch_size=8"])
+    run = create_run(config, tmp_path / "art")
+
+    def full_disk(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"PK\x03\x04 partial")  # a half-written file, as a full disk leaves
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save", full_disk)
+    with pytest.raises(OSError):
+        train_run(run, log=None, artifacts=tmp_path / "art", wait_in_queue=False)
+    status = read_status(run)
+    assert status["state"] == "failed" and "No space left on device" in status["error"]
+    assert not (run / "model.keras").exists()
+    assert not [p.name for p in run.iterdir() if "partial" in p.name]
+    assert "No space left on device" in (run / "log.txt").read_text()
+
+
+def test_read_only_artifacts_folder_is_a_clear_error(tmp_path, monkeypatch):
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(RunError, match="Cannot create a run folder in .*: Permission denied.*writable"):
+        create_run({"name": "x", "model": "m", "stages": []}, tmp_path)
+
+
+def test_huge_and_tiny_images(tmp_path, monkeypatch):
+    import cnmc_core.dataset as ds
+
+    write_image(tmp_path / "all" / "UID_1_1_1_all.png", cell_image(size=300, radius=100))
+    write_image(tmp_path / "all" / "UID_1_2_1_all.png", np.full((1, 1, 3), 90, np.uint8))  # 1x1: a cell
+    write_image(tmp_path / "hem" / "UID_H1_1_1_hem.bmp", cell_image(size=300, radius=80))
+    monkeypatch.setattr(ds, "MAX_PIXELS", 50_000)  # 300x300 BMP/PNG headers exceed it
+    result = scan_dataset(tmp_path)
+    assert result.manifest["image_id"].tolist() == ["UID_1_2_1_all.png"]
+    assert set(result.skipped["reason"]) == {"image too large"}
+    with pytest.raises(DataError, match="more than the limit of 50,000; C-NMC images are 450x450"):
+        read_image(tmp_path / "hem" / "UID_H1_1_1_hem.bmp")
+
+
+def test_subject_with_one_image_and_single_class_dataset(tmp_path):
+    from cnmc_core.splits import make_split
+
+    for s in range(4):
+        write_image(tmp_path / "all" / f"UID_{s}_1_1_all.bmp", cell_image(seed=s))
+    manifest = scan_dataset(tmp_path).manifest
+    with pytest.raises(DataError, match="has only ALL images; both ALL and HEM are needed"):
+        make_split(manifest, "subject")
+    for s in range(3):  # HEM subjects with one image each: still a valid subject split
+        write_image(tmp_path / "hem" / f"UID_H{s}_1_1_hem.bmp", cell_image(seed=10 + s))
+    split = make_split(scan_dataset(tmp_path).manifest, "subject")
+    assert set(split["split"]) == {"train", "val", "test"}
