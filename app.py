@@ -1,0 +1,145 @@
+"""cnmc dashboard: the entry page (workspace status, quick start) and the navigation.
+
+Run with ``streamlit run app.py``. The workspace is ``$CNMC_ARTIFACTS`` (default ``artifacts/``).
+Training never runs here: runs are launched as detached processes and their folders are polled.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import streamlit as st
+
+from cnmc_core.compare import list_experiments, run_progress, workspace_counts, experiment_status
+from cnmc_core.demo import DEMO_PRESETS, create_demo_dataset, demo_dataset_exists, queue_demo_runs
+from cnmc_core.exceptions import CnmcError
+from cnmc_core.settings import chosen_dataset, set_chosen_dataset
+from cnmc_core.workspace import artifacts_dir
+
+PAGES = [
+    ("pages/1_Data.py", "Data", ":material/database:", "data",
+     "choose the dataset, counts by source, class and subject, split protocol, preprocessing preview"),
+    ("pages/2_Train.py", "Train", ":material/model_training:", "train",
+     "launch runs from the presets, watch the queue, live learning curves, cancel, failed-run logs"),
+    ("pages/3_Compare.py", "Compare", ":material/compare_arrows:", "compare",
+     "runs table, learning curves, confusion matrices, ROC/PR, config diff, metrics CSV"),
+    ("pages/4_Errors.py", "Errors", ":material/error_outline:", "errors",
+     "which images the models miss and how their errors overlap"),
+    ("pages/5_Ensemble.py", "Ensemble", ":material/join_inner:", "ensemble",
+     "combine finished runs with live weights"),
+    ("pages/6_Explain.py", "Explain", ":material/visibility:", "explain",
+     "activations and Grad-CAM heatmaps per model"),
+    ("pages/7_Predict.py", "Predict", ":material/online_prediction:", "predict",
+     "score new images with a trained run or ensemble"),
+]
+
+
+def _demo_progress(bar, text):
+    def report(done: int, total: int) -> None:
+        bar.progress(done / total if total else 0.0, text=f"{text}: {done} of {total} images")
+    return report
+
+
+@st.fragment(run_every=2)
+def _live_runs(root) -> None:
+    """Progress of the active runs and the latest finished ones; reruns itself every 2 s."""
+    experiments = list_experiments(root, kinds=("run",))
+    if experiments.empty:
+        return
+    active = experiments[experiments["state"].isin(["queued", "running"])]
+    shown = active if len(active) else experiments.head(len(DEMO_PRESETS))
+    st.markdown("**Active runs**" if len(active) else "**Latest runs**")
+    for row in shown.itertuples():
+        try:
+            fraction, text = run_progress(experiment_status(row.path))
+        except CnmcError as exc:
+            fraction, text = 0.0, f"unreadable - {exc}"
+        st.progress(fraction, text=f"`{row.preset}` ({row.model}): {text}")
+
+
+def home() -> None:
+    root = artifacts_dir()
+    st.title("C-NMC 2019: ALL vs HEM cell classifier")
+    st.caption("Classify malignant B-lymphoblasts (ALL, cancer, y = 1) against normal B cells "
+               "(HEM, y = 0) in C-NMC 2019 images, train the paper's models, and compare experiments "
+               "with leakage-aware scores.")
+
+    experiments = list_experiments(root)
+    counts = workspace_counts(experiments)
+    dataset = chosen_dataset(root)
+
+    st.subheader("Workspace")
+    c1, c2, c3, c4, c5 = st.columns(5)
+    c1.metric("Completed runs", counts["completed"])
+    c2.metric("Training / queued", f"{counts['running']} / {counts['queued']}")
+    c3.metric("Failed runs", counts["failed"])
+    c4.metric("Ensembles", counts["ensembles"])
+    c5.metric("Dataset", "chosen" if dataset else "none")
+    st.caption(f"Artifacts folder: `{root.resolve()}`  \nDataset: `{dataset or 'none chosen yet'}`")
+    if dataset and not os.path.exists(dataset):
+        st.error(f"The chosen dataset `{dataset}` no longer exists. Choose another one on the Data page "
+                 "or create the demo dataset below.")
+
+    st.subheader("Quick start")
+    st.markdown("**1. A dataset.** The synthetic demo dataset (about 2,000 C-NMC-like cells) needs no "
+                "download; or point the Data page at your C-NMC folder.")
+    left, right = st.columns([1, 1])
+    if demo_dataset_exists(root):
+        left.success("The demo dataset is ready.", icon=":material/check_circle:")
+        if dataset != str((root / "demo-data").resolve()) and left.button("Use the demo dataset"):
+            set_chosen_dataset(root / "demo-data", root)
+            st.rerun()
+    elif left.button("Create the demo dataset", type="primary", icon=":material/add_photo_alternate:"):
+        bar = left.progress(0.0, text="Creating the demo dataset")
+        try:
+            path = create_demo_dataset(root, progress=_demo_progress(bar, "Creating the demo dataset"))
+        except (CnmcError, OSError) as exc:
+            left.error(f"Could not create the demo dataset: {exc}. Check that the artifacts folder "
+                       f"{root} is writable and has free space, then try again.")
+        else:
+            set_chosen_dataset(path, root)
+            st.rerun()
+    right.page_link("pages/1_Data.py", label="Use a C-NMC folder instead (Data page)", icon=":material/folder_open:")
+
+    st.markdown(f"**2. Train the paper's four ensemble members** ({', '.join(DEMO_PRESETS)}): small "
+                "CPU-sized versions, queued and trained one at a time in the background.")
+    busy = counts["active"] > 0
+    if st.button("Train the four demo models", type="primary", disabled=not dataset or busy,
+                 icon=":material/play_arrow:",
+                 help="Needs a dataset (step 1)." if not dataset else
+                 ("Runs are already training; wait for them or cancel them on the Train page." if busy else None)):
+        if not os.path.exists(dataset):
+            st.error(f"The dataset `{dataset}` does not exist; choose one on the Data page first.")
+        else:
+            try:
+                with st.spinner("Queueing the demo runs"):
+                    queue_demo_runs(root, data=dataset)
+            except CnmcError as exc:
+                st.error(f"Could not queue the demo runs: {exc}")
+            else:
+                st.toast("Four runs queued; they train one after the other.", icon=":material/check:")
+                time.sleep(0.5)
+                st.rerun()
+    _live_runs(root)
+
+    st.markdown("**3. Compare them** as soon as one finishes: learning curves, confusion matrices, "
+                "ROC and precision-recall curves, config differences.")
+    st.page_link("pages/3_Compare.py", label="Open Compare", icon=":material/compare_arrows:",
+                 disabled=counts["completed"] + counts["ensembles"] == 0)
+
+    st.subheader("Pages")
+    for path, title, icon, _, description in PAGES:
+        st.page_link(path, label=f"{title}: {description}", icon=icon)
+
+
+def main() -> None:
+    st.set_page_config(page_title="cnmc: ALL vs HEM", page_icon=":material/biotech:", layout="wide")
+    pages = [st.Page(home, title="Home", icon=":material/home:", url_path="home", default=True)]
+    pages += [st.Page(path, title=title, icon=icon, url_path=url) for path, title, icon, url, _ in PAGES]
+    st.navigation(pages).run()
+
+
+main()
