@@ -20,19 +20,19 @@ from cnmc_core.settings import chosen_dataset, set_chosen_dataset
 from cnmc_core.workspace import artifacts_dir
 
 PAGES = [
-    ("pages/1_Data.py", "Data", ":material/database:", "data",
+    ("pages/1_Data.py", "Data", ":material/database:", "Data",
      "choose the dataset, counts by source, class and subject, split protocol, preprocessing preview"),
-    ("pages/2_Train.py", "Train", ":material/model_training:", "train",
+    ("pages/2_Train.py", "Train", ":material/model_training:", "Train",
      "launch runs from the presets, watch the queue, live learning curves, cancel, failed-run logs"),
-    ("pages/3_Compare.py", "Compare", ":material/compare_arrows:", "compare",
+    ("pages/3_Compare.py", "Compare", ":material/compare_arrows:", "Compare",
      "runs table, learning curves, confusion matrices, ROC/PR, config diff, metrics CSV"),
-    ("pages/4_Errors.py", "Errors", ":material/error_outline:", "errors",
+    ("pages/4_Errors.py", "Errors", ":material/error_outline:", "Errors",
      "which images the models miss and how their errors overlap"),
-    ("pages/5_Ensemble.py", "Ensemble", ":material/join_inner:", "ensemble",
+    ("pages/5_Ensemble.py", "Ensemble", ":material/join_inner:", "Ensemble",
      "combine finished runs with live weights"),
-    ("pages/6_Explain.py", "Explain", ":material/visibility:", "explain",
+    ("pages/6_Explain.py", "Explain", ":material/visibility:", "Explain",
      "activations and Grad-CAM heatmaps per model"),
-    ("pages/7_Predict.py", "Predict", ":material/online_prediction:", "predict",
+    ("pages/7_Predict.py", "Predict", ":material/online_prediction:", "Predict",
      "score new images with a trained run or ensemble"),
 ]
 
@@ -137,7 +137,10 @@ def home() -> None:
 
 def main() -> None:
     st.set_page_config(page_title="cnmc: ALL vs HEM", page_icon=":material/biotech:", layout="wide")
-    pages = [st.Page(home, title="Home", icon=":material/home:", url_path="home", default=True)]
+    # url paths are the ones Streamlit infers from the file names (``1_Data.py`` -> ``/Data``):
+    # on a fresh server the first request is resolved against the pages/ folder before
+    # st.navigation has run, and any other path shows a "Page not found" dialog
+    pages = [st.Page(home, title="Home", icon=":material/home:", default=True)]
     pages += [st.Page(path, title=title, icon=icon, url_path=url) for path, title, icon, url, _ in PAGES]
     st.navigation(pages).run()
 

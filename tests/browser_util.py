@@ -14,7 +14,7 @@ Usage in a test module::
     def test_x(app_url):
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            open_page(page, app_url, "compare")     # waits until the script has finished
+            open_page(page, app_url, "Compare")     # waits until the script has finished
             screenshot(page, "compare")             # test-output/screenshots/compare.png
 
 ``playwright install`` is never called: Chromium is Debian's ``/usr/bin/chromium``.
@@ -168,8 +168,9 @@ def wait_until_idle(page, timeout: float = 60.0, quiet: float = 0.8) -> None:
 
 
 def open_page(page, base_url: str, url_path: str = "", timeout: float = 90.0) -> None:
-    """Go to ``base_url/url_path`` (``""`` is the entry page; ``data``, ``train``, ``compare``,
-    ``errors``, ``ensemble``, ``explain``, ``predict``) and wait until the script is idle."""
+    """Go to ``base_url/url_path`` (``""`` is the entry page; ``Data``, ``Train``, ``Compare``,
+    ``Errors``, ``Ensemble``, ``Explain``, ``Predict``: the paths Streamlit infers from
+    the file names, case-sensitive) and wait until the script is idle."""
     page.goto(f"{base_url}/{url_path}", wait_until="domcontentloaded", timeout=timeout * 1000)
     wait_until_idle(page, timeout)
 
