@@ -9,8 +9,10 @@ every other function takes either folder.
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -25,6 +27,9 @@ from .workspace import ensembles_dir, runs_dir
 __all__ = [
     "EXPERIMENT_COLUMNS",
     "list_experiments",
+    "display_name",
+    "runs_table",
+    "default_selection",
     "workspace_signature",
     "workspace_counts",
     "run_progress",
@@ -75,7 +80,7 @@ def _ensemble_rows(root) -> list[dict]:
             preset=f"ensemble ({config.get('method', '?')})", model=config.get("model"),
             protocol=config.get("split_protocol"), seed=config.get("seed"),
             image_size=None,
-            created=pd.Timestamp(created, unit="s").isoformat(timespec="seconds") if created else "",
+            created=_dt.datetime.fromtimestamp(float(created)).isoformat(timespec="seconds") if created else "",
             epoch=None, epochs=None, error=status.get("error"),
         )
         row.update(_metric_fields(path))
@@ -121,6 +126,70 @@ def list_experiments(root: str | os.PathLike | None = None, kinds: Sequence[str]
     frame = frame[EXPERIMENT_COLUMNS]
     return frame.sort_values(["created", "run_id"], ascending=False, na_position="last",
                              kind="stable").reset_index(drop=True)
+
+
+_RUN_ID_RE = re.compile(r"^\d{8}-\d{6}-(?P<rest>.+)$")
+_ENS_ID_RE = re.compile(r"^ens-(?P<method>[^-]+)-\d{8}-\d{6}-(?P<tag>.+)$")
+
+
+def display_name(run_id: str) -> str:
+    """A short label for charts: the run id without its creation time
+    (``20261126-005214-demo_scratch-7700`` -> ``demo_scratch-7700``;
+    ``ens-ga-20261126-010203-abc123`` -> ``ens-ga-abc123``)."""
+    text = str(run_id)
+    m = _ENS_ID_RE.match(text)
+    if m:
+        return f"ens-{m['method']}-{m['tag']}"
+    m = _RUN_ID_RE.match(text)
+    return m["rest"] if m else text
+
+
+def _ci_text(value, low, high) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if low is None or high is None or any(isinstance(v, float) and math.isnan(v) for v in (low, high)):
+        return f"{value:.4f}"
+    return f"{value:.4f} [{low:.3f}, {high:.3f}]"
+
+
+def runs_table(experiments: pd.DataFrame) -> pd.DataFrame:
+    """The Compare page's table, one row per run or ensemble, oldest first (row positions stay
+    put when new runs arrive, so a selection stays on its rows): ``name``, ``kind``, ``state``,
+    ``model``, ``protocol`` (``paper`` marked leaky), ``epochs``, ``val F1 [95% CI]``,
+    ``test F1 [95% CI]``, ``test AUC``, ``created``, ``run_id``, ``path``."""
+    from .splits import PROTOCOLS
+
+    frame = experiments.sort_values(["created", "run_id"], kind="stable", na_position="first").reset_index(drop=True)
+
+    def protocol(p):
+        return PROTOCOLS[p].label() if p in PROTOCOLS else (p or "")
+
+    def epochs(row):
+        if row["kind"] == "ensemble" or row["epochs"] is None or pd.isna(row["epochs"]):
+            return ""
+        return f"{int(row['epoch'] or 0)} of {int(row['epochs'])}"
+
+    return pd.DataFrame({
+        "name": frame["run_id"].map(display_name),
+        "kind": frame["kind"],
+        "state": frame["state"].fillna("unknown"),
+        "model": frame["model"].fillna(""),
+        "protocol": frame["protocol"].map(protocol),
+        "epochs": frame.apply(epochs, axis=1) if len(frame) else pd.Series(dtype=object),
+        "val F1 [95% CI]": [_ci_text(*v) for v in zip(frame["val_weighted_f1"], frame["val_f1_low"], frame["val_f1_high"])],
+        "test F1 [95% CI]": [_ci_text(*v) for v in zip(frame["test_weighted_f1"], frame["test_f1_low"], frame["test_f1_high"])],
+        "test AUC": pd.to_numeric(frame["test_auc"], errors="coerce"),
+        "created": frame["created"],
+        "run_id": frame["run_id"],
+        "path": frame["path"],
+    })
+
+
+def default_selection(table: pd.DataFrame, limit: int = 6) -> list[int]:
+    """Rows to select when the user has chosen none: the newest completed runs and ensembles
+    (at most ``limit``), in table order."""
+    done = [i for i, state in enumerate(table["state"]) if state == "completed"]
+    return done[-limit:]
 
 
 def workspace_signature(root: str | os.PathLike | None = None) -> tuple:
