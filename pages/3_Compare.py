@@ -1,0 +1,291 @@
+"""Compare: runs and ensembles side by side.
+
+A runs table with row selection; for the selected ones: learning curves overlaid (metric, x axis
+epoch or time, debiased-EMA smoothing with the raw line kept faint, stage boundaries), confusion
+matrices (counts and row percentages) and the difference of two, ROC and precision-recall curves
+with AUC in the legend, a config diff without the identical fields, and a metrics table to
+download. The computations are in ``cnmc_core.compare``; loaders are cached on file mtimes.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.colors import qualitative
+
+from cnmc_core.compare import (
+    config_diff, confusion_difference, confusion_frame, default_selection, display_name, history_frame,
+    history_metrics, list_experiments, load_curve_points, metrics_table, row_normalised, runs_table,
+    smooth_curves, stage_boundaries,
+)
+from cnmc_core.exceptions import CnmcError
+from cnmc_core.fileio import read_json
+from cnmc_core.workspace import artifacts_dir
+
+ROOT = artifacts_dir()
+COLORS = qualitative.Plotly
+CLASS_SHORT = ["HEM", "ALL"]
+
+
+def _mtime(path: str, name: str) -> float:
+    try:
+        return os.path.getmtime(os.path.join(path, name))
+    except OSError:
+        return 0.0
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def load_history(path: str, mtime: float):
+    return history_frame(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def load_curves(path: str, split: str, mtime: float):
+    return load_curve_points(path, split)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def load_config(path: str, mtime: float) -> dict:
+    return read_json(os.path.join(path, "config.json"))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def load_metrics_table(paths: tuple, names: tuple, split: str, mtimes: tuple):
+    return metrics_table(list(paths), split, list(names))
+
+
+def runs_selection(table):
+    st.subheader("Runs")
+    visible = table.drop(columns=["run_id", "path"])
+    event = st.dataframe(
+        visible, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,
+        width="stretch", placeholder="-", selection_default={"selection": {"rows": default_selection(table)}},
+        column_config={"test AUC": st.column_config.NumberColumn(format="%.4f"),
+                       "val F1 [95% CI]": st.column_config.TextColumn(help="weighted F1 on val, 95% subject-bootstrap CI"),
+                       "test F1 [95% CI]": st.column_config.TextColumn(help="weighted F1 on test, 95% subject-bootstrap CI")})
+    rows = [r for r in event.selection.rows if r < len(table)]
+    if not rows:
+        st.info("Tick rows in the table (the box at the left of each row) to compare runs.")
+    return table.iloc[sorted(rows)]
+
+
+def protocol_warnings(selected) -> None:
+    protocols = sorted({p for p in selected["protocol"] if p})
+    if len(protocols) > 1:
+        st.warning(f"The selected runs use different split protocols ({', '.join(protocols)}): their scores "
+                   "are measured on different test images and are not directly comparable.",
+                   icon=":material/rule:")
+    if any("leaky" in p for p in protocols):
+        st.warning("Scores of runs with the `paper` protocol are inflated: cells of one person are in both "
+                   "train and test.", icon=":material/warning:")
+
+
+def color_of(i: int) -> str:
+    return COLORS[i % len(COLORS)]
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    return f"rgba({int(h[0:2], 16)}, {int(h[2:4], 16)}, {int(h[4:6], 16)}, {alpha})"
+
+
+def learning_curves(selected) -> None:
+    st.subheader("Learning curves")
+    histories = {}
+    for row in selected.itertuples():
+        if row.kind == "run":
+            h = load_history(row.path, _mtime(row.path, "history.jsonl"))
+            if not h.empty:
+                histories[row.name] = h
+    if not histories:
+        st.info("None of the selected runs has finished an epoch yet (ensembles have no learning curves).")
+        return
+    metrics = history_metrics(histories.values())
+    c = st.columns([2, 2, 2, 3])
+    default = metrics.index("val_loss") if "val_loss" in metrics else 0
+    metric = c[0].selectbox("Metric", metrics, index=default, key="curve_metric")
+    x_axis = c[1].radio("x axis", ["epoch", "time"], horizontal=True, key="curve_x",
+                        format_func=lambda v: "epoch" if v == "epoch" else "time (s)")
+    smoothing = c[2].radio("Smoothing", ["none", "debiased EMA"], horizontal=True, key="curve_smoothing",
+                           index=1)
+    weight = c[3].slider("EMA weight", 0.0, 0.95, 0.6, 0.05, key="curve_weight", disabled=smoothing == "none",
+                         help="Exponential moving average with the start-up bias removed (TensorBoard's "
+                              "smoothing); restarted at each stage. The raw values stay as a faint line.")
+    w = weight if smoothing != "none" else 0.0
+    fig = go.Figure()
+    for i, (name, history) in enumerate(histories.items()):
+        color = color_of(i)
+        if metric not in history.columns:
+            continue
+        curve = smooth_curves(history, metric, w, x_axis)
+        if w > 0:
+            fig.add_scatter(x=curve["x"], y=curve["raw"], mode="lines", name=f"{name} (raw)",
+                            line=dict(color=_rgba(color, 0.3), width=1), showlegend=False, hoverinfo="skip")
+        fig.add_scatter(x=curve["x"], y=curve["smooth"] if w > 0 else curve["raw"], mode="lines+markers",
+                        name=name, line=dict(color=color, width=2.5), marker=dict(size=5),
+                        customdata=curve["stage"], hovertemplate="%{y:.4f} (%{customdata})")
+        for x, stage in stage_boundaries(history, x_axis):
+            fig.add_vline(x=x, line=dict(color=color, dash="dash", width=1),
+                          annotation_text=f"{stage}", annotation_position="top left",
+                          annotation_font=dict(size=11, color=color))
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10), yaxis_title=metric,
+                      xaxis_title="epoch" if x_axis == "epoch" else "seconds since the first epoch began",
+                      legend=dict(orientation="h", y=-0.22), hovermode="x unified")
+    if x_axis == "epoch":
+        fig.update_xaxes(tickformat="d", dtick=1 if max(len(h) for h in histories.values()) <= 20 else None)
+    st.plotly_chart(fig, width="stretch", key="curves_chart")
+    skipped = [r.name for r in selected.itertuples() if r.kind == "run" and r.name not in histories]
+    if skipped:
+        st.caption(f"No epoch recorded yet for: {', '.join(skipped)}.")
+    st.caption("Dashed vertical lines mark where a stage begins (feature extraction, then fine-tuning).")
+
+
+def confusion_figure(counts, title: str, diff: bool = False) -> go.Figure:
+    share = row_normalised(counts).to_numpy() if not diff else counts.to_numpy()
+    if diff:
+        text = [[f"{v * 100:+.1f} pp" for v in row] for row in share]
+        # colour by "better for A": more right on the diagonal, fewer errors off it
+        z, colorscale, zmin, zmax = share * 100 * np.array([[1, -1], [-1, 1]]), "RdBu", -100, 100
+    else:
+        n = counts.to_numpy()
+        text = [[f"{n[i, j]:,}<br>{share[i, j] * 100:.1f}%" for j in range(2)] for i in range(2)]
+        z, colorscale, zmin, zmax = share * 100, "Blues", 0, 100
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[f"pred {c}" for c in CLASS_SHORT], y=[f"true {c}" for c in CLASS_SHORT], text=text,
+        texttemplate="%{text}", textfont=dict(size=15), colorscale=colorscale, zmin=zmin, zmax=zmax,
+        zmid=0 if diff else None, showscale=False, hoverinfo="skip"))
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10), title=dict(text=title, font_size=13),
+                      yaxis=dict(autorange="reversed"))
+    return fig
+
+
+def confusion_section(selected, split: str) -> None:
+    st.subheader("Confusion matrices")
+    st.caption(f"{split} split, threshold of each run (0.5 for runs). Cells: count and share of the true class (row).")
+    matrices = {}
+    for row in selected.itertuples():
+        m = confusion_frame(row.path, split)
+        if m is not None:
+            matrices[row.name] = m
+    if not matrices:
+        st.info("None of the selected runs has finished (no metrics yet).")
+        return
+    names = list(matrices)
+    per_row = 4
+    for start in range(0, len(names), per_row):
+        cols = st.columns(per_row)
+        for col, name in zip(cols, names[start:start + per_row]):
+            col.plotly_chart(confusion_figure(matrices[name], name), width="stretch", key=f"cm-{name}")
+    if len(names) < 2:
+        st.caption("Select two finished runs to see the difference of their confusion matrices.")
+        return
+    st.markdown("**Difference of two runs** (row percentages of A minus B, in percentage points)")
+    c = st.columns([1, 1, 2])
+    a = c[0].selectbox("A", names, index=0, key="diff_a")
+    b = c[1].selectbox("B", names, index=1, key="diff_b")
+    if a == b:
+        c[2].info("Choose two different runs.")
+        return
+    try:
+        diff = confusion_difference(matrices[a], matrices[b])
+    except CnmcError as exc:
+        st.error(f"{exc}")
+        return
+    c[2].plotly_chart(confusion_figure(diff, f"{a} minus {b}", diff=True), width="stretch", key="cm-diff")
+    c[2].caption("Blue: A does better than B in that cell (more images right on the diagonal, fewer "
+                 "errors off it); red: worse.")
+
+
+def roc_pr_section(selected, split: str) -> None:
+    st.subheader("ROC and precision-recall curves")
+    curves = {}
+    for row in selected.itertuples():
+        points = load_curves(row.path, split, _mtime(row.path, "predictions.csv"))
+        if points is not None:
+            curves[row.name] = points
+    if not curves:
+        st.info(f"None of the selected runs has {split} predictions with both classes yet.")
+        return
+    roc, pr = go.Figure(), go.Figure()
+    roc.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="#bbbbbb", dash="dot"), name="chance",
+                    hoverinfo="skip")
+    for i, (name, p) in enumerate(curves.items()):
+        color = color_of(i)
+        roc.add_scatter(x=p["fpr"], y=p["tpr"], mode="lines", name=f"{name} (AUC {p['roc_auc']:.3f})",
+                        line=dict(color=color, width=2, shape="hv"))
+        pr.add_scatter(x=p["recall"], y=p["precision"], mode="lines",
+                       name=f"{name} (AP {p['average_precision']:.3f}, ROC AUC {p['roc_auc']:.3f})",
+                       line=dict(color=color, width=2, shape="vh"))
+    layout = dict(height=400, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25))
+    roc.update_layout(title="ROC (positive class: ALL)", xaxis_title="false positive rate (HEM called ALL)",
+                      yaxis_title="true positive rate (ALL found)", **layout)
+    pr.update_layout(title="Precision-recall (positive class: ALL)", xaxis_title="recall of ALL",
+                     yaxis_title="precision of ALL", yaxis_range=[0, 1.02], **layout)
+    left, right = st.columns(2)
+    left.plotly_chart(roc, width="stretch", key="roc_chart")
+    right.plotly_chart(pr, width="stretch", key="pr_chart")
+
+
+def config_section(selected) -> None:
+    st.subheader("Config diff")
+    if len(selected) < 2:
+        st.caption("Select two or more runs to see how their configs differ.")
+        return
+    hide = st.toggle("Hide fields that are identical in every selected run", value=True, key="hide_identical")
+    configs = {}
+    for row in selected.itertuples():
+        try:
+            configs[row.name] = load_config(row.path, _mtime(row.path, "config.json"))
+        except CnmcError as exc:
+            st.error(f"{row.name}: {exc}")
+    diff = config_diff(configs, hide_identical=hide)
+    if diff.empty:
+        st.info("The selected configs are identical (apart from ids and creation times).")
+        return
+    st.dataframe(diff, width="stretch", height=min(36 * (len(diff) + 1) + 4, 520))
+
+
+def metrics_section(selected, split: str) -> None:
+    st.subheader("Metrics table")
+    paths = tuple(selected["path"])
+    names = tuple(selected["name"])
+    mtimes = tuple(_mtime(p, "metrics.json") for p in paths)
+    table = load_metrics_table(paths, names, split, mtimes)
+    if table.empty:
+        st.info("None of the selected runs has metrics yet.")
+        return
+    number = st.column_config.NumberColumn(format="%.4f")
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        c: number for c in table.columns if c not in ("run", "kind", "model", "protocol", "split", "n", "n_all", "n_hem")})
+    st.download_button("Download as CSV", table.to_csv(index=False).encode(), file_name=f"cnmc-metrics-{split}.csv",
+                       mime="text/csv", icon=":material/download:", key="download_metrics")
+    st.caption("CIs: 95% bootstrap over subjects. sensitivity_all: recall of ALL (cancer); specificity_hem: "
+               "recall of HEM (normal).")
+
+
+def main() -> None:
+    st.title("Compare")
+    experiments = list_experiments(ROOT)
+    if experiments.empty:
+        st.info("No run or ensemble yet. Start the four demo runs on the Home page, or launch a run on the "
+                "Train page; they show here as soon as they exist.", icon=":material/hourglass_empty:")
+        st.page_link("pages/2_Train.py", label="Go to Train", icon=":material/model_training:")
+        return
+    table = runs_table(experiments)
+    selected = runs_selection(table)
+    if selected.empty:
+        return
+    protocol_warnings(selected)
+    split = st.radio("Scores on", ["test", "val"], horizontal=True, key="compare_split",
+                     help="Confusion matrices, ROC/PR curves and the metrics table use this split.")
+    learning_curves(selected)
+    confusion_section(selected, split)
+    roc_pr_section(selected, split)
+    config_section(selected)
+    metrics_section(selected, split)
+
+
+main()
