@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import streamlit as st
 
-from cnmc_core.compare import list_experiments, run_progress, workspace_counts, experiment_status
+from cnmc_core.compare import STATE_ICONS, experiment_status, list_experiments, run_progress, workspace_counts
 from cnmc_core.demo import DEMO_PRESETS, create_demo_dataset, queue_demo_runs
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.settings import chosen_dataset, demo_dataset_ready, set_chosen_dataset
@@ -47,17 +47,25 @@ def _demo_progress(bar, text):
 def _live_runs(root) -> None:
     """Progress of the active runs and the latest finished ones; reruns itself every 2 s."""
     experiments = list_experiments(root, kinds=("run",))
+    active = experiments[experiments["state"].isin(["queued", "running"])]
+    ids = set(active["run_id"])
+    previous = st.session_state.get("home_active_runs")
+    st.session_state["home_active_runs"] = ids
+    if previous and previous - ids:
+        st.rerun(scope="app")  # a run finished: refresh the counts and the Compare link
     if experiments.empty:
         return
-    active = experiments[experiments["state"].isin(["queued", "running"])]
-    shown = active if len(active) else experiments.head(len(DEMO_PRESETS))
-    st.markdown("**Active runs**" if len(active) else "**Latest runs**")
+    # the queue's order (oldest first) while runs are active, else the latest finished ones
+    shown = active.iloc[::-1] if len(active) else experiments.head(len(DEMO_PRESETS)).iloc[::-1]
+    st.markdown("**Active runs** (trained one at a time, in this order)" if len(active) else "**Latest runs**")
     for row in shown.itertuples():
         try:
-            fraction, text = run_progress(experiment_status(row.path))
+            status = experiment_status(row.path)
+            fraction, text = run_progress(status)
         except CnmcError as exc:
-            fraction, text = 0.0, f"unreadable - {exc}"
-        st.progress(fraction, text=f"`{row.preset}` ({row.model}): {text}")
+            status, fraction, text = {}, 0.0, f"unreadable - {exc}"
+        icon = STATE_ICONS.get(status.get("state"), "")
+        st.progress(fraction, text=f"{icon} `{row.preset}` ({row.model}): {text}")
 
 
 def home() -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "workspace_signature",
     "workspace_counts",
     "run_progress",
+    "STATE_ICONS",
     "ema",
     "debiased_ema",
     "smooth_curves",
@@ -227,6 +228,12 @@ def workspace_counts(experiments: pd.DataFrame) -> dict[str, int]:
         "cancelled": int(states.get("cancelled", 0)),
         "ensembles": int((experiments["kind"] == "ensemble").sum()),
     }
+
+
+#: Streamlit material icons of the run states (the library only names them; pages draw them).
+STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/sync:",
+               "completed": ":material/check_circle:", "failed": ":material/error:",
+               "cancelled": ":material/cancel:"}
 
 
 def run_progress(status: dict) -> tuple[float, str]:

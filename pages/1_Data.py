@@ -14,7 +14,7 @@ import plotly.express as px
 import streamlit as st
 
 from cnmc_core.dataview import (
-    class_counts, preprocessing_steps, sample_images, scan_cached, scan_is_stored, split_summary,
+    CLASS_LABELS, class_counts, preprocessing_steps, sample_images, scan_cached, scan_is_stored, split_summary,
     subject_counts, thumbnail, tree_signature,
 )
 from cnmc_core.demo import demo_data_root
@@ -104,7 +104,7 @@ def contents(manifest, skipped, notes, labels_csv) -> None:
                                         f"{int((subjects['label'] == 'hem').sum())}")
     c[4].metric("Skipped files", f"{len(skipped):,}")
 
-    left, right = st.columns([2, 3])
+    left, right = st.columns([1, 1])
     left.markdown("**Images by source and class**")
     left.dataframe(class_counts(manifest), width="stretch")
     by_subject = subject_counts(manifest)
@@ -182,7 +182,7 @@ def gallery(manifest) -> None:
         for col, row in zip(cols, part.itertuples()):
             try:
                 col.image(load_thumbnail(row.path, 160, os.path.getmtime(row.path)),
-                          caption=f"subject {row.subject or '?'} · {row.image_id}", width="stretch")
+                          caption=f"subject {row.subject or '?'}", width="stretch")
             except (CnmcError, OSError) as exc:
                 col.error(f"Cannot show {row.image_id}: {exc}")
     return samples
@@ -198,7 +198,9 @@ def preview(manifest, samples) -> None:
         st.info("No image to preview.")
         return
     left, right = st.columns([3, 1])
-    image_id = left.selectbox("Image", options, key="preview_image")
+    labels = dict(zip(labelled["image_id"], labelled["label"].map(CLASS_LABELS)))
+    image_id = left.selectbox("Image (one of the samples above)", options, key="preview_image",
+                              format_func=lambda i: f"{i} - {labels.get(i, 'unlabelled')}")
     size = right.selectbox("Model input size", [64, 128, 224, 300], index=2, key="preview_size")
     path = manifest.loc[manifest["image_id"] == image_id, "path"].iloc[0]
     try:
@@ -210,7 +212,22 @@ def preview(manifest, samples) -> None:
         col.image(image, caption=title, width="stretch")
 
 
+def use_app_navigation() -> None:
+    """Run through app.py's navigation even when this page is the first request of a fresh
+    server: Streamlit then runs a page of pages/ on its own (its old multipage mode, with a
+    plain sidebar and no page config) until some session has run app.py."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - Streamlit internals moved: the page still works
+        return
+    if PagesManager.uses_pages_directory and not st.session_state.get("_cnmc_navigation_checked"):
+        st.session_state["_cnmc_navigation_checked"] = True  # once per session: never a rerun loop
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def main() -> None:
+    use_app_navigation()
     st.title("Data")
     dataset = chosen_dataset(ROOT)
     dataset_chooser(dataset)

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from cnmc_core.compare import (
-    experiment_status, history_frame, list_experiments, read_log_tail, run_progress,
+    STATE_ICONS, experiment_status, history_frame, list_experiments, read_log_tail, run_progress,
 )
 from cnmc_core.config import list_presets
 from cnmc_core.exceptions import CnmcError
@@ -155,7 +155,7 @@ def live_runs() -> None:
                     st.error(f"{exc}")
                 else:
                     st.toast(f"Cancelling {row.run_id}: it stops after the current batch.")
-            st.progress(fraction, text=text)
+            st.progress(fraction, text=f"{STATE_ICONS.get(status.get('state'), '')} {text}")
             history = history_frame(row.path)
             if not history.empty:
                 left, right = st.columns(2)
@@ -171,7 +171,7 @@ def live_runs() -> None:
                                            "error": row.error})
             f1 = f", test weighted F1 {row.test_weighted_f1:.4f}" if row.test_weighted_f1 is not None \
                 and row.test_weighted_f1 == row.test_weighted_f1 else ""
-            st.progress(fraction, text=f"`{row.run_id}` ({row.model}): {text}{f1}")
+            st.progress(fraction, text=f"{STATE_ICONS.get(row.state, '')} `{row.run_id}` ({row.model}): {text}{f1}")
 
 
 def finished_runs() -> None:
@@ -203,7 +203,22 @@ def finished_runs() -> None:
     st.code(log or "(the log is empty)", language="text")
 
 
+def use_app_navigation() -> None:
+    """Run through app.py's navigation even when this page is the first request of a fresh
+    server: Streamlit then runs a page of pages/ on its own (its old multipage mode, with a
+    plain sidebar and no page config) until some session has run app.py."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - Streamlit internals moved: the page still works
+        return
+    if PagesManager.uses_pages_directory and not st.session_state.get("_cnmc_navigation_checked"):
+        st.session_state["_cnmc_navigation_checked"] = True  # once per session: never a rerun loop
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def main() -> None:
+    use_app_navigation()
     st.title("Train")
     st.caption(f"Runs train in background processes, one at a time; this page polls their folders in "
                f"`{ROOT.resolve()}`. Closing the browser does not stop them.")

@@ -266,7 +266,22 @@ def metrics_section(selected, split: str) -> None:
                "recall of HEM (normal).")
 
 
+def use_app_navigation() -> None:
+    """Run through app.py's navigation even when this page is the first request of a fresh
+    server: Streamlit then runs a page of pages/ on its own (its old multipage mode, with a
+    plain sidebar and no page config) until some session has run app.py."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - Streamlit internals moved: the page still works
+        return
+    if PagesManager.uses_pages_directory and not st.session_state.get("_cnmc_navigation_checked"):
+        st.session_state["_cnmc_navigation_checked"] = True  # once per session: never a rerun loop
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def main() -> None:
+    use_app_navigation()
     st.title("Compare")
     experiments = list_experiments(ROOT)
     if experiments.empty:

@@ -61,8 +61,10 @@ def test_choose_the_dataset_on_the_data_page(app, page):
     page.get_by_text(re.compile("protocol leaks subjects")).first.wait_for(timeout=30_000)
     wait_until_idle(page)
     screenshot(page, "02_data_paper_protocol")
-    page.get_by_text("subject-disjoint 60/20/20 of subjects", exact=False).click()
+    page.locator('[data-testid="stRadio"] label').filter(has_text=re.compile(r"^subject")).click()
+    page.get_by_text("Subject-disjoint: no person has cells").wait_for(timeout=30_000)
     wait_until_idle(page)
+    assert '"split_protocol": "subject"' in (app["root"] / "workspace.json").read_text()
 
 
 @pytest.mark.parametrize("url_path, name", PAGES)
@@ -89,6 +91,7 @@ def test_compare_draws_its_charts(app, page):
 def test_launch_a_tiny_run_and_watch_it_complete(app, page):
     open_page(page, app["url"], "Train")
     assert page.get_by_label("Dataset (folder or manifest CSV)", exact=True).input_value() == str(app["data"].resolve())
+    assert page.get_by_text("subject", exact=True).count() >= 1  # the protocol chosen on the Data page
     epochs = page.get_by_label("Epochs (max)", exact=True)
     epochs.fill("1")
     epochs.press("Tab")
@@ -102,7 +105,7 @@ def test_launch_a_tiny_run_and_watch_it_complete(app, page):
     running = page.get_by_text(re.compile(r"running - "))
     running.first.wait_for(timeout=RUN_TIMEOUT * 1000)
     assert page.get_by_text(run_id).count() >= 1
-    screenshot(page, "03_train_running", full_page=False)
+    screenshot(page, "03_train_running")
 
     done = page.get_by_text(re.compile(rf"{re.escape(run_id)}.*completed - 1 epoch"))
     done.first.wait_for(timeout=max(10, RUN_TIMEOUT - (time.time() - started)) * 1000)
