@@ -1,6 +1,383 @@
-"""Ensemble page (placeholder: being built)."""
+"""Ensemble: combine finished runs with live weights, fit them like the paper, compare, save.
 
+Weights and the threshold are sliders; every move re-scores the weighted soft vote on val and
+test from the runs' predictions (no model runs), so the numbers update at once. The buttons fit a
+method on val (the paper's genetic algorithm with a progress bar, greedy selection, random
+search, log-loss) and set the sliders to its result. Val is where weights are fitted: the test
+column is the honest number.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
+from cnmc_core.analysis_charts import confusion_figure, roc_figure
+from cnmc_core.catalog import list_members, workspace_signature
+from cnmc_core.ensemble import PAPER_RESULTS, align_runs, compare_methods
+from cnmc_core.exceptions import CnmcError
+from cnmc_core.fileio import read_json
+from cnmc_core.live_ensemble import (
+    comparison_table,
+    fit_method,
+    live_reports,
+    normalise_weights,
+    save_live_ensemble,
+)
+from cnmc_core.metrics import best_f1_threshold
+from cnmc_core.workspace import artifacts_dir, ensembles_dir
+
+METHOD_BUTTONS = {
+    "mean": "Equal weights",
+    "ga": "Genetic algorithm",
+    "greedy": "Greedy selection",
+    "dirichlet": "Random search",
+    "slsqp": "Min. log-loss (SLSQP)",
+}
+METHOD_HELP = {
+    "mean": "The paper's plain average: every member weighs the same.",
+    "ga": "The paper's genetic algorithm (settings above): weights that maximise weighted F1 "
+          "on val at 0.5.",
+    "greedy": "Ensemble selection with replacement (Caruana et al. 2004) on val.",
+    "dirichlet": "The best of 10,000 random weight vectors on val.",
+    "slsqp": "Weights that minimise the log-loss of the vote on val.",
+}
+PENDING = "ens_pending"      # a method's result, applied to the sliders before they are drawn
+SOURCE = "ens_source"        # where the sliders' values came from (shown above the metrics)
+THRESHOLD = "ens_threshold"
+
+
+def use_app_navigation() -> None:
+    """Run through app.py's navigation even when this page is the first request of a fresh
+    server: Streamlit then runs a page of pages/ on its own (its old multipage mode, with a
+    plain sidebar and no page config) until some session has run app.py. (As pages 1-3.)"""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - Streamlit internals moved: the page still works
+        return
+    if PagesManager.uses_pages_directory and not st.session_state.get("_cnmc_navigation_checked"):
+        st.session_state["_cnmc_navigation_checked"] = True  # once per session: no rerun loop
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def page_link(path: str, label: str, icon: str) -> None:
+    """A link to another page; a hint instead when this page runs alone (no navigation)."""
+    try:
+        st.page_link(path, label=label, icon=icon)
+    except StreamlitAPIException:
+        st.caption(f"{label}: open it from the navigation.")
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_members(root: str, signature: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return list_members(root)
+
+
+@st.cache_data(show_spinner="Aligning the runs' predictions...", max_entries=16)
+def load_aligned(paths: tuple[str, ...], signature: tuple):
+    return align_runs(list(paths))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_fit(paths: tuple[str, ...], signature: tuple, method: str, seed: int,
+               params: tuple) -> dict:
+    return fit_method(load_aligned(paths, signature), method, seed=seed, params=dict(params))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_comparison(paths: tuple[str, ...], signature: tuple, seed: int, n_boot: int,
+                      ga_params: tuple) -> list[dict]:
+    rows, _ = compare_methods(load_aligned(paths, signature), threshold=0.5, seed=seed,
+                              n_boot=n_boot, params={"ga": dict(ga_params)})
+    return rows
+
+
+def wkey(member: str) -> str:
+    return f"ens_w::{member}"
+
+
+def group_label(members: pd.DataFrame, group: str) -> str:
+    rows = members[members["group"] == group]
+    r = rows.iloc[0]
+    return (f"{r['protocol']} protocol, dataset {r['dataset'][:8]}: {r['n_val']:,} val / "
+            f"{r['n_test']:,} test images, {len(rows)} member(s)")
+
+
+def class_table(rep: dict) -> pd.DataFrame:
+    return pd.DataFrame({
+        "class": ["HEM (normal)", "ALL (cancer)"],
+        "precision": [rep["hem"]["precision"], rep["all"]["precision"]],
+        "recall": [rep["hem"]["recall"], rep["all"]["recall"]],
+        "F1": [rep["hem"]["f1"], rep["all"]["f1"]],
+        "images": [rep["hem"]["support"], rep["all"]["support"]],
+    })
+
+
+# ------------------------------------------------------------------------------ the page
+use_app_navigation()
 st.title("Ensemble")
-st.info("This page is being built.")
+st.caption("Weighted soft vote of finished runs. The weights are fitted on the validation split, "
+           "so its score is optimistic: **the test column is the honest number**.")
+
+root = artifacts_dir()
+signature = workspace_signature(root)
+members, skipped = load_members(str(root), signature)
+if len(skipped):
+    with st.expander(f"{len(skipped)} run(s) or ensemble(s) cannot be combined (not completed "
+                     "or damaged)"):
+        st.dataframe(skipped[["member_id", "kind", "state", "reason"]], hide_index=True)
+if members.empty:
+    st.info("No completed run yet. Train at least two runs on the same dataset and split "
+            "protocol (Train page), then combine them here.")
+    page_link("pages/2_Train.py", "Go to Train", icon=":material/model_training:")
+    st.stop()
+
+labels = dict(zip(members["member_id"], members["label"]))
+counts = members["group"].value_counts()
+groups = [g for g in counts.index if counts[g] >= 2] or list(counts.index)
+group = st.selectbox("Runs scored on the same images", groups,
+                     format_func=lambda g: group_label(members, g), key="ens_group",
+                     help="An ensemble needs members scored on the same images, with the same "
+                          "split protocol and dataset.")
+in_group = members[members["group"] == group]
+options = in_group["member_id"].tolist()
+default = in_group[in_group["kind"] == "run"]["member_id"].tolist()[:4] or options[:4]
+chosen = st.multiselect("Members", options, default=default, format_func=lambda m: labels[m],
+                        key=f"ens_members_{group}", max_selections=16)
+if len(chosen) < 2:
+    st.warning("Choose at least two members." if len(options) >= 2 else
+               "Only one completed run was scored on these images. Train another model with the "
+               "same dataset and split protocol (Train page) to build an ensemble.")
+    st.stop()
+paths = tuple(in_group.set_index("member_id").loc[chosen, "path"])
+try:
+    aligned = load_aligned(paths, signature)
+except CnmcError as exc:
+    st.error(f"These members cannot be combined: {exc} Choose members from one group.")
+    st.stop()
+
+with st.expander("Genetic algorithm settings (the paper's by default)"):
+    g1, g2, g3, g4 = st.columns(4)
+    ga_pop = g1.number_input("Population", 2, 1000, 100, key="ens_ga_pop")
+    ga_gen = g2.number_input("Generations", 1, 1000, 100, key="ens_ga_gen")
+    ga_restarts = g3.number_input("Restarts", 1, 50, 10, key="ens_ga_restarts")
+    seed = int(g4.number_input("Seed", 0, 2**31 - 1, 0, key="ens_seed"))
+    st.caption("Tournament k=5, average crossover 0.4, mutation 0.005 (renormalised), fitness = "
+               "weighted F1 on val at 0.5. Also seeds the random search and the bootstrap.")
+ga_params = (("population_size", int(ga_pop)), ("generations", int(ga_gen)),
+             ("restarts", int(ga_restarts)))
+
+
+@st.fragment
+def live_ensemble(aligned, chosen: list[str], labels: dict[str, str], paths: tuple[str, ...],
+                  seed: int, ga_params: tuple) -> None:
+    """Sliders, method buttons, live metrics and saving: reruns alone on every slider move."""
+    def apply(result: dict) -> None:
+        """Set the sliders (before they are drawn, so no rerun is needed)."""
+        for member, w in (result.get("weights") or {}).items():
+            if member in chosen:
+                st.session_state[wkey(member)] = float(np.clip(round(float(w), 2), 0.0, 1.0))
+        if result.get("threshold") is not None:
+            st.session_state[THRESHOLD] = float(np.clip(round(float(result["threshold"]), 2),
+                                                        0.0, 1.0))
+        st.session_state[SOURCE] = result.get("source", "")
+
+    pending = st.session_state.pop(PENDING, None)
+    if pending is not None:
+        apply(pending)
+    for member in chosen:
+        st.session_state.setdefault(wkey(member), 1.0)
+    st.session_state.setdefault(THRESHOLD, 0.5)
+
+    left, right = st.columns([3, 2], gap="large")
+    # The buttons are handled first (in the right column) so that a result sets the sliders of
+    # the left column in this same run.
+    with right:
+        st.subheader("Fit on val, set the sliders")
+        bar = st.empty()
+        cols = st.columns(2)
+        clicked = None
+        for k, (method, title) in enumerate(METHOD_BUTTONS.items()):
+            if cols[k % 2].button(title, key=f"ens_fit_{method}", width="stretch",
+                                  type="primary" if method == "ga" else "secondary",
+                                  help=METHOD_HELP[method]):
+                clicked = method
+        if cols[1].button("Best threshold on val", key="ens_best_threshold", width="stretch",
+                          help="The threshold with the best weighted F1 on val for these "
+                               "weights."):
+            clicked = "threshold"
+        if clicked == "threshold":
+            try:
+                w = normalise_weights([st.session_state[wkey(x)] for x in chosen], chosen)
+            except CnmcError as exc:
+                bar.error(str(exc))
+            else:
+                val = aligned.splits["val"]
+                t, f1 = best_f1_threshold(val.y, val.probs @ w)
+                apply({"threshold": t, "source": f"the best threshold on val ({t:.3f}: "
+                                                 f"weighted F1 {f1:.4f})"})
+        elif clicked is not None:
+            params = ga_params if clicked == "ga" else ()
+            progress = bar.progress(0.0, text=f"{METHOD_BUTTONS[clicked]}: starting")
+            step = {"last": -1}
+
+            def report(done: int, total: int) -> None:
+                pct = int(100 * done / max(total, 1))
+                if pct != step["last"]:
+                    step["last"] = pct
+                    progress.progress(pct / 100, text=f"{METHOD_BUTTONS[clicked]}: {pct}% "
+                                      f"({done:,} of {total:,} generations)"
+                                      if clicked == "ga" else f"{METHOD_BUTTONS[clicked]}")
+
+            try:
+                if clicked == "ga":  # not cached: the progress bar shows the search
+                    result = fit_method(aligned, "ga", seed=seed, params=dict(params),
+                                        progress=report)
+                else:
+                    result = cached_fit(paths, signature, clicked, seed, params)
+            except CnmcError as exc:
+                bar.error(f"{METHOD_BUTTONS[clicked]} failed: {exc}")
+            else:
+                bar.empty()
+                apply({"weights": dict(zip(chosen, result["weights"])),
+                       "threshold": result["threshold"],
+                       "source": f"{METHOD_BUTTONS[clicked]} (val weighted F1 "
+                                 f"{result['val_weighted_f1']:.4f} at its exact weights "
+                                 + ", ".join(f"{labels[x]} {w:.3f}"
+                                             for x, w in zip(chosen, result["weights"])) + ")"})
+        source = st.session_state.get(SOURCE)
+        if source:
+            st.caption(f"Sliders set by {source}; sliders are rounded to 0.01.")
+    with left:
+        st.subheader("Weights")
+        raw = [st.slider(labels[x], 0.0, 1.0, step=0.01, key=wkey(x),
+                         help="Relative weight; the weights are normalised to sum to 1.")
+               for x in chosen]
+        threshold = st.slider("Threshold: P(ALL) at or above it is called ALL", 0.0, 1.0,
+                              step=0.01, key=THRESHOLD)
+
+    try:
+        reports = live_reports(aligned, raw, threshold)
+        equal = live_reports(aligned, [1.0] * len(chosen), threshold)
+    except CnmcError as exc:
+        st.error(str(exc))
+        return
+    st.caption("Normalised weights: " + ", ".join(
+        f"**{labels[x]}** {w:.2f}" for x, w in reports["weights"].items())
+        + f" · protocol **{aligned.split_protocol}**")
+
+    cval, ctest = st.columns(2, gap="large")
+    for col, split, title, note in (
+            (cval, "val", "Validation", "weights and threshold are fitted here: optimistic"),
+            (ctest, "test", "Test", "untouched: the honest number")):
+        rep = reports[split]
+        with col:
+            st.subheader(title)
+            st.caption(f"{rep['n']:,} images ({rep['n_hem']:,} HEM, {rep['n_all']:,} ALL); "
+                       f"{note}")
+            m1, m2, m3 = st.columns(3)
+            gain = rep["weighted_f1"] - equal[split]["weighted_f1"]
+            m1.metric("Weighted F1", f"{rep['weighted_f1']:.4f}",
+                      delta=f"{gain:+.4f}" if abs(gain) > 5e-5 else None,
+                      help="Weighted F1 of the vote at the threshold; the change is against "
+                           "equal weights at the same threshold.")
+            auc = rep["roc_auc"]
+            m2.metric("ROC AUC", "n/a" if not np.isfinite(auc) else f"{auc:.4f}")
+            m3.metric("Accuracy", f"{rep['accuracy']:.4f}")
+            st.dataframe(class_table(rep), hide_index=True, column_config={
+                c: st.column_config.NumberColumn(format="%.3f")
+                for c in ("precision", "recall", "F1")})
+            st.plotly_chart(confusion_figure(rep["confusion"], title="Confusion matrix"),
+                            key=f"ens_confusion_{split}", config={"displayModeBar": False})
+    st.plotly_chart(roc_figure({"val": reports["val"], "test": reports["test"]},
+                               title="ROC (dot: the current threshold)"), key="ens_roc",
+                    config={"displayModeBar": False})
+
+    st.subheader("Save this ensemble")
+    s1, s2 = st.columns([3, 1], vertical_alignment="bottom")
+    name = s1.text_input("Name (optional)", key="ens_name",
+                         placeholder="ens-weighted-<time>-<hash>",
+                         help="Letters, digits, '.', '_' and '-'. Saved under "
+                              f"{ensembles_dir(root)}; it then shows wherever runs show.")
+    if s2.button("Save ensemble", type="primary", icon=":material/save:", key="ens_save"):
+        try:
+            with st.spinner("Saving (with bootstrap CIs)..."):
+                path = save_live_ensemble(aligned, raw, threshold, name=name.strip() or None,
+                                          seed=seed)
+        except CnmcError as exc:
+            st.error(f"Not saved: {exc}")
+        else:
+            st.success(f"Saved as **{path.name}** (weights "
+                       + ", ".join(f"{labels[x]} {w:.3f}" for x, w in reports["weights"].items())
+                       + f", threshold {threshold:.2f}). It is listed on Compare and can be a "
+                         "member of another ensemble.")
+
+
+live_ensemble(aligned, list(chosen), labels, paths, seed, ga_params)
+
+
+# ---------------------------------------------------------------------------- saved ensembles
+saved = members[(members["kind"] == "ensemble")]
+matching = []
+for row in saved.itertuples():
+    try:
+        config = read_json(os.path.join(row.path, "config.json"))
+    except (CnmcError, OSError):
+        continue
+    if sorted(config.get("members") or []) == sorted(chosen):
+        matching.append((row.member_id, config))
+if matching:
+    st.subheader("Saved ensembles of these members")
+    pick = st.selectbox("Saved ensemble", [m for m, _ in matching], key="ens_saved",
+                        format_func=lambda m: labels.get(m, m))
+    config = dict(matching)[pick]
+    st.caption(f"Method {config.get('method')}, threshold {config.get('threshold')}, weights "
+               + ", ".join(f"{labels.get(k, k)} {v:.3f}"
+                           for k, v in (config.get("weights") or {}).items()))
+    if st.button("Load its weights into the sliders", key="ens_load_saved"):
+        st.session_state[PENDING] = {"weights": config.get("weights") or {},
+                                     "threshold": config.get("threshold", 0.5),
+                                     "source": f"saved ensemble {pick}"}
+        st.rerun()
+
+
+# ---------------------------------------------------------------------------- comparison
+st.subheader("Method comparison")
+st.caption("Each method is fitted on val and scored on the untouched test split, with a 95% "
+           "bootstrap CI (by subject when subjects are known) and the paired difference with "
+           "equal weights. The paper's figures come from its random split by image (leaky).")
+c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
+n_boot = int(c1.number_input("Bootstrap resamples", 0, 5000, 1000, step=100, key="ens_n_boot"))
+shown_key = ("ens_compare_shown", paths, seed, n_boot, ga_params)
+if c2.button("Compare the methods", icon=":material/table_chart:", key="ens_compare"):
+    st.session_state["ens_compare_shown"] = shown_key
+if st.session_state.get("ens_compare_shown") == shown_key:
+    try:
+        with st.spinner("Fitting every method on val and bootstrapping test..."):
+            rows = cached_comparison(paths, signature, seed, n_boot, ga_params)
+    except CnmcError as exc:
+        st.error(f"The comparison failed: {exc}")
+    else:
+        table = comparison_table(rows, labels)
+        number = st.column_config.NumberColumn(format="%.4f")
+        st.dataframe(table, hide_index=True, column_config={
+            c: number for c in ("threshold", "val wF1 (fitted)", "test wF1", "P hem", "P all",
+                                "R hem", "R all", "test AUC", "vs mean")})
+        notes = sorted({r["note"] for r in rows if r.get("note")})
+        for note in notes:
+            st.caption(f"stacking: {note}")
+        paper = pd.DataFrame(PAPER_RESULTS).rename(columns={
+            "test_weighted_f1": "test wF1", "precision_hem": "P hem", "precision_all": "P all",
+            "recall_hem": "R hem", "recall_all": "R all", "test_auc": "test AUC"})
+        st.caption("The paper's reported ensembles (not comparable: split by image, so cells of "
+                   "one subject are in train and test):")
+        st.dataframe(paper, hide_index=True)
+else:
+    st.caption("Click **Compare the methods** to fit them all (a few seconds).")
