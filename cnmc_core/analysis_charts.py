@@ -136,8 +136,8 @@ def upset_figure(intersections: pd.DataFrame, members: Sequence[str],
         fig.add_bar(x=err, y=np.arange(m), orientation="h", showlegend=False,
                     marker_color="#7F7F7F", text=[f"{e:,}" for e in err], textposition="outside",
                     cliponaxis=False, hovertemplate="%{x} errors<extra></extra>", row=2, col=1)
-        fig.update_xaxes(autorange="reversed", title="errors per model", row=2, col=1,
-                         range=[float(err.max()) * 1.45 if err.size and err.max() > 0 else 1, 0])
+        fig.update_xaxes(title="errors per model", row=2, col=1,  # reversed: grows leftwards
+                         range=[float(err.max()) * 1.9 if err.size and err.max() > 0 else 1, 0])
     fig.update_yaxes(tickmode="array", tickvals=list(range(m)), ticktext=names,
                      range=[m - 0.5, -0.5], row=2, col=1)
     fig.update_yaxes(showticklabels=False, row=2, col=2)
@@ -199,7 +199,7 @@ def confusion_figure(confusion: Sequence[Sequence[int]], title: str | None = Non
     cm = np.asarray(confusion, dtype=float)
     rows = cm.sum(axis=1, keepdims=True)
     pct = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
-    text = [[f"{int(cm[i, j]):,}<br>{pct[i, j]:.0%}" for j in range(2)] for i in range(2)]
+    text = [[f"{int(cm[i, j]):,}<br>{pct[i, j]:.1%}" for j in range(2)] for i in range(2)]
     classes = ["HEM", "ALL"]
     fig = go.Figure(go.Heatmap(z=pct, x=[f"predicted {c}" for c in classes],
                                y=[f"true {c}" for c in classes], zmin=0, zmax=1,
