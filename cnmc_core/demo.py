@@ -27,7 +27,7 @@ def demo_data_root(root: str | os.PathLike | None = None) -> Path:
 
 def demo_dataset_exists(root: str | os.PathLike | None = None) -> bool:
     """Whether a complete demo dataset is present (its summary file is written last)."""
-    return (demo_data_root(root) / "synth_info.json").is_file()
+    return (demo_data_root(root) / ".synth_info.json").is_file()
 
 
 def create_demo_dataset(root: str | os.PathLike | None = None, seed: int = 0,
