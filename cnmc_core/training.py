@@ -114,8 +114,7 @@ def _cap(split: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
             parts.append(part)
             continue
         frac = cap / len(part)
-        parts.append(part.groupby("y", group_keys=False).apply(
-            lambda g: g.sample(n=max(1, int(round(len(g) * frac))), random_state=seed)))
+        parts.append(part.groupby("y").sample(frac=frac, random_state=seed))
     return pd.concat(parts).sort_values(["split", "image_id"]).reset_index(drop=True)
 
 

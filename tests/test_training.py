@@ -115,3 +115,18 @@ def test_bad_input_fails_before_training(argv, message, tiny_data, tmp_path, cap
     err = capsys.readouterr().err
     assert rc == 2 and re.search(message, err), err
     assert not (tmp_path / "art" / "runs").exists() or not list((tmp_path / "art" / "runs").iterdir())
+
+
+def test_cap_keeps_both_classes_and_the_ratio():
+    from cnmc_core.training import _cap
+
+    split = pd.DataFrame({"image_id": [f"i{k}" for k in range(300)],
+                          "split": ["train"] * 200 + ["val"] * 100,
+                          "y": ([1] * 140 + [0] * 60) + ([1] * 70 + [0] * 30),
+                          "subject": "s"})
+    capped = _cap(split, 50, seed=0)
+    counts = capped.groupby(["split", "y"]).size()
+    assert counts[("train", 1)] == 35 and counts[("train", 0)] == 15
+    assert counts[("val", 1)] == 35 and counts[("val", 0)] == 15
+    assert set(capped.columns) == set(split.columns)
+    assert _cap(split, None, seed=0) is split
