@@ -132,7 +132,8 @@ handoff = st.session_state.get(HANDOFF_KEY)
 runs = usable[usable["kind"] == "run"]
 ensembles = usable[usable["kind"] == "ensemble"]
 kinds = ["Runs"] + (["A saved ensemble"] if len(ensembles) else [])
-kind = st.radio("Explain with", kinds, horizontal=True, key="explain_kind")
+kind = st.radio("Explain with", kinds, horizontal=True, key="explain_kind") if len(kinds) > 1 \
+    else kinds[0]
 weights = None
 if kind == "Runs":
     default = runs["member_id"].tolist()[:3]

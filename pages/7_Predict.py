@@ -146,7 +146,8 @@ runs = usable[usable["kind"] == "run"]
 ensembles = usable[usable["kind"] == "ensemble"]
 
 kinds = (["A saved ensemble"] if len(ensembles) else []) + (["Runs"] if len(runs) else [])
-kind = st.radio("Score with", kinds, horizontal=True, key="predict_kind")
+kind = st.radio("Score with", kinds, horizontal=True, key="predict_kind") if len(kinds) > 1 \
+    else kinds[0]
 if kind == "Runs":
     chosen = st.multiselect("Runs", runs["member_id"].tolist(),
                             default=runs["member_id"].tolist()[:1],
