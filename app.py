@@ -14,9 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import streamlit as st
 
 from cnmc_core.compare import STATE_ICONS, experiment_status, list_experiments, run_progress, workspace_counts
-from cnmc_core.demo import DEMO_PRESETS, create_demo_dataset, queue_demo_runs
+from cnmc_core.demo import DEMO_PRESETS, create_demo_dataset, demo_dataset_exists, queue_demo_runs
 from cnmc_core.exceptions import CnmcError
-from cnmc_core.settings import chosen_dataset, demo_dataset_ready, set_chosen_dataset
+from cnmc_core.settings import chosen_dataset, set_chosen_dataset
 from cnmc_core.workspace import artifacts_dir
 
 PAGES = [
@@ -95,7 +95,7 @@ def home() -> None:
     st.markdown("**1. A dataset.** The synthetic demo dataset (about 2,000 C-NMC-like cells) needs no "
                 "download; or point the Data page at your C-NMC folder.")
     left, right = st.columns([1, 1])
-    if demo_dataset_ready(root):
+    if demo_dataset_exists(root):
         left.success("The demo dataset is ready.", icon=":material/check_circle:")
         if dataset != str((root / "demo-data").resolve()) and left.button("Use the demo dataset"):
             set_chosen_dataset(root / "demo-data", root)

@@ -177,8 +177,10 @@ def runs_table(experiments: pd.DataFrame) -> pd.DataFrame:
         "model": frame["model"].fillna(""),
         "protocol": frame["protocol"].map(protocol),
         "epochs": frame.apply(epochs, axis=1) if len(frame) else pd.Series(dtype=object),
-        "val F1 [95% CI]": [_ci_text(*v) for v in zip(frame["val_weighted_f1"], frame["val_f1_low"], frame["val_f1_high"])],
-        "test F1 [95% CI]": [_ci_text(*v) for v in zip(frame["test_weighted_f1"], frame["test_f1_low"], frame["test_f1_high"])],
+        "val F1 [95% CI]": [_ci_text(*v) for v in
+                            zip(frame["val_weighted_f1"], frame["val_f1_low"], frame["val_f1_high"])],
+        "test F1 [95% CI]": [_ci_text(*v) for v in
+                             zip(frame["test_weighted_f1"], frame["test_f1_low"], frame["test_f1_high"])],
         "test AUC": pd.to_numeric(frame["test_auc"], errors="coerce"),
         "created": frame["created"],
         "run_id": frame["run_id"],

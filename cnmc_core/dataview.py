@@ -221,7 +221,8 @@ def sample_images(manifest: pd.DataFrame, per_class: int = 6, seed: int = 0) -> 
     return pd.concat(parts, ignore_index=True)
 
 
-def preprocessing_steps(path: str | os.PathLike, size: int = 224, clahe_clip: float = 2.0) -> list[tuple[str, np.ndarray]]:
+def preprocessing_steps(path: str | os.PathLike, size: int = 224,
+                        clahe_clip: float = 2.0) -> list[tuple[str, np.ndarray]]:
     """The preprocessing of one image, step by step, as ``(title, RGB uint8 image)``:
     the raw image, the crop to the cell padded to a square, CLAHE on the Y channel of the crop,
     and the crop resized to ``size`` (the model's input, without CLAHE as in the paper's best

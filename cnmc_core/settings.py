@@ -15,23 +15,11 @@ from .exceptions import ConfigError
 from .fileio import atomic_write_json, read_json
 from .workspace import artifacts_dir
 
-__all__ = ["SETTINGS_FILE", "demo_dataset_ready", "load_settings", "save_settings", "chosen_dataset", "set_chosen_dataset",
-           "chosen_protocol", "set_chosen_protocol"]
+__all__ = ["SETTINGS_FILE", "load_settings", "save_settings", "chosen_dataset",
+           "set_chosen_dataset", "chosen_protocol", "set_chosen_protocol"]
 
 SETTINGS_FILE = "workspace.json"
 _KEYS = {"dataset": (str, type(None)), "split_protocol": (str,)}
-
-
-def demo_dataset_ready(root: str | os.PathLike | None = None) -> bool:
-    """Whether the demo dataset is complete: its summary file is written last.
-
-    ``cnmc_core.demo.demo_dataset_exists`` looks for ``synth_info.json`` while the generator
-    writes ``.synth_info.json``; both names are accepted here until the two agree.
-    """
-    from .demo import demo_data_root, demo_dataset_exists
-
-    folder = demo_data_root(root)
-    return demo_dataset_exists(root) or (folder / ".synth_info.json").is_file()
 
 
 def _path(root) -> Path:
@@ -73,12 +61,12 @@ def chosen_dataset(root: str | os.PathLike | None = None) -> str | None:
     When nothing was chosen and the demo dataset exists, the demo dataset is the choice.
     A chosen path that no longer exists is still returned (the page says it is missing).
     """
-    from .demo import demo_data_root
+    from .demo import demo_data_root, demo_dataset_exists
 
     value = load_settings(root).get("dataset")
     if value:
         return str(value)
-    if demo_dataset_ready(root):
+    if demo_dataset_exists(root):
         return str(demo_data_root(root).resolve())
     return None
 

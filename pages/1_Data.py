@@ -8,7 +8,6 @@ the scan is stored under ``artifacts/scans/``. Everything computed here is in
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import plotly.express as px
 import streamlit as st
@@ -17,10 +16,10 @@ from cnmc_core.dataview import (
     CLASS_LABELS, class_counts, preprocessing_steps, sample_images, scan_cached, scan_is_stored, split_summary,
     subject_counts, thumbnail, tree_signature,
 )
-from cnmc_core.demo import demo_data_root
+from cnmc_core.demo import demo_data_root, demo_dataset_exists
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.settings import (
-    chosen_dataset, chosen_protocol, demo_dataset_ready, set_chosen_dataset, set_chosen_protocol,
+    chosen_dataset, chosen_protocol, set_chosen_dataset, set_chosen_protocol,
 )
 from cnmc_core.splits import PROTOCOLS
 from cnmc_core.workspace import artifacts_dir
@@ -87,7 +86,7 @@ def dataset_chooser(current: str | None) -> None:
         elif scan_with_progress(path):
             set_chosen_dataset(path, ROOT)
             st.rerun()
-    if demo_dataset_ready(ROOT) and current != str(demo_data_root(ROOT).resolve()):
+    if demo_dataset_exists(ROOT) and current != str(demo_data_root(ROOT).resolve()):
         if st.button("Use the demo dataset instead", icon=":material/science:"):
             set_chosen_dataset(demo_data_root(ROOT), ROOT)
             st.rerun()
@@ -235,7 +234,7 @@ def main() -> None:
         return
     if not os.path.exists(dataset):
         st.error(f"The chosen dataset `{dataset}` does not exist any more. Give another folder above"
-                 + (" or use the demo dataset." if demo_dataset_ready(ROOT) else "."))
+                 + (" or use the demo dataset." if demo_dataset_exists(ROOT) else "."))
         return
     if not scan_with_progress(dataset):
         return

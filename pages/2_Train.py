@@ -65,11 +65,13 @@ def launch_form() -> None:
         sizes = sorted(set(SIZES) | {d["image_size"]})
         image_size = c[1].selectbox("Input size (px)", sizes, index=sizes.index(d["image_size"]), key=k + "size")
         weight_options = ["none", "imagenet", "a .h5 file"]
+        preset_weights = d["weights"] if d["weights"] in weight_options else "a .h5 file"
         weights_choice = c[2].selectbox(
-            "Weights", weight_options, index=weight_options.index(d["weights"]) if d["weights"] in weight_options else 2,
-            key=k + "weights", help="none: random init. imagenet: needs the Keras notop weights file offline.")
-        weights_path = c[3].text_input("Weights file (.h5)", value="" if d["weights"] in weight_options else d["weights"],
-                                       key=k + "weights_path", help="Only used when Weights is 'a .h5 file'.")
+            "Weights", weight_options, index=weight_options.index(preset_weights), key=k + "weights",
+            help="none: random init. imagenet: needs the Keras notop weights file offline.")
+        weights_path = c[3].text_input(
+            "Weights file (.h5)", value="" if d["weights"] in weight_options else d["weights"],
+            key=k + "weights_path", help="Only used when Weights is 'a .h5 file'.")
         c = st.columns(4)
         protocols = list(PROTOCOLS)
         protocol = c[0].selectbox("Split protocol", protocols, index=protocols.index(chosen_protocol(ROOT)),

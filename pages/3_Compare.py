@@ -17,7 +17,7 @@ import streamlit as st
 from plotly.colors import qualitative
 
 from cnmc_core.compare import (
-    config_diff, confusion_difference, confusion_frame, default_selection, display_name, history_frame,
+    config_diff, confusion_difference, confusion_frame, default_selection, history_frame,
     history_metrics, list_experiments, load_curve_points, metrics_table, row_normalised, runs_table,
     smooth_curves, stage_boundaries,
 )
@@ -63,9 +63,10 @@ def runs_selection(table):
     event = st.dataframe(
         visible, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,
         width="stretch", placeholder="-", selection_default={"selection": {"rows": default_selection(table)}},
-        column_config={"test AUC": st.column_config.NumberColumn(format="%.4f"),
-                       "val F1 [95% CI]": st.column_config.TextColumn(help="weighted F1 on val, 95% subject-bootstrap CI"),
-                       "test F1 [95% CI]": st.column_config.TextColumn(help="weighted F1 on test, 95% subject-bootstrap CI")})
+        column_config={
+            "test AUC": st.column_config.NumberColumn(format="%.4f"),
+            "val F1 [95% CI]": st.column_config.TextColumn(help="weighted F1 on val, 95% subject-bootstrap CI"),
+            "test F1 [95% CI]": st.column_config.TextColumn(help="weighted F1 on test, 95% subject-bootstrap CI")})
     rows = [r for r in event.selection.rows if r < len(table)]
     if not rows:
         st.info("Tick rows in the table (the box at the left of each row) to compare runs.")
@@ -116,6 +117,7 @@ def learning_curves(selected) -> None:
                               "smoothing); restarted at each stage. The raw values stay as a faint line.")
     w = weight if smoothing != "none" else 0.0
     fig = go.Figure()
+    boundaries = 0
     for i, (name, history) in enumerate(histories.items()):
         color = color_of(i)
         if metric not in history.columns:
@@ -128,6 +130,7 @@ def learning_curves(selected) -> None:
                         name=name, line=dict(color=color, width=2.5), marker=dict(size=5),
                         customdata=curve["stage"], hovertemplate="%{y:.4f} (%{customdata})")
         for x, stage in stage_boundaries(history, x_axis):
+            boundaries += 1
             fig.add_vline(x=x, line=dict(color=color, dash="dash", width=1),
                           annotation_text=f"{stage}", annotation_position="top left",
                           annotation_font=dict(size=11, color=color))
@@ -140,7 +143,9 @@ def learning_curves(selected) -> None:
     skipped = [r.name for r in selected.itertuples() if r.kind == "run" and r.name not in histories]
     if skipped:
         st.caption(f"No epoch recorded yet for: {', '.join(skipped)}.")
-    st.caption("Dashed vertical lines mark where a stage begins (feature extraction, then fine-tuning).")
+    if boundaries:
+        st.caption("Dashed vertical lines mark where a training stage begins (feature extraction, then "
+                   "fine-tuning); smoothing restarts there.")
 
 
 def confusion_figure(counts, title: str, diff: bool = False) -> go.Figure:
@@ -219,7 +224,8 @@ def roc_pr_section(selected, split: str) -> None:
         pr.add_scatter(x=p["recall"], y=p["precision"], mode="lines",
                        name=f"{name} (AP {p['average_precision']:.3f}, ROC AUC {p['roc_auc']:.3f})",
                        line=dict(color=color, width=2, shape="vh"))
-    layout = dict(height=400, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25))
+    layout = dict(height=400, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25),
+                  showlegend=True)  # plotly hides a one-trace legend, and the legend carries the AUC
     roc.update_layout(title="ROC (positive class: ALL)", xaxis_title="false positive rate (HEM called ALL)",
                       yaxis_title="true positive rate (ALL found)", **layout)
     pr.update_layout(title="Precision-recall (positive class: ALL)", xaxis_title="recall of ALL",
@@ -258,8 +264,9 @@ def metrics_section(selected, split: str) -> None:
         st.info("None of the selected runs has metrics yet.")
         return
     number = st.column_config.NumberColumn(format="%.4f")
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        c: number for c in table.columns if c not in ("run", "kind", "model", "protocol", "split", "n", "n_all", "n_hem")})
+    text_columns = ("run", "kind", "model", "protocol", "split", "n", "n_all", "n_hem")
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={c: number for c in table.columns if c not in text_columns})
     st.download_button("Download as CSV", table.to_csv(index=False).encode(), file_name=f"cnmc-metrics-{split}.csv",
                        mime="text/csv", icon=":material/download:", key="download_metrics")
     st.caption("CIs: 95% bootstrap over subjects. sensitivity_all: recall of ALL (cancer); specificity_hem: "

@@ -146,12 +146,12 @@ def chromium(headless: bool = True):
             browser.close()
 
 
-def wait_until_idle(page, timeout: float = 60.0, quiet: float = 0.8) -> None:
+def wait_until_idle(page, timeout: float = 60.0, quiet: float = 1.0) -> None:
     """Wait until the Streamlit script has finished: the main area shows elements and the
     status widget (which shows "Stop" / "Running..." while a script runs) has stayed hidden for
-    ``quiet`` seconds. Fragments that poll every 2 s make it blink, hence the quiet period; on a
-    fresh load nothing is shown for a second or two before the script starts, hence the check
-    for rendered elements."""
+    ``quiet`` seconds and no element is a loading placeholder. Fragments that poll every 2 s make
+    the widget blink, hence the quiet period; on a fresh load nothing is shown for a second or
+    two before the script starts, hence the check for rendered elements."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)
     deadline = time.time() + timeout
     calm_since = None
@@ -159,7 +159,8 @@ def wait_until_idle(page, timeout: float = 60.0, quiet: float = 0.8) -> None:
         status = page.locator('[data-testid="stStatusWidget"]')
         busy = status.count() > 0 and status.first.is_visible()
         rendered = page.locator('[data-testid="stMain"] [data-testid="stElementContainer"]').count() > 0
-        skeleton = page.locator('[data-testid="stAppSkeleton"]').count() > 0
+        # stSkeleton: an element still loading (plotly's bundle loads lazily, seconds on a busy CPU)
+        skeleton = page.locator('[data-testid="stAppSkeleton"], [data-testid="stSkeleton"]').count() > 0
         if busy or skeleton or not rendered:
             calm_since = None
         elif calm_since is None:

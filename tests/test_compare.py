@@ -334,14 +334,12 @@ def test_settings_round_trip_and_checks(tmp_path):
     assert load_settings(tmp_path) == {} and chosen_protocol(tmp_path) == "subject"
 
 
-@pytest.mark.parametrize("info_name", ["synth_info.json", ".synth_info.json"])
-def test_demo_dataset_is_the_default_choice(tmp_path, info_name):
-    from cnmc_core.settings import chosen_dataset, demo_dataset_ready
+def test_demo_dataset_is_the_default_choice(tmp_path):
+    from cnmc_core.settings import chosen_dataset
 
     (tmp_path / "demo-data").mkdir()
-    assert not demo_dataset_ready(tmp_path) and chosen_dataset(tmp_path) is None
-    (tmp_path / "demo-data" / info_name).write_text("{}")
-    assert demo_dataset_ready(tmp_path)
+    assert chosen_dataset(tmp_path) is None  # a half-written demo dataset is not chosen
+    (tmp_path / "demo-data" / ".synth_info.json").write_text("{}")
     assert chosen_dataset(tmp_path) == str((tmp_path / "demo-data").resolve())
 
 

@@ -10,7 +10,6 @@ starting a worker); the real ones are covered by test_compare.py and test_browse
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -96,7 +95,7 @@ def test_home_creates_the_demo_dataset_with_progress_and_remembers_it(empty_ws, 
         target = demo.demo_data_root(root)
         make_kaggle_tree(tmp_path / "tree")
         shutil.copytree(tmp_path / "tree", target)
-        (target / "synth_info.json").write_text("{}")
+        (target / ".synth_info.json").write_text("{}")
         for done in (0, 5, 10):
             progress(done, 10)
             calls.append(done)
