@@ -34,6 +34,13 @@ def load_scan(path: str, root: str, signature: str):
     return result.manifest, result.skipped, list(result.notes), str(result.labels_csv or "")
 
 
+@st.cache_data(show_spinner=False, ttl=10, max_entries=8)
+def signature_of(path: str) -> str:
+    """The dataset folder's file signature, walked at most every 10 s (each widget click reruns
+    the page; C-NMC has 15,000 files)."""
+    return tree_signature(path)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def load_thumbnail(path: str, size: int, mtime: float):
     return thumbnail(path, size)
@@ -48,7 +55,7 @@ def scan_with_progress(path: str) -> bool:
     """Scan ``path`` with a progress bar unless the stored scan is fresh; False (and an error
     on the page) when it cannot be scanned."""
     try:
-        signature = tree_signature(path)
+        signature = signature_of(path)
         if not scan_is_stored(path, ROOT, signature):
             bar = st.progress(0.0, text=f"Scanning {path}")
             scan_cached(path, ROOT, progress=lambda done, total: bar.progress(
@@ -238,7 +245,7 @@ def main() -> None:
         return
     if not scan_with_progress(dataset):
         return
-    signature = tree_signature(dataset)
+    signature = signature_of(dataset)
     manifest, skipped, notes, labels_csv = load_scan(dataset, str(ROOT), signature)
     contents(manifest, skipped, notes, labels_csv)
     protocol_chooser(dataset, signature, manifest)

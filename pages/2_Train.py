@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -149,7 +150,8 @@ def live_runs() -> None:
         fraction, text = run_progress(status)
         with st.container(border=True):
             top = st.columns([5, 1])
-            top[0].markdown(f"**{row.run_id}** · {row.model} · {row.image_size} px · protocol {row.protocol}")
+            protocol = PROTOCOLS[row.protocol].label() if row.protocol in PROTOCOLS else row.protocol
+            top[0].markdown(f"**{row.run_id}** · {row.model} · {row.image_size} px · protocol {protocol}")
             if top[1].button("Cancel", key=f"cancel-{row.run_id}", icon=":material/cancel:"):
                 try:
                     cancel_run(row.path)
@@ -171,8 +173,7 @@ def live_runs() -> None:
         for row in recent.itertuples():
             fraction, text = run_progress({"state": row.state, "epoch": row.epoch, "epochs": row.epochs,
                                            "error": row.error})
-            f1 = f", test weighted F1 {row.test_weighted_f1:.4f}" if row.test_weighted_f1 is not None \
-                and row.test_weighted_f1 == row.test_weighted_f1 else ""
+            f1 = f", test weighted F1 {row.test_weighted_f1:.4f}" if pd.notna(row.test_weighted_f1) else ""
             st.progress(fraction, text=f"{STATE_ICONS.get(row.state, '')} `{row.run_id}` ({row.model}): {text}{f1}")
 
 

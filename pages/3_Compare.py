@@ -105,9 +105,10 @@ def learning_curves(selected) -> None:
         st.info("None of the selected runs has finished an epoch yet (ensembles have no learning curves).")
         return
     metrics = history_metrics(histories.values())
-    c = st.columns([2, 2, 2, 3])
+    c = st.columns([2, 2, 2, 3, 1])
     default = metrics.index("val_loss") if "val_loss" in metrics else 0
     metric = c[0].selectbox("Metric", metrics, index=default, key="curve_metric")
+    log_y = c[4].toggle("log y", key="curve_log_y", help="A log scale keeps runs with very different losses readable.")
     x_axis = c[1].radio("x axis", ["epoch", "time"], horizontal=True, key="curve_x",
                         format_func=lambda v: "epoch" if v == "epoch" else "time (s)")
     smoothing = c[2].radio("Smoothing", ["none", "debiased EMA"], horizontal=True, key="curve_smoothing",
@@ -137,6 +138,8 @@ def learning_curves(selected) -> None:
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10), yaxis_title=metric,
                       xaxis_title="epoch" if x_axis == "epoch" else "seconds since the first epoch began",
                       legend=dict(orientation="h", y=-0.22), hovermode="x unified")
+    if log_y:
+        fig.update_yaxes(type="log")
     if x_axis == "epoch":
         fig.update_xaxes(tickformat="d", dtick=1 if max(len(h) for h in histories.values()) <= 20 else None)
     st.plotly_chart(fig, width="stretch", key="curves_chart")

@@ -319,6 +319,7 @@ def test_compare_controls(ws):
     at.radio(key="curve_x").set_value("time").run()
     at.radio(key="curve_smoothing").set_value("none").run()
     at.selectbox(key="curve_metric").set_value("accuracy").run()
+    at.toggle(key="curve_log_y").set_value(True).run()
     assert_clean(at)
     assert at.slider(key="curve_weight").disabled
     at.radio(key="compare_split").set_value("val").run()
