@@ -182,9 +182,28 @@ class ImageCache:
     def get(self, image_ids: Sequence[str]) -> np.ndarray:
         """The images of ``image_ids`` as an in-memory array, in that order."""
         rows = self.rows(image_ids)
-        if len(rows) and rows[-1] - rows[0] + 1 == len(rows) and np.all(np.diff(rows) == 1):
-            return np.array(self.images[rows[0]:rows[-1] + 1])  # one sequential read
+        if len(rows) == 0:
+            return np.empty((0,) + self.images.shape[1:], dtype=np.uint8)
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        if len(rows) * 2 >= hi - lo:
+            # Most of a range is wanted: one read() of the range is ~10x faster than touching
+            # the pages of the memory map one fault at a time (measured: 0.03 s vs 0.33 s for
+            # 150 MB just written), then pick the rows in memory.
+            block = self._read_range(lo, hi)
+            if hi - lo == len(rows) and np.all(np.diff(rows) == 1):
+                return block
+            return block[rows - lo]
         return np.take(self.images, rows, axis=0)
+
+    def _read_range(self, lo: int, hi: int) -> np.ndarray:
+        shape = self.images.shape[1:]
+        per_image = int(np.prod(shape))
+        with open(self.path / "images.npy", "rb") as fh:
+            fh.seek(self.images.offset + lo * per_image)
+            data = np.fromfile(fh, dtype=np.uint8, count=(hi - lo) * per_image)
+        if data.size != (hi - lo) * per_image:
+            raise DataError(f"Cache {self.path} is truncated; delete the folder to rebuild it.")
+        return data.reshape((hi - lo,) + shape)
 
 
 def cache_key(manifest: pd.DataFrame, size: int, clahe: bool) -> str:
@@ -248,20 +267,22 @@ def build_cache(
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=base))
     try:
         paths = manifest["path"].tolist()
-        images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
-                                           shape=(len(paths), size, size, 3))
+        shape = (len(paths), size, size, 3)
         starts = list(range(0, len(paths), chunk))
         tasks = (delayed(_process_chunk)(paths[s:s + chunk], size, clahe) for s in starts)
         done = 0
         # worker start-up (about a second) costs more than it saves on small sets
         jobs = 1 if len(paths) < SERIAL_BELOW else n_jobs
-        for start, block in zip(starts, Parallel(n_jobs=jobs, return_as="generator")(tasks)):
-            images[start:start + len(block)] = block
-            done += len(block)
-            if progress is not None:
-                progress(done, len(paths))
-        images.flush()
-        del images
+        # Plain sequential writes after an .npy header (not a writable memory map: pages dirtied
+        # through a map made the next run's first read of the cache ~10x slower here).
+        with open(tmp / "images.npy", "wb") as fh:
+            np.lib.format.write_array_header_2_0(
+                fh, {"descr": "|u1", "fortran_order": False, "shape": shape})
+            for block in Parallel(n_jobs=jobs, return_as="generator")(tasks):
+                fh.write(np.ascontiguousarray(block).tobytes())
+                done += len(block)
+                if progress is not None:
+                    progress(done, len(paths))
         manifest[["image_id"]].to_csv(tmp / "index.csv", index=False)
         meta = {"key": key, "size": size, "clahe": bool(clahe), "n": len(paths),
                 "version": CACHE_VERSION, "created": time.time(),
