@@ -176,23 +176,21 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffl
     if shuffle:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    images_t = images  # the numpy array is captured by the py function, never copied into the graph
-    labels_f = labels.astype(np.float32)
-
-    def gather(idx):
-        return images_t[idx], labels_f[idx]
+    # The images live in one non-trainable variable on the host: batches are tf.gather'ed in
+    # TensorFlow's threads, without the GIL of a py_function, and a variable (unlike a constant
+    # captured by the dataset function) has no 2 GB graph limit.
+    with tf.device("/CPU:0"):
+        images_v = tf.Variable(images, trainable=False, dtype=tf.uint8)
+        labels_v = tf.constant(labels.astype(np.float32).reshape(-1, 1))
 
     def load(idx):
-        x, y = tf.numpy_function(gather, [idx], (tf.uint8, tf.float32))
-        x.set_shape([None, *images.shape[1:]])
-        y.set_shape([None])
-        x = tf.cast(x, tf.float32)
+        x = tf.cast(tf.gather(images_v, idx), tf.float32)
         if augment:
             bits = tf.random.uniform([tf.shape(x)[0], 3], 0, 2, dtype=tf.int32, seed=seed) > 0
             x = _dihedral(x, bits)
-        return x, tf.reshape(y, [-1, 1])
+        return x, tf.gather(labels_v, idx)
 
-    return ds.map(load, num_parallel_calls=1, deterministic=True).prefetch(2)
+    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
 
 
 def _training_arrays(bundle: DataBundle, config: dict) -> tuple[np.ndarray, np.ndarray]:
