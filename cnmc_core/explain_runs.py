@@ -52,29 +52,19 @@ class Explanation:
 
 
 def expand_members(path: str | os.PathLike) -> list[tuple[str, Path, float]]:
-    """``[(name, run folder, weight)]`` of a run (itself, weight 1) or an ensemble (its members,
-    weights multiplied through nested ensembles).
+    """``[(name, run folder, weight)]`` of a run (itself, weight 1) or an ensemble (its runs,
+    weights multiplied through nested ensembles and summing to 1): see
+    :func:`cnmc_core.catalog.leaf_runs`.
 
     Raises:
-        RunError: not a run or ensemble folder, or a member folder that is gone.
+        RunError: not a run or ensemble folder, a run without a model, or a member that is gone.
     """
+    from .catalog import leaf_runs
+
     path = Path(path)
     if not (path / "config.json").is_file():
         raise RunError(f"{path} is not a run or ensemble folder (no config.json).")
-    config = read_json(path / "config.json")
-    if config.get("kind") != "ensemble":
-        if not (path / "model.keras").is_file():
-            raise RunError(f"Run {path.name} has no model.keras; only completed runs can be explained.")
-        return [(path.name, path, 1.0)]
-    out = []
-    weights = config.get("weights", {})
-    for name, member_path in zip(config["members"], config.get("member_paths", config["members"])):
-        member_path = Path(member_path)
-        if not member_path.is_dir():
-            raise RunError(f"Ensemble {path.name}: member {name} is gone ({member_path}).")
-        for sub_name, sub_path, sub_w in expand_members(member_path):
-            out.append((sub_name, sub_path, float(weights.get(name, 0.0)) * sub_w))
-    return out
+    return [(run.name, run, weight) for run, weight in leaf_runs(path)]
 
 
 def explain_path(path: str | os.PathLike, image: np.ndarray, method: str = "gradcam",
