@@ -97,7 +97,8 @@ def explain_path(path: str | os.PathLike, image: np.ndarray, method: str = "grad
     total = sum(w for _, w, _, _ in prepared) or 1.0
     probs = []
     for name, weight, model, seen in prepared:
-        prob = float(np.asarray(model.predict(seen[None].astype(np.float32), verbose=0)).reshape(-1)[0])
+        # predict_on_batch: model.predict builds a new tf.function per call (retracing warnings)
+        prob = float(np.asarray(model.predict_on_batch(seen[None].astype(np.float32))).reshape(-1)[0])
         probs.append(prob)
     ens_prob = float(np.dot([w for _, w, _, _ in prepared], probs) / total)
     result.ensemble_prob = ens_prob if len(prepared) > 1 else None
