@@ -55,7 +55,7 @@ __all__ = [
 EXPERIMENT_COLUMNS = [
     "run_id", "kind", "state", "preset", "model", "protocol", "seed", "image_size", "created",
     "epoch", "epochs", "val_weighted_f1", "val_f1_low", "val_f1_high", "val_auc",
-    "test_weighted_f1", "test_f1_low", "test_f1_high", "test_auc", "error", "path",
+    "test_weighted_f1", "test_f1_low", "test_f1_high", "test_auc", "error", "path", "created_ts",
 ]
 
 
@@ -82,11 +82,27 @@ def _ensemble_rows(root) -> list[dict]:
             protocol=config.get("split_protocol"), seed=config.get("seed"),
             image_size=None,
             created=_dt.datetime.fromtimestamp(float(created)).isoformat(timespec="seconds") if created else "",
-            epoch=None, epochs=None, error=status.get("error"),
+            epoch=None, epochs=None, error=status.get("error"), created_ts=_float_or_none(created),
         )
         row.update(_metric_fields(path))
         rows.append(row)
     return rows
+
+
+def _float_or_none(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _created_ts(path: str) -> float | None:
+    """A run's creation time in seconds (``config.json``'s ``created``; the listed ``created`` is
+    rounded to the second, and the demo runs are created within one second)."""
+    try:
+        return _float_or_none(read_json(Path(path) / CONFIG).get("created"))
+    except Exception:
+        return None
 
 
 def _metric_fields(path: Path) -> dict:
@@ -104,7 +120,9 @@ def _metric_fields(path: Path) -> dict:
 
 
 def list_experiments(root: str | os.PathLike | None = None, kinds: Sequence[str] = ("run", "ensemble")) -> pd.DataFrame:
-    """Runs and ensembles in one frame, newest first (columns :data:`EXPERIMENT_COLUMNS`).
+    """Runs and ensembles in one frame, newest first by creation time (columns
+    :data:`EXPERIMENT_COLUMNS`; ``created`` is local time to the second, ``created_ts`` epoch
+    seconds).
 
     ``kind`` is ``run`` or ``ensemble``; an ensemble's ``preset`` reads ``ensemble (<method>)``
     and its ``model`` ``ensemble:<method>``. A damaged folder is listed as ``failed`` with the
@@ -114,6 +132,7 @@ def list_experiments(root: str | os.PathLike | None = None, kinds: Sequence[str]
     if "run" in kinds:
         runs = list_runs(root)
         runs.insert(1, "kind", "run")
+        runs["created_ts"] = [_created_ts(p) for p in runs["path"]]
         frames.append(runs)
     if "ensemble" in kinds:
         frames.append(pd.DataFrame(_ensemble_rows(root)))
@@ -125,7 +144,7 @@ def list_experiments(root: str | os.PathLike | None = None, kinds: Sequence[str]
         if column not in frame.columns:
             frame[column] = None
     frame = frame[EXPERIMENT_COLUMNS]
-    return frame.sort_values(["created", "run_id"], ascending=False, na_position="last",
+    return frame.sort_values(["created_ts", "run_id"], ascending=False, na_position="last",
                              kind="stable").reset_index(drop=True)
 
 
@@ -157,10 +176,11 @@ def runs_table(experiments: pd.DataFrame) -> pd.DataFrame:
     """The Compare page's table, one row per run or ensemble, oldest first (row positions stay
     put when new runs arrive, so a selection stays on its rows): ``name``, ``kind``, ``state``,
     ``model``, ``protocol`` (``paper`` marked leaky), ``epochs``, ``val F1 [95% CI]``,
-    ``test F1 [95% CI]``, ``test AUC``, ``created``, ``run_id``, ``path``."""
+    ``test F1 [95% CI]``, ``test AUC``, ``created``, ``run_id``, ``path``, ``created_ts``."""
     from .splits import PROTOCOLS
 
-    frame = experiments.sort_values(["created", "run_id"], kind="stable", na_position="first").reset_index(drop=True)
+    frame = experiments.sort_values(["created_ts", "run_id"], kind="stable",
+                                    na_position="first").reset_index(drop=True)
 
     def protocol(p):
         return PROTOCOLS[p].label() if p in PROTOCOLS else (p or "")
@@ -185,6 +205,7 @@ def runs_table(experiments: pd.DataFrame) -> pd.DataFrame:
         "created": frame["created"],
         "run_id": frame["run_id"],
         "path": frame["path"],
+        "created_ts": frame["created_ts"],
     })
 
 

@@ -59,7 +59,7 @@ def load_metrics_table(paths: tuple, names: tuple, split: str, mtimes: tuple):
 
 def runs_selection(table):
     st.subheader("Runs")
-    visible = table.drop(columns=["run_id", "path"])
+    visible = table.drop(columns=["run_id", "path", "created_ts"], errors="ignore")
     event = st.dataframe(
         visible, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,
         width="stretch", placeholder="-", selection_default={"selection": {"rows": default_selection(table)}},

@@ -51,7 +51,15 @@ def test_list_experiments_lists_runs_and_ensembles_together(ws_copy):
     failed = frame[frame["state"] == "failed"].iloc[0]
     assert "MemoryError" in failed["error"]
     # newest first
-    assert list(frame["created"]) == sorted(frame["created"], reverse=True)
+    assert list(frame["created_ts"]) == sorted(frame["created_ts"], reverse=True)
+
+
+def test_runs_created_in_the_same_second_keep_their_creation_order(tmp_path):
+    runs = [create_run({"name": name, "model": "m", "stages": [{"epochs": 1}]}, tmp_path)
+            for name in ("zeta", "alpha", "mid")]  # names sort otherwise
+    frame = list_experiments(tmp_path)
+    assert list(frame["run_id"]) == [p.name for p in reversed(runs)]
+    assert list(runs_table(frame)["run_id"]) == [p.name for p in runs]
 
 
 def test_list_experiments_on_empty_workspace(tmp_path):
@@ -92,7 +100,7 @@ def test_display_name_strips_creation_time():
 
 def test_runs_table_is_oldest_first_with_ci_text_and_leak_label(ws_copy):
     table = runs_table(list_experiments(ws_copy["root"]))
-    assert list(table["created"]) == sorted(table["created"])
+    assert list(table["created_ts"]) == sorted(table["created_ts"])
     row = table[table["kind"] == "run"].iloc[0]
     assert row["state"] == "completed" and row["epochs"] == "2 of 2"
     assert row["test F1 [95% CI]"].count("[") == 1 and row["test F1 [95% CI]"].endswith("]")
