@@ -537,7 +537,8 @@ def load_curve_points(path: str | os.PathLike, split: str = "test") -> dict | No
 
 
 # --------------------------------------------------------------------------- config diff
-_DIFF_SKIP = {"run_id", "ensemble_id", "created", "versions.platform"}
+# ids, times and the cache key differ between any two runs and say nothing about the experiment
+_DIFF_SKIP = {"run_id", "ensemble_id", "created", "versions.platform", "cache_key"}
 
 
 def flatten_config(config: dict, prefix: str = "") -> dict[str, Any]:

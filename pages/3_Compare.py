@@ -84,8 +84,10 @@ def protocol_warnings(selected) -> None:
                    "train and test.", icon=":material/warning:")
 
 
-def color_of(i: int) -> str:
-    return COLORS[i % len(COLORS)]
+def color_of(selected, name: str) -> str:
+    """One colour per run, from its row among the selected ones: the same in every chart."""
+    names = list(selected["name"])
+    return COLORS[names.index(name) % len(COLORS)] if name in names else "#888888"
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -105,10 +107,10 @@ def learning_curves(selected) -> None:
         st.info("None of the selected runs has finished an epoch yet (ensembles have no learning curves).")
         return
     metrics = history_metrics(histories.values())
-    c = st.columns([2, 2, 2, 3, 1])
+    c = st.columns([1.8, 2, 2.4, 2.4, 1], vertical_alignment="bottom")
     default = metrics.index("val_loss") if "val_loss" in metrics else 0
     metric = c[0].selectbox("Metric", metrics, index=default, key="curve_metric")
-    log_y = c[4].toggle("log y", key="curve_log_y", help="A log scale keeps runs with very different losses readable.")
+    log_y = c[4].toggle("log y", key="curve_log_y")
     x_axis = c[1].radio("x axis", ["epoch", "time"], horizontal=True, key="curve_x",
                         format_func=lambda v: "epoch" if v == "epoch" else "time (s)")
     smoothing = c[2].radio("Smoothing", ["none", "debiased EMA"], horizontal=True, key="curve_smoothing",
@@ -119,8 +121,8 @@ def learning_curves(selected) -> None:
     w = weight if smoothing != "none" else 0.0
     fig = go.Figure()
     boundaries = 0
-    for i, (name, history) in enumerate(histories.items()):
-        color = color_of(i)
+    for name, history in histories.items():
+        color = color_of(selected, name)
         if metric not in history.columns:
             continue
         curve = smooth_curves(history, metric, w, x_axis)
@@ -220,8 +222,8 @@ def roc_pr_section(selected, split: str) -> None:
     roc, pr = go.Figure(), go.Figure()
     roc.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="#bbbbbb", dash="dot"), name="chance",
                     hoverinfo="skip")
-    for i, (name, p) in enumerate(curves.items()):
-        color = color_of(i)
+    for name, p in curves.items():
+        color = color_of(selected, name)
         roc.add_scatter(x=p["fpr"], y=p["tpr"], mode="lines", name=f"{name} (AUC {p['roc_auc']:.3f})",
                         line=dict(color=color, width=2, shape="hv"))
         pr.add_scatter(x=p["recall"], y=p["precision"], mode="lines",
