@@ -23,6 +23,7 @@ from cnmc_core.settings import (
 )
 from cnmc_core.splits import PROTOCOLS
 from cnmc_core.workspace import artifacts_dir
+from page_common import use_app_navigation
 
 ROOT = artifacts_dir()
 
@@ -216,20 +217,6 @@ def preview(manifest, samples) -> None:
         return
     for col, (title, image) in zip(st.columns(len(steps)), steps):
         col.image(image, caption=title, width="stretch")
-
-
-def use_app_navigation() -> None:
-    """Run through app.py's navigation even when this page is the first request of a fresh
-    server: Streamlit then runs a page of pages/ on its own (its old multipage mode, with a
-    plain sidebar and no page config) until some session has run app.py."""
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # pragma: no cover - Streamlit internals moved: the page still works
-        return
-    if PagesManager.uses_pages_directory and not st.session_state.get("_cnmc_navigation_checked"):
-        st.session_state["_cnmc_navigation_checked"] = True  # once per session: never a rerun loop
-        PagesManager.uses_pages_directory = False
-        st.rerun()
 
 
 def main() -> None:

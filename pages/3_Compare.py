@@ -24,6 +24,7 @@ from cnmc_core.compare import (
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.fileio import read_json
 from cnmc_core.workspace import artifacts_dir
+from page_common import use_app_navigation
 
 ROOT = artifacts_dir()
 COLORS = qualitative.Plotly
@@ -276,20 +277,6 @@ def metrics_section(selected, split: str) -> None:
                        mime="text/csv", icon=":material/download:", key="download_metrics")
     st.caption("CIs: 95% bootstrap over subjects. sensitivity_all: recall of ALL (cancer); specificity_hem: "
                "recall of HEM (normal).")
-
-
-def use_app_navigation() -> None:
-    """Run through app.py's navigation even when this page is the first request of a fresh
-    server: Streamlit then runs a page of pages/ on its own (its old multipage mode, with a
-    plain sidebar and no page config) until some session has run app.py."""
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # pragma: no cover - Streamlit internals moved: the page still works
-        return
-    if PagesManager.uses_pages_directory and not st.session_state.get("_cnmc_navigation_checked"):
-        st.session_state["_cnmc_navigation_checked"] = True  # once per session: never a rerun loop
-        PagesManager.uses_pages_directory = False
-        st.rerun()
 
 
 def main() -> None:

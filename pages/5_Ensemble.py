@@ -16,7 +16,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pandas as pd
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
 
 from cnmc_core.analysis_charts import confusion_figure, roc_figure
 from cnmc_core.catalog import list_members, workspace_signature
@@ -32,6 +31,7 @@ from cnmc_core.live_ensemble import (
 )
 from cnmc_core.metrics import best_f1_threshold
 from cnmc_core.workspace import artifacts_dir, ensembles_dir
+from page_common import page_link, use_app_navigation
 
 METHOD_BUTTONS = {
     "mean": "Equal weights",
@@ -51,28 +51,6 @@ METHOD_HELP = {
 PENDING = "ens_pending"      # a method's result, applied to the sliders before they are drawn
 SOURCE = "ens_source"        # where the sliders' values came from (shown above the metrics)
 THRESHOLD = "ens_threshold"
-
-
-def use_app_navigation() -> None:
-    """Run through app.py's navigation even when this page is the first request of a fresh
-    server: Streamlit then runs a page of pages/ on its own (its old multipage mode, with a
-    plain sidebar and no page config) until some session has run app.py. (As pages 1-3.)"""
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # pragma: no cover - Streamlit internals moved: the page still works
-        return
-    if PagesManager.uses_pages_directory and not st.session_state.get("_cnmc_navigation_checked"):
-        st.session_state["_cnmc_navigation_checked"] = True  # once per session: no rerun loop
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
-def page_link(path: str, label: str, icon: str) -> None:
-    """A link to another page; a hint instead when this page runs alone (no navigation)."""
-    try:
-        st.page_link(path, label=label, icon=icon)
-    except StreamlitAPIException:
-        st.caption(f"{label}: open it from the navigation.")
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -1,0 +1,30 @@
+"""Helpers shared by the dashboard pages (Streamlit code: kept out of ``cnmc_core``)."""
+
+from __future__ import annotations
+
+import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+__all__ = ["use_app_navigation", "page_link"]
+
+
+def use_app_navigation() -> None:
+    """Run through app.py's navigation even when this page is the first request of a fresh
+    server: Streamlit then runs a page of pages/ on its own (its old multipage mode, with a
+    plain sidebar and no page config) until some session has run app.py."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - Streamlit internals moved: the page still works
+        return
+    if PagesManager.uses_pages_directory and not st.session_state.get("_cnmc_navigation_checked"):
+        st.session_state["_cnmc_navigation_checked"] = True  # once per session: never a rerun loop
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def page_link(path: str, label: str, icon: str) -> None:
+    """A link to another page; a hint instead when this page runs alone (no navigation)."""
+    try:
+        st.page_link(path, label=label, icon=icon)
+    except StreamlitAPIException:
+        st.caption(f"{label}: open it from the navigation.")
