@@ -309,6 +309,16 @@ def _callbacks(run_dir: Path, status: _Status, stage: dict, stage_index: int, ep
     return [Progress(), BestWeights()]
 
 
+def _strategy():
+    """``MirroredStrategy`` over all GPUs when several are visible, else the default strategy."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
 def _fast_bn_statistics(model, momentum: float = 0.9) -> None:
     """Let BatchNorm's moving statistics catch up within a few short epochs.
 
@@ -419,8 +429,10 @@ def _train(run_dir: Path, config: dict, status: _Status, log, artifacts, full_re
         status.update(message=f"preprocessing images {done}/{total}")
 
     bundle = prepare_data(config, artifacts, progress=cache_progress)
-    model = create_model(config["model"], image_size=config["image_size"], weights=config["weights"],
-                         **config.get("model_args", {}))
+    strategy = _strategy()
+    with strategy.scope():
+        model = create_model(config["model"], image_size=config["image_size"], weights=config["weights"],
+                             **config.get("model_args", {}))
     # record what was resolved: the data fingerprint and the versions
     resolved = read_json(run_dir / CONFIG)
     counts = bundle.split.groupby(["split", "y"]).size()
@@ -437,6 +449,7 @@ def _train(run_dir: Path, config: dict, status: _Status, log, artifacts, full_re
     batch = int(config["batch_size"])
     train_ds = make_dataset(train_x, train_y, batch, shuffle=True, augment=config.get("augment", False), seed=seed)
     val_ds = make_dataset(val_x, val_part["y"].to_numpy(), batch)
+    log(f"devices: {strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__})")
     log(f"data: {len(train_x)} training examples, {len(val_x)} val, {len(test_x)} test images "
         f"at {config['image_size']} px; protocol {config['split_protocol']}, seed {seed}")
 
@@ -447,9 +460,10 @@ def _train(run_dir: Path, config: dict, status: _Status, log, artifacts, full_re
         info = set_trainable(model, stage["trainable"], train_bn=from_scratch)
         if from_scratch:
             _fast_bn_statistics(model)
-        model.compile(optimizer=_optimizer(stage["optimizer"], stage["learning_rate"]),
-                      loss="binary_crossentropy", metrics=["accuracy", keras.metrics.AUC(name="auc")],
-                      jit_compile=bool(config.get("jit_compile")))
+        with strategy.scope():  # optimizer and metric variables mirrored like the model's
+            model.compile(optimizer=_optimizer(stage["optimizer"], stage["learning_rate"]),
+                          loss="binary_crossentropy", metrics=["accuracy", keras.metrics.AUC(name="auc")],
+                          jit_compile=bool(config.get("jit_compile")))
         log(f"stage {index + 1}/{len(config['stages'])} {stage['name']}: {stage['optimizer']} "
             f"lr {stage['learning_rate']:g}, {info['trainable_params']:,} trainable parameters")
         hist = model.fit(train_ds, validation_data=val_ds, epochs=stage["epochs"], verbose=0,
