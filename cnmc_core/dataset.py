@@ -37,6 +37,7 @@ __all__ = [
     "ScanResult",
     "parse_image_name",
     "read_image",
+    "to_rgb",
     "read_prelim_labels",
     "scan_dataset",
     "load_manifest",
@@ -151,6 +152,14 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             f"{path} cannot be decoded as an image (corrupt, truncated or not an image file); "
             "replace it with a good copy or remove it."
         )
+    return to_rgb(image)
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """An image as decoded by OpenCV (``IMREAD_UNCHANGED``: BGR, BGRA, gray; 8 or 16 bit) as RGB
+    ``uint8`` (H, W, 3); alpha is composited onto black, the C-NMC background."""
+    import cv2
+
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype != np.uint8:
@@ -163,7 +172,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     if image.shape[2] == 1:
         return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
-    return cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]), cv2.COLOR_BGR2RGB)
 
 
 def _header_size(data: np.ndarray) -> tuple[int, int]:

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .dataset import MAX_PIXELS
+from .dataset import MAX_PIXELS, to_rgb
 from .exceptions import CnmcError, ConfigError, DataError, RunError
 from .fileio import read_json
 
@@ -143,24 +143,6 @@ def image_size_from_header(data: bytes) -> tuple[str | None, int, int]:
     return fmt, 0, 0
 
 
-def _to_rgb(image: np.ndarray) -> np.ndarray:
-    import cv2
-
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    if image.shape[2] == 4:  # alpha composited onto black, the C-NMC background
-        alpha = image[:, :, 3:4].astype(np.float32) / 255.0
-        bgr = (image[:, :, :3].astype(np.float32) * alpha + 0.5).astype(np.uint8)
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    if image.shape[2] == 1:
-        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
-    return cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]), cv2.COLOR_BGR2RGB)
-
-
 def decode_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> UploadedImage:
     """Check and decode one uploaded file (bytes only) into an RGB uint8 image.
 
@@ -194,7 +176,7 @@ def decode_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> 
     if image is None or image.size == 0:
         raise DataError(f"{label} cannot be decoded as a {fmt} image (corrupt or truncated): "
                         "upload a good copy.")
-    rgb = _to_rgb(image)
+    rgb = to_rgb(image)
     if not (rgb > 0).any():
         raise DataError(f"{label} is all black: there is no cell to crop. Upload an image of a "
                         "cell on a black background, as in C-NMC.")
