@@ -5,7 +5,9 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-__all__ = ["use_app_navigation", "page_link"]
+from cnmc_core.catalog import list_members
+
+__all__ = ["use_app_navigation", "page_link", "load_members"]
 
 
 def use_app_navigation() -> None:
@@ -28,3 +30,9 @@ def page_link(path: str, label: str, icon: str) -> None:
         st.page_link(path, label=label, icon=icon)
     except StreamlitAPIException:
         st.caption(f"{label}: open it from the navigation.")
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_members(root: str, signature: tuple):
+    """:func:`cnmc_core.catalog.list_members`, cached per workspace signature."""
+    return list_members(root)

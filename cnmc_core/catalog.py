@@ -39,6 +39,7 @@ __all__ = [
     "data_source",
     "image_paths",
     "leaf_runs",
+    "group_label",
 ]
 
 MEMBER_COLUMNS = ["member_id", "kind", "label", "model", "protocol", "dataset", "group",
@@ -279,3 +280,12 @@ def leaf_runs(member_path: str | os.PathLike, _depth: int = 0) -> list[tuple[Pat
         for run, inner in leaf_runs(sub, _depth + 1):
             merged[run] = merged.get(run, 0.0) + weight * inner
     return list(merged.items())
+
+
+def group_label(members: pd.DataFrame, group: str, noun: str = "run(s)") -> str:
+    """One line naming a group of :func:`list_members` (members scored on the same images):
+    protocol, dataset fingerprint, val/test image counts and how many ``noun`` it holds."""
+    rows = members[members["group"] == group]
+    r = rows.iloc[0]
+    return (f"{r['protocol']} protocol, dataset {r['dataset'][:8]}: {r['n_val']:,} val / "
+            f"{r['n_test']:,} test images, {len(rows)} {noun}")

@@ -24,7 +24,7 @@ from cnmc_core.analysis_charts import (
     selected_keys,
     upset_figure,
 )
-from cnmc_core.catalog import data_source, image_paths, list_members, workspace_signature
+from cnmc_core.catalog import data_source, group_label, image_paths, workspace_signature
 from cnmc_core.ensemble import align_runs
 from cnmc_core.error_sets import (
     ErrorSet,
@@ -38,7 +38,7 @@ from cnmc_core.erroranalysis import analyse_errors
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.inference import format_prob
 from cnmc_core.workspace import artifacts_dir
-from page_common import page_link, use_app_navigation
+from page_common import load_members, page_link, use_app_navigation
 
 PAGE_SIZE = 24
 MAX_MEMBERS = 12
@@ -46,11 +46,6 @@ HANDOFF_KEY = "cnmc_error_set"  # read by the Explain page
 
 
 # ------------------------------------------------------------------------------ cached loaders
-@st.cache_data(show_spinner=False, max_entries=8)
-def load_members(root: str, signature: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return list_members(root)
-
-
 @st.cache_data(show_spinner="Aligning the runs' predictions...", max_entries=16)
 def load_aligned(paths: tuple[str, ...], signature: tuple):
     return align_runs(list(paths))
@@ -74,13 +69,6 @@ def thumbnail(path: str, size: int = 150) -> np.ndarray | None:
     except (CnmcError, OSError):
         return None
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-
-
-def group_label(members: pd.DataFrame, group: str) -> str:
-    rows = members[members["group"] == group]
-    r = rows.iloc[0]
-    return (f"{r['protocol']} protocol, dataset {r['dataset'][:8]}: {r['n_val']:,} val / "
-            f"{r['n_test']:,} test images, {len(rows)} run(s)")
 
 
 # ------------------------------------------------------------------------------ the page
@@ -108,7 +96,8 @@ labels = dict(zip(members["member_id"], members["label"]))
 groups = members["group"].value_counts()
 groups = [g for g in groups.index if groups[g] >= 2] or list(groups.index)
 group = st.selectbox("Runs scored on the same images", groups,
-                     format_func=lambda g: group_label(members, g), key="errors_group",
+                     format_func=lambda g: group_label(members, g, "run(s)"),
+                     key="errors_group",
                      help="Only runs with the same split protocol, dataset and images can be "
                           "compared image by image.")
 in_group = members[members["group"] == group]

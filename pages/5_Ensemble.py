@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from cnmc_core.analysis_charts import confusion_figure, roc_figure
-from cnmc_core.catalog import list_members, workspace_signature
+from cnmc_core.catalog import group_label, workspace_signature
 from cnmc_core.ensemble import PAPER_RESULTS, align_runs, compare_methods
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.fileio import read_json
@@ -31,7 +31,7 @@ from cnmc_core.live_ensemble import (
 )
 from cnmc_core.metrics import best_f1_threshold
 from cnmc_core.workspace import artifacts_dir, ensembles_dir
-from page_common import page_link, use_app_navigation
+from page_common import load_members, page_link, use_app_navigation
 
 METHOD_BUTTONS = {
     "mean": "Equal weights",
@@ -51,11 +51,6 @@ METHOD_HELP = {
 PENDING = "ens_pending"      # a method's result, applied to the sliders before they are drawn
 SOURCE = "ens_source"        # where the sliders' values came from (shown above the metrics)
 THRESHOLD = "ens_threshold"
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def load_members(root: str, signature: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return list_members(root)
 
 
 @st.cache_data(show_spinner="Aligning the runs' predictions...", max_entries=16)
@@ -79,13 +74,6 @@ def cached_comparison(paths: tuple[str, ...], signature: tuple, seed: int, n_boo
 
 def wkey(member: str) -> str:
     return f"ens_w::{member}"
-
-
-def group_label(members: pd.DataFrame, group: str) -> str:
-    rows = members[members["group"] == group]
-    r = rows.iloc[0]
-    return (f"{r['protocol']} protocol, dataset {r['dataset'][:8]}: {r['n_val']:,} val / "
-            f"{r['n_test']:,} test images, {len(rows)} member(s)")
 
 
 def class_table(rep: dict) -> pd.DataFrame:
@@ -121,7 +109,8 @@ labels = dict(zip(members["member_id"], members["label"]))
 counts = members["group"].value_counts()
 groups = [g for g in counts.index if counts[g] >= 2] or list(counts.index)
 group = st.selectbox("Runs scored on the same images", groups,
-                     format_func=lambda g: group_label(members, g), key="ens_group",
+                     format_func=lambda g: group_label(members, g, "member(s)"),
+                     key="ens_group",
                      help="An ensemble needs members scored on the same images, with the same "
                           "split protocol and dataset.")
 in_group = members[members["group"] == group]

@@ -15,20 +15,15 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cnmc_core.catalog import data_source, image_paths, leaf_runs, list_members, workspace_signature
+from cnmc_core.catalog import data_source, image_paths, leaf_runs, workspace_signature
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.inference import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS, decode_upload, format_prob
 from cnmc_core.workspace import artifacts_dir
-from page_common import page_link, use_app_navigation
+from page_common import load_members, page_link, use_app_navigation
 
 HANDOFF_KEY = "cnmc_error_set"  # written by the Errors page
 DISPLAY = 240  # px of each panel
 MAX_RUNS = 4
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def load_members(root: str, signature: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return list_members(root)
 
 
 @st.cache_data(show_spinner="Finding the image files...", max_entries=8, ttl=3600)

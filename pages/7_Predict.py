@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cnmc_core.catalog import leaf_runs, list_members, workspace_signature
+from cnmc_core.catalog import leaf_runs, workspace_signature
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.inference import (
     MAX_UPLOAD_BYTES,
@@ -28,17 +28,12 @@ from cnmc_core.inference import (
     results_frame,
 )
 from cnmc_core.workspace import artifacts_dir
-from page_common import page_link, use_app_navigation
+from page_common import load_members, page_link, use_app_navigation
 
 MAX_FILES = 200
 HEATMAPS_UP_TO = 24  # heatmaps by default for this many images or fewer
 PER_ROW = 3
 RESULTS = "predict_results"  # {cache key: (frame, images, maps)} of the last scoring
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def load_members(root: str, signature: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return list_members(root)
 
 
 def score(paths: list[str], images: list[np.ndarray], progress) -> tuple[dict, np.ndarray]:

@@ -216,3 +216,14 @@ def test_score_and_explain_with_runs_and_an_ensemble(workspace, tmp_path):
     assert prepared.shape[1:3] == cam.heatmaps.shape[1:3]
     with pytest.raises(ConfigError, match="at least one run"):
         I.explain_selection([], image)
+
+
+def test_group_label_names_protocol_dataset_counts_and_members():
+    import pandas as pd
+
+    from cnmc_core.catalog import group_label
+
+    members = pd.DataFrame({"group": ["g", "g", "h"], "protocol": ["subject"] * 3,
+                            "dataset": ["0123456789abcdef"] * 3, "n_val": [1361] * 3, "n_test": [363] * 3})
+    assert group_label(members, "g") == "subject protocol, dataset 01234567: 1,361 val / 363 test images, 2 run(s)"
+    assert group_label(members, "h", "member(s)").endswith("1 member(s)")
