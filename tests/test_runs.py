@@ -118,3 +118,30 @@ def test_queue_cancel_and_kill(tmp_path):
     assert "cancelled" in (third / "log.txt").read_text()
     with pytest.raises(RunError, match="only queued or running runs can be cancelled"):
         cancel_run(third)
+
+
+_SLOT_SCRIPT = """
+import sys, time
+from cnmc_core.runs import queue_slot
+run_dir, log = sys.argv[1], sys.argv[2]
+with queue_slot(run_dir, max_parallel=2):
+    with open(log, "a") as fh:
+        fh.write(f"enter {time.time()}\\n")
+    time.sleep(1.0)
+    with open(log, "a") as fh:
+        fh.write(f"exit {time.time()}\\n")
+"""
+
+
+def test_queue_never_runs_more_than_its_limit(tmp_path):
+    log = tmp_path / "slots.log"
+    runs = [create_run(_config(), tmp_path) for _ in range(5)]
+    procs = [subprocess.Popen([sys.executable, "-c", _SLOT_SCRIPT, str(r), str(log)]) for r in runs]
+    for p in procs:
+        assert p.wait(timeout=60) == 0
+    events = sorted((float(t), kind) for kind, t in (line.split() for line in log.read_text().splitlines()))
+    active, most = 0, 0
+    for _, kind in sorted(events, key=lambda e: (e[0], e[1] == "enter")):  # exits first on ties
+        active += 1 if kind == "enter" else -1
+        most = max(most, active)
+    assert most == 2 and len(events) == 10
