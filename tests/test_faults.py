@@ -120,3 +120,14 @@ def test_subject_with_one_image_and_single_class_dataset(tmp_path):
         write_image(tmp_path / "hem" / f"UID_H{s}_1_1_hem.bmp", cell_image(seed=10 + s))
     split = make_split(scan_dataset(tmp_path).manifest, "subject")
     assert set(split["split"]) == {"train", "val", "test"}
+
+
+@pytest.mark.parametrize("name", ["../evil", "/tmp/evil", "a/b", "..", "bad name"])
+def test_ensemble_ids_cannot_escape(workspace, tmp_path, capsys, name):
+    from cnmc_core.cli import main
+
+    runs = [str(p) for p in workspace["runs"][:2]]
+    assert main(["ensemble", *runs, "--method", "mean", "--name", name, "--out", str(tmp_path / "ens")]) == 2
+    assert "Invalid ensemble id" in capsys.readouterr().err
+    ens = tmp_path / "ens"
+    assert not ens.exists() or not any(ens.iterdir())  # nothing written anywhere
