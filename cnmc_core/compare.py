@@ -259,6 +259,16 @@ STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/sync:",
                "cancelled": ":material/cancel:"}
 
 
+def _count(value) -> int:
+    """A non-negative count from a status field; missing, NaN (a row of a damaged run in a
+    table) or malformed values count as 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0
+    return int(number) if number == number and number > 0 else 0
+
+
 def run_progress(status: dict) -> tuple[float, str]:
     """A progress fraction in [0, 1] and a line to show beside it, from a run's status.
 
@@ -266,9 +276,8 @@ def run_progress(status: dict) -> tuple[float, str]:
     queue``; ``failed - MemoryError: ...``.
     """
     state = status.get("state") or "unknown"
-    epochs = int(status.get("epochs") or 0)
-    epoch = int(status.get("epoch") or 0)
-    batch, batches = int(status.get("batch") or 0), int(status.get("batches") or 0)
+    epochs, epoch = _count(status.get("epochs")), _count(status.get("epoch"))
+    batch, batches = _count(status.get("batch")), _count(status.get("batches"))
     if state == "completed":
         return 1.0, f"completed - {epoch} epoch{'s' if epoch != 1 else ''}"
     if state == "queued":

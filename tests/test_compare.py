@@ -130,6 +130,10 @@ def test_default_selection_takes_the_newest_completed():
     ({"state": "failed", "epoch": 1, "epochs": 4, "error": "MemoryError: boom"}, 0.25, "failed - MemoryError: boom"),
     ({"state": "cancelled", "epoch": 0, "epochs": 0, "message": "cancelled by the user"}, 0.0,
      "cancelled - cancelled by the user"),
+    # a damaged run's row in a table: NaN and missing counts
+    ({"state": "failed", "epoch": float("nan"), "epochs": float("nan"), "error": "not valid JSON"}, 0.0,
+     "failed - not valid JSON"),
+    ({"state": "running", "epoch": "x", "epochs": None, "message": "starting"}, 0.0, "running - starting"),
 ])
 def test_run_progress(status, fraction, text):
     got_fraction, got_text = run_progress(status)
