@@ -5,9 +5,10 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from cnmc_core.catalog import list_members
+from cnmc_core.catalog import list_members, workspace_signature
+from cnmc_core.workspace import artifacts_dir
 
-__all__ = ["use_app_navigation", "page_link", "load_members"]
+__all__ = ["use_app_navigation", "page_link", "load_members", "workspace_members"]
 
 
 def use_app_navigation() -> None:
@@ -36,3 +37,27 @@ def page_link(path: str, label: str, icon: str) -> None:
 def load_members(root: str, signature: tuple):
     """:func:`cnmc_core.catalog.list_members`, cached per workspace signature."""
     return list_members(root)
+
+
+def workspace_members(what: str, empty_text: str):
+    """The workspace's usable runs and ensembles, for a page that combines them.
+
+    Lists the unusable ones (not completed or damaged) in an expander saying they cannot be
+    ``what``; stops the page with ``empty_text`` and a link to Train when none is usable.
+
+    Returns:
+        ``(root, signature, members)``: the artifacts folder, its signature (a cache key) and the
+        members frame of :func:`cnmc_core.catalog.list_members`.
+    """
+    root = artifacts_dir()
+    signature = workspace_signature(root)
+    members, skipped = load_members(str(root), signature)
+    if len(skipped):
+        with st.expander(f"{len(skipped)} run(s) or ensemble(s) cannot be {what} (not completed "
+                         "or damaged)"):
+            st.dataframe(skipped[["member_id", "kind", "state", "reason"]], hide_index=True)
+    if members.empty:
+        st.info(empty_text)
+        page_link("pages/2_Train.py", "Go to Train", icon=":material/model_training:")
+        st.stop()
+    return root, signature, members

@@ -40,6 +40,8 @@ __all__ = [
     "image_paths",
     "leaf_runs",
     "group_label",
+    "comparable_groups",
+    "default_members",
 ]
 
 MEMBER_COLUMNS = ["member_id", "kind", "label", "model", "protocol", "dataset", "group",
@@ -289,3 +291,16 @@ def group_label(members: pd.DataFrame, group: str, noun: str = "run(s)") -> str:
     r = rows.iloc[0]
     return (f"{r['protocol']} protocol, dataset {r['dataset'][:8]}: {r['n_val']:,} val / "
             f"{r['n_test']:,} test images, {len(rows)} {noun}")
+
+
+def comparable_groups(members: pd.DataFrame) -> list[str]:
+    """The groups of :func:`list_members` that can be compared, largest first: those with at
+    least two members, or every group when none has two."""
+    counts = members["group"].value_counts()
+    return [g for g in counts.index if counts[g] >= 2] or list(counts.index)
+
+
+def default_members(in_group: pd.DataFrame, n: int) -> list[str]:
+    """The first ``n`` runs of a group (ensembles only when the group has no run)."""
+    runs = in_group[in_group["kind"] == "run"]["member_id"].tolist()[:n]
+    return runs or in_group["member_id"].tolist()[:n]

@@ -24,7 +24,7 @@ from cnmc_core.analysis_charts import (
     selected_keys,
     upset_figure,
 )
-from cnmc_core.catalog import data_source, group_label, image_paths, workspace_signature
+from cnmc_core.catalog import comparable_groups, data_source, default_members, group_label, image_paths
 from cnmc_core.ensemble import align_runs
 from cnmc_core.error_sets import (
     ErrorSet,
@@ -37,8 +37,7 @@ from cnmc_core.error_sets import (
 from cnmc_core.erroranalysis import analyse_errors
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.inference import format_prob
-from cnmc_core.workspace import artifacts_dir
-from page_common import load_members, page_link, use_app_navigation
+from page_common import use_app_navigation, workspace_members
 
 PAGE_SIZE = 24
 MAX_MEMBERS = 12
@@ -78,23 +77,12 @@ st.caption("Which images the models miss and how their errors overlap. Each mode
            "threshold (0.5 for runs). Click a bar of the histogram or of the UpSet chart, or "
            "choose a set below, to see its images.")
 
-root = artifacts_dir()
-signature = workspace_signature(root)
-members, skipped = load_members(str(root), signature)
-
-if len(skipped):
-    with st.expander(f"{len(skipped)} run(s) or ensemble(s) cannot be analysed (not completed "
-                     "or damaged)"):
-        st.dataframe(skipped[["member_id", "kind", "state", "reason"]], hide_index=True)
-if members.empty:
-    st.info("No completed run yet. Train at least two runs on the same dataset and split "
-            "(Train page), then come back here.")
-    page_link("pages/2_Train.py", "Go to Train", icon=":material/model_training:")
-    st.stop()
+_, signature, members = workspace_members(
+    "analysed", "No completed run yet. Train at least two runs on the same dataset and split "
+    "(Train page), then come back here.")
 
 labels = dict(zip(members["member_id"], members["label"]))
-groups = members["group"].value_counts()
-groups = [g for g in groups.index if groups[g] >= 2] or list(groups.index)
+groups = comparable_groups(members)
 group = st.selectbox("Runs scored on the same images", groups,
                      format_func=lambda g: group_label(members, g, "run(s)"),
                      key="errors_group",
@@ -102,7 +90,7 @@ group = st.selectbox("Runs scored on the same images", groups,
                           "compared image by image.")
 in_group = members[members["group"] == group]
 options = in_group["member_id"].tolist()
-default = in_group[in_group["kind"] == "run"]["member_id"].tolist()[:6] or options[:6]
+default = default_members(in_group, 6)
 chosen = st.multiselect("Models", options, default=default, format_func=lambda m: labels[m],
                         max_selections=MAX_MEMBERS, key=f"errors_members_{group}")
 if len(chosen) < 2:

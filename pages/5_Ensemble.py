@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from cnmc_core.analysis_charts import confusion_figure, roc_figure
-from cnmc_core.catalog import group_label, workspace_signature
+from cnmc_core.catalog import comparable_groups, default_members, group_label
 from cnmc_core.ensemble import PAPER_RESULTS, align_runs, compare_methods
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.fileio import read_json
@@ -30,8 +30,8 @@ from cnmc_core.live_ensemble import (
     save_live_ensemble,
 )
 from cnmc_core.metrics import best_f1_threshold
-from cnmc_core.workspace import artifacts_dir, ensembles_dir
-from page_common import load_members, page_link, use_app_navigation
+from cnmc_core.workspace import ensembles_dir
+from page_common import use_app_navigation, workspace_members
 
 METHOD_BUTTONS = {
     "mean": "Equal weights",
@@ -92,22 +92,12 @@ st.title("Ensemble")
 st.caption("Weighted soft vote of finished runs. The weights are fitted on the validation split, "
            "so its score is optimistic: **the test column is the honest number**.")
 
-root = artifacts_dir()
-signature = workspace_signature(root)
-members, skipped = load_members(str(root), signature)
-if len(skipped):
-    with st.expander(f"{len(skipped)} run(s) or ensemble(s) cannot be combined (not completed "
-                     "or damaged)"):
-        st.dataframe(skipped[["member_id", "kind", "state", "reason"]], hide_index=True)
-if members.empty:
-    st.info("No completed run yet. Train at least two runs on the same dataset and split "
-            "protocol (Train page), then combine them here.")
-    page_link("pages/2_Train.py", "Go to Train", icon=":material/model_training:")
-    st.stop()
+root, signature, members = workspace_members(
+    "combined", "No completed run yet. Train at least two runs on the same dataset and split "
+    "protocol (Train page), then combine them here.")
 
 labels = dict(zip(members["member_id"], members["label"]))
-counts = members["group"].value_counts()
-groups = [g for g in counts.index if counts[g] >= 2] or list(counts.index)
+groups = comparable_groups(members)
 group = st.selectbox("Runs scored on the same images", groups,
                      format_func=lambda g: group_label(members, g, "member(s)"),
                      key="ens_group",
@@ -115,7 +105,7 @@ group = st.selectbox("Runs scored on the same images", groups,
                           "split protocol and dataset.")
 in_group = members[members["group"] == group]
 options = in_group["member_id"].tolist()
-default = in_group[in_group["kind"] == "run"]["member_id"].tolist()[:4] or options[:4]
+default = default_members(in_group, 4)
 chosen = st.multiselect("Members", options, default=default, format_func=lambda m: labels[m],
                         key=f"ens_members_{group}", max_selections=16)
 if len(chosen) < 2:

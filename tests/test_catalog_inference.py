@@ -227,3 +227,18 @@ def test_group_label_names_protocol_dataset_counts_and_members():
                             "dataset": ["0123456789abcdef"] * 3, "n_val": [1361] * 3, "n_test": [363] * 3})
     assert group_label(members, "g") == "subject protocol, dataset 01234567: 1,361 val / 363 test images, 2 run(s)"
     assert group_label(members, "h", "member(s)").endswith("1 member(s)")
+
+
+def test_comparable_groups_and_default_members():
+    import pandas as pd
+
+    from cnmc_core.catalog import comparable_groups, default_members
+
+    members = pd.DataFrame({"group": ["a", "b", "b", "c", "c", "c"],
+                            "member_id": ["r1", "r2", "e1", "r3", "r4", "r5"],
+                            "kind": ["run", "run", "ensemble", "run", "run", "run"]})
+    assert comparable_groups(members) == ["c", "b"]  # largest first, singletons left out
+    assert comparable_groups(members[members["group"] == "a"]) == ["a"]  # unless all are single
+    assert default_members(members[members["group"] == "c"], 2) == ["r3", "r4"]
+    ens_only = pd.DataFrame({"group": ["g", "g"], "member_id": ["e1", "e2"], "kind": ["ensemble"] * 2})
+    assert default_members(ens_only, 4) == ["e1", "e2"]
