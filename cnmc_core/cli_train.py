@@ -87,11 +87,8 @@ def _train(args) -> int:
 
 
 def _worker(args) -> int:
-    import logging
-
     from .training import CancelledError, train_run
 
-    logging.basicConfig(level=logging.INFO)
     try:
         # stdout is log.txt already (see runs.launch_run): train_run writes its lines there
         train_run(Path(args.run_dir), log=None)

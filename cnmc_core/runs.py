@@ -18,7 +18,6 @@ import fcntl
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -366,10 +365,3 @@ class queue_slot:
             self._fh.close()
             self._fh = None
 
-
-def terminate(pid: int) -> None:
-    """Send SIGTERM to a run's process group (used by tests and to stop stuck runs)."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass

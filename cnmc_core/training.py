@@ -18,6 +18,7 @@ rotations, the invariances the paper used) with TensorFlow ops.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import threading
@@ -42,7 +43,7 @@ from .runs import (
     CONFIG, LOG, METRICS, MODEL, PREDICTIONS, append_history, cancel_requested, queue_slot,
     read_status, write_status, _proc_start_time,
 )
-from .splits import TRANSFORMS, balance_training, make_split
+from .splits import apply_transform, balance_training, make_split
 
 __all__ = ["DataBundle", "prepare_data", "make_dataset", "train_run", "predict_images",
            "library_versions", "check_config", "evaluate_run", "CancelledError"]
@@ -200,8 +201,6 @@ def _training_arrays(bundle: DataBundle, config: dict) -> tuple[np.ndarray, np.n
     else:
         plan = train[["image_id", "y"]].assign(transform="none")
     images = bundle.cache.get(plan["image_id"].tolist())
-    from .splits import apply_transform
-
     for i, t in enumerate(plan["transform"].to_numpy()):
         if t != "none":
             images[i] = apply_transform(images[i], t)
@@ -358,8 +357,6 @@ def train_run(run_dir: str | os.PathLike, log: Callable[[str], None] | None = pr
     Status goes ``queued`` -> ``running`` -> ``completed`` / ``failed`` / ``cancelled``; on
     failure the error and traceback are in ``status.json`` and the log, the history is kept.
     """
-    from .metrics import full_report
-
     run_dir = Path(run_dir)
     config = read_json(run_dir / CONFIG)
     echo = log
@@ -378,17 +375,11 @@ def train_run(run_dir: str | os.PathLike, log: Callable[[str], None] | None = pr
             if cancel_requested(run_dir):
                 raise CancelledError()
 
-        slot = queue_slot(run_dir, on_wait=waiting) if wait_in_queue else None
-        if slot is not None:
-            slot.__enter__()
-        try:
+        with queue_slot(run_dir, on_wait=waiting) if wait_in_queue else contextlib.nullcontext():
             if cancel_requested(run_dir):
                 raise CancelledError()
             status.update(state="running", started=time.time(), message="preparing data")
-            return _train(run_dir, config, status, log, artifacts, full_report)
-        finally:
-            if slot is not None:
-                slot.__exit__(None, None, None)
+            return _train(run_dir, config, status, log, artifacts)
     except CancelledError:
         status.stop()
         status.update(state="cancelled", message="cancelled by the user", finished=time.time())
@@ -407,10 +398,11 @@ def train_run(run_dir: str | os.PathLike, log: Callable[[str], None] | None = pr
         status.stop()
 
 
-def _train(run_dir: Path, config: dict, status: _Status, log, artifacts, full_report) -> dict:
+def _train(run_dir: Path, config: dict, status: _Status, log, artifacts) -> dict:
     import keras
     import tensorflow as tf
 
+    from .metrics import full_report
     from .models import create_model, set_trainable
 
     # Keras warns that fit's default shuffle=True is ignored for a tf.data input; ours shuffles
