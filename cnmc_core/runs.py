@@ -4,6 +4,8 @@ A run is ``artifacts/runs/<run_id>/`` holding the files named in :data:`RUN_FILE
 ``status.json`` is replaced atomically; ``history.jsonl`` is appended and flushed one line per
 epoch, and a reader ignores an unterminated last line. A run whose process is gone, or whose
 heartbeat is older than :data:`STALE_SECONDS`, is reported ``failed`` (its files are kept).
+An ensemble search (``artifacts/ensembles/<id>/``) is tracked the same way: :class:`Heartbeat`
+keeps its ``status.json`` fresh and :func:`effective_status` applies to it too.
 
 The queue: a run's worker process takes one of ``max_parallel`` slot locks (``fcntl.flock`` on
 ``runs/.queue/slot-K.lock``) before training and holds it until it exits. The kernel releases
@@ -20,9 +22,10 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import pandas as pd
 
@@ -35,6 +38,7 @@ __all__ = [
     "STATES",
     "ACTIVE_STATES",
     "STALE_SECONDS",
+    "HEARTBEAT_SECONDS",
     "create_run",
     "run_path",
     "read_status",
@@ -42,6 +46,8 @@ __all__ = [
     "effective_status",
     "read_history",
     "append_history",
+    "Heartbeat",
+    "process_alive",
     "list_runs",
     "launch_run",
     "cancel_run",
@@ -57,6 +63,7 @@ CANCEL_FLAG = "cancel.request"
 STATES = ("queued", "running", "completed", "failed", "cancelled")
 ACTIVE_STATES = ("queued", "running")
 STALE_SECONDS = 20.0
+HEARTBEAT_SECONDS = 2.0
 QUEUE_DIR = ".queue"
 
 
@@ -168,23 +175,94 @@ def effective_status(run_dir: str | os.PathLike, stale_seconds: float = STALE_SE
     if status.get("state") in ACTIVE_STATES:
         pid, start = status.get("pid"), status.get("pid_start")
         age = _now() - float(status.get("heartbeat") or 0)
+        what = "ensemble search" if status.get("kind") == "ensemble" else "run"
         if pid and not process_alive(pid, start):
             status.update(state="failed", error=status.get("error") or
-                          f"the run's process (pid {pid}) is gone: it was killed or crashed")
+                          f"the {what}'s process (pid {pid}) is gone: it was killed or crashed")
         elif age > stale_seconds and (pid or status.get("state") == "running"):
-            status.update(state="failed", error=f"no heartbeat for {age:.0f} s: the run's process hangs or died")
+            status.update(state="failed",
+                          error=f"no heartbeat for {age:.0f} s: the {what}'s process hangs or died")
         elif not pid and status.get("state") == "queued" and age > max(stale_seconds, 3600):
             status.update(state="failed", error="queued but never started")
     return status
 
 
-def append_history(run_dir: str | os.PathLike, record: dict) -> None:
-    """Append one JSON line to ``history.jsonl`` and flush it to disk."""
-    line = json.dumps(record, allow_nan=False, default=float) + "\n"
+def append_history(run_dir: str | os.PathLike, record: dict | Sequence[dict]) -> None:
+    """Append one JSON line per record to ``history.jsonl`` and flush it to disk.
+
+    ``record`` is one dict or a list of them; a list is written with one write and one
+    ``fsync`` (a loop that logs hundreds of lines a second batches them: an ``fsync`` per line
+    costs 0.3 to 3 ms here).
+    """
+    records = [record] if isinstance(record, dict) else list(record)
+    if not records:
+        return
+    text = "".join(json.dumps(r, allow_nan=False, default=float) + "\n" for r in records)
     with open(Path(run_dir) / HISTORY, "a", encoding="utf-8") as fh:
-        fh.write(line)
+        fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+class Heartbeat:
+    """Writes a job's ``status.json`` and refreshes its ``heartbeat`` from a daemon thread.
+
+    :meth:`update` merges fields into the status and writes it at once (state changes);
+    :meth:`note` only merges them, and the next beat (every ``interval`` seconds) writes them, so a
+    hot loop can report progress for the cost of a dict update. Every write carries all fields
+    given so far. Used as a context manager, the thread runs inside the ``with`` block.
+
+    Args:
+        run_dir: the run or ensemble folder.
+        interval: seconds between beats (default :data:`HEARTBEAT_SECONDS`, well under
+            :data:`STALE_SECONDS`).
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, interval: float = HEARTBEAT_SECONDS):
+        self.run_dir = Path(run_dir)
+        self.interval = interval
+        self.lock = threading.Lock()
+        self.fields: dict = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def update(self, **fields: Any) -> dict:
+        """Merge ``fields`` and write ``status.json`` now (with a fresh heartbeat)."""
+        with self.lock:
+            self.fields.update(fields)
+            return write_status(self.run_dir, heartbeat=_now(), **self.fields)
+
+    def note(self, **fields: Any) -> None:
+        """Merge ``fields``; the next beat writes them."""
+        with self.lock:
+            self.fields.update(fields)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.update()
+            except OSError:  # a full or read-only disk: keep working; the final write says why
+                pass
+
+    def start(self) -> "Heartbeat":
+        """Start the beating thread (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._beat, name=f"heartbeat {self.run_dir.name}",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the thread; later writes come only from :meth:`update`."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> "Heartbeat":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 def read_history(run_dir: str | os.PathLike) -> pd.DataFrame:
