@@ -2,7 +2,10 @@
 
 ``python -m cnmc_core ensemble RUN_DIR... --method ga --threshold best --seed 0`` fits the method
 on val, prints the comparison table (every method, each member alone, the paper's figures) and,
-on its last line, the folder of the saved ensemble. ``python -m cnmc_core errors RUN_DIR...``
+on its last line, the folder of the saved ensemble. The folder exists from the start of the
+search (``ensemble folder: PATH`` is printed then), with a live status and the GA's history, so
+a long search (``--ga-generations``, ``--ga-population``, ``--ga-restarts``) can be followed,
+and one that is killed shows as failed. ``python -m cnmc_core errors RUN_DIR...``
 prints the error-overlap summary. Members are folders, or run/ensemble ids looked up in the
 artifacts folder (``--runs-dir``).
 """
@@ -18,6 +21,10 @@ from .exceptions import ConfigError
 __all__ = ["register"]
 
 _ALL_METHODS = ("mean", "ga", "greedy", "dirichlet", "slsqp", "stacking")
+#: The GA's size on the command line: flag, GeneticWeights parameter, its default, what it sets.
+_GA_OPTIONS = (("--ga-generations", "generations", 100, "generations per restart"),
+               ("--ga-population", "population_size", 100, "population size"),
+               ("--ga-restarts", "restarts", 10, "restarts (the best individual of all is kept)"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", default="all", choices=["all", "none"],
                    help="report every method (default) or only the chosen one and equal weights")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the CIs")
+    for flag, _, default, what in _GA_OPTIONS:
+        p.add_argument(flag, type=int, metavar="N",
+                       help=f"GA {what} (default {default}, the paper's; applies when the GA runs: "
+                       "--method ga or --compare all)")
     p.add_argument("--name", help="ensemble id (default: ens-<method>-<time>-<hash>)")
     p.add_argument("--out", help="folder to create the ensemble in (default: the ensembles folder "
                    "of --runs-dir, else $CNMC_ARTIFACTS/ensembles or ./artifacts/ensembles)")
@@ -82,13 +93,22 @@ def _ensemble(args: argparse.Namespace) -> int:
     elif args.weights:
         raise ConfigError("--weights only applies to --method weighted.")
     compare = _ALL_METHODS if args.compare == "all" else ("mean",)
+    ga = _ga_params(args, runs_ga="ga" in (*compare, args.method))
+    if ga:
+        params["ga"] = ga
     out = args.out
     if out is None and args.runs_dir is not None:  # beside the runs it combines
         out = artifacts_root(args.runs_dir) / "ensembles"
+
+    def started(folder) -> None:
+        # to stderr under --json, so that stdout stays the JSON and the folder
+        print(f"ensemble folder: {folder}", file=sys.stderr if args.json else sys.stdout,
+              flush=True)
+
     path, rows = build_ensemble(
         args.members, method=args.method, threshold=args.threshold, seed=args.seed,
         out_dir=out, runs_root=args.runs_dir, ensemble_id=args.name, compare=compare,
-        params=params, n_boot=args.n_boot)
+        params=params, n_boot=args.n_boot, on_start=started)
     if args.json:
         print(json.dumps(rows, default=float))
     else:
@@ -96,6 +116,25 @@ def _ensemble(args: argparse.Namespace) -> int:
     print(path)
     sys.stdout.flush()
     return 0
+
+
+def _ga_params(args: argparse.Namespace, runs_ga: bool) -> dict:
+    """The ``--ga-*`` values as GeneticWeights parameters, each checked by the GA's own rules
+    (the message names the flag)."""
+    from .ensemble import GeneticWeights
+
+    given = [(flag, name, getattr(args, flag[2:].replace("-", "_")))
+             for flag, name, _, _ in _GA_OPTIONS]
+    given = [(flag, name, value) for flag, name, value in given if value is not None]
+    if given and not runs_ga:
+        raise ConfigError(f"{', '.join(flag for flag, _, _ in given)} only apply when the GA "
+                          "runs: use --method ga or --compare all.")
+    for flag, name, value in given:
+        try:
+            GeneticWeights(**{name: value}).check_params()
+        except ConfigError as exc:
+            raise ConfigError(f"{flag} {value}: {exc}") from None
+    return {name: value for _, name, value in given}
 
 
 def _errors(args: argparse.Namespace) -> int:

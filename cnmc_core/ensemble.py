@@ -16,6 +16,8 @@ Three layers, used by the CLI (``python -m cnmc_core ensemble``) and the dashboa
    untouched test split, with subject-bootstrap CIs and the paired difference against equal
    weights; :func:`save_ensemble` writes ``artifacts/ensembles/<id>/`` with the same files as a
    run, so anything that lists runs can show it and it can be a member of a new ensemble.
+   :func:`build_ensemble` (the CLI's search) is tracked like a run: its folder, with a live
+   status and the GA's history, exists from the start (:mod:`cnmc_core.ensemble_job`).
 """
 
 from __future__ import annotations
@@ -489,6 +491,16 @@ class _Combiner:
             _check_param(type(self).__name__, name, getattr(self, name), spec)
         parse_threshold_rule(self.threshold)
 
+    def check_params(self, n_models: int | None = None) -> "_Combiner":
+        """Validate the parameters (for ``n_models`` models, when given) without fitting, so a
+        caller can refuse bad input before it creates anything.
+
+        Raises:
+            ConfigError: the message names the parameter, its rule and the value.
+        """
+        self._validate()
+        return self
+
     def fit(self, X, y) -> "_Combiner":
         """Fit the weights on (X, y) (validation predictions), then choose ``threshold_`` there.
 
@@ -540,14 +552,24 @@ class WeightedAverage(_Combiner):
         self.weights = weights
         self.threshold = threshold
 
-    def _fit_weights(self, X, y) -> None:
+    def _checked_weights(self, n_models: int) -> np.ndarray:
         w = np.asarray(self.weights, dtype=np.float64)
-        if w.ndim != 1 or w.size != X.shape[1] or not np.isfinite(w).all() or (w < 0).any() \
+        if w.ndim != 1 or w.size != n_models or not np.isfinite(w).all() or (w < 0).any() \
                 or w.sum() <= 0:
             raise ConfigError(
-                f"The 'weights' parameter of WeightedAverage must be {X.shape[1]} non-negative "
+                f"The 'weights' parameter of WeightedAverage must be {n_models} non-negative "
                 f"numbers, not all zero (one per model). Got {list(np.ravel(w))!r} instead."
             )
+        return w
+
+    def check_params(self, n_models: int | None = None) -> "WeightedAverage":
+        super().check_params(n_models)
+        if n_models is not None:
+            self._checked_weights(n_models)
+        return self
+
+    def _fit_weights(self, X, y) -> None:
+        w = self._checked_weights(X.shape[1])
         self.weights_ = w / w.sum()
 
 
@@ -868,6 +890,7 @@ def compare_methods(
     n_boot: int = 1000,
     params: dict[str, dict] | None = None,
     include_members: bool = True,
+    on_fit: Callable[[str], Any] | None = None,
 ) -> tuple[list[dict], dict[str, _Combiner]]:
     """Fit each method on val, score it on test, and compare it with equal weights.
 
@@ -876,7 +899,8 @@ def compare_methods(
     ``test_weighted_f1``, ``precision_hem/all``, ``recall_hem/all``, ``test_auc``, ``test_ci``
     (bootstrap CI of weighted F1, by subject when subjects are known) and ``diff_vs_mean``
     (paired bootstrap of test weighted F1 minus equal weights', same threshold rule), and
-    ``note``. Member rows use each member's own threshold.
+    ``note``. Member rows use each member's own threshold. ``on_fit(method)``, when given, is
+    called before each method is fitted (progress for a tracked search).
 
     Returns:
         ``(rows, fitted)``: the table and the fitted combiners by method name.
@@ -914,6 +938,8 @@ def compare_methods(
     mean = MeanEnsemble(threshold=threshold).fit(val.probs, val.y)
     mean_prob = mean.predict_proba(test.probs)
     for method in dict.fromkeys(methods):
+        if on_fit is not None:
+            on_fit(method)
         comb = mean if method == "mean" else make_combiner(
             method, **_method_params(method, seed, threshold, params)).fit(val.probs, val.y)
         fitted[method] = comb
@@ -984,6 +1010,54 @@ def _ensemble_id(aligned: AlignedPredictions, method: str, seed: int, threshold)
     return f"ens-{method}-{time.strftime('%Y%m%d-%H%M%S')}-{digest}"
 
 
+def _base_config(aligned: AlignedPredictions, combiner: _Combiner, *, eid: str, method: str,
+                 threshold_rule: float | str, seed: int, created: float) -> dict:
+    """The part of an ensemble's ``config.json`` known before it is fitted."""
+    return {
+        "kind": "ensemble", "ensemble_id": eid, "run_id": eid, "model": f"ensemble:{method}",
+        "members": list(aligned.members), "member_paths": [str(p) for p in aligned.paths],
+        "member_kinds": list(aligned.kinds), "method": method,
+        "threshold_rule": str(threshold_rule),
+        "split_protocol": aligned.split_protocol,
+        "dataset_fingerprint": aligned.dataset_fingerprint, "seed": seed,
+        "params": {k: v for k, v in combiner.get_params().items() if k != "callback"},
+        "fitted_on": "val", "created": created,  # epoch seconds, as runs
+        "versions": {"cnmc_core": __version__, "numpy": np.__version__, "pandas": pd.__version__},
+    }
+
+
+def _fitted_config(aligned: AlignedPredictions, combiner: _Combiner, base: dict) -> dict:
+    """``base`` with the fitted weights by member, the threshold and any stacking model."""
+    config = dict(base)
+    config["weights"] = dict(zip(aligned.members, map(float, combiner.weights_)))
+    config["threshold"] = float(combiner.threshold_)
+    if isinstance(combiner, StackingEnsemble):
+        config["stacking"] = {"coef": combiner.coef_.tolist(), "intercept": combiner.intercept_,
+                              "features": "logit of each member's P(ALL)",
+                              "note": "weights are display only; predictions come from the LR"}
+    return config
+
+
+def _ensemble_outputs(aligned: AlignedPredictions, combiner: _Combiner, *, method: str, seed: int,
+                      comparison: list[dict] | None, n_boot: int) -> tuple[pd.DataFrame, dict]:
+    """A fitted ensemble's ``predictions.csv`` frame and ``metrics.json`` content."""
+    frames, metrics = [], {}
+    for split in SPLITS:
+        data = aligned.splits[split]
+        prob = combiner.predict_proba(data.probs)
+        frame = pd.DataFrame({"image_id": data.image_id, "split": split, "y": data.y,
+                              "prob": prob})
+        if data.subject is not None:
+            frame["subject"] = data.subject
+        frames.append(frame)
+        metrics[split] = full_report(data.y, prob, combiner.threshold_, data.subject,
+                                     n_boot=n_boot, seed=seed)
+    metrics["method"] = method
+    metrics["comparison"] = comparison or []
+    metrics["paper_reference"] = list(PAPER_RESULTS)
+    return pd.concat(frames, ignore_index=True), metrics
+
+
 def save_ensemble(
     aligned: AlignedPredictions,
     combiner: _Combiner,
@@ -1003,7 +1077,8 @@ def save_ensemble(
     coefficients), ``status.json`` (completed), ``predictions.csv`` (``image_id, split, y, prob,
     subject``) and ``metrics.json`` (``val``/``test`` full reports, plus ``comparison`` and the
     paper's figures). The folder is built under a temporary name and renamed into place, so a
-    reader never sees half an ensemble.
+    reader never sees half an ensemble. (A search, :func:`build_ensemble`, writes the same files
+    into a folder that exists, with a live status, from its start.)
 
     Raises:
         RunError: the ensemble folder already exists; CnmcError: an unsafe ``ensemble_id``.
@@ -1015,44 +1090,20 @@ def save_ensemble(
     target = root / eid
     if target.exists():
         raise RunError(f"{target} already exists; choose another ensemble id.")
-    params = {k: v for k, v in combiner.get_params().items() if k != "callback"}
-    config = {
-        "kind": "ensemble", "ensemble_id": eid, "run_id": eid, "model": f"ensemble:{method}",
-        "members": list(aligned.members), "member_paths": [str(p) for p in aligned.paths],
-        "member_kinds": list(aligned.kinds), "method": method,
-        "weights": dict(zip(aligned.members, map(float, combiner.weights_))),
-        "threshold": float(combiner.threshold_), "threshold_rule": str(threshold_rule),
-        "split_protocol": aligned.split_protocol,
-        "dataset_fingerprint": aligned.dataset_fingerprint, "seed": seed, "params": params,
-        "fitted_on": "val", "created": time.time(),  # epoch seconds, as runs
-        "versions": {"cnmc_core": __version__, "numpy": np.__version__, "pandas": pd.__version__},
-    }
-    if isinstance(combiner, StackingEnsemble):
-        config["stacking"] = {"coef": combiner.coef_.tolist(), "intercept": combiner.intercept_,
-                              "features": "logit of each member's P(ALL)",
-                              "note": "weights are display only; predictions come from the LR"}
-    frames, metrics = [], {}
-    for split in SPLITS:
-        data = aligned.splits[split]
-        prob = combiner.predict_proba(data.probs)
-        frame = pd.DataFrame({"image_id": data.image_id, "split": split, "y": data.y,
-                              "prob": prob})
-        if data.subject is not None:
-            frame["subject"] = data.subject
-        frames.append(frame)
-        metrics[split] = full_report(data.y, prob, combiner.threshold_, data.subject,
-                                     n_boot=n_boot, seed=seed)
-    metrics["method"] = method
-    metrics["comparison"] = comparison or []
-    metrics["paper_reference"] = list(PAPER_RESULTS)
+    created = time.time()
+    config = _fitted_config(aligned, combiner, _base_config(
+        aligned, combiner, eid=eid, method=method, threshold_rule=threshold_rule, seed=seed,
+        created=created))
+    predictions, metrics = _ensemble_outputs(aligned, combiner, method=method, seed=seed,
+                                             comparison=comparison, n_boot=n_boot)
     tmp = Path(tempfile.mkdtemp(prefix=f".{eid}.", suffix=".tmp", dir=root))
     try:
         atomic_write_json(tmp / "config.json", config)
-        atomic_write_csv(tmp / "predictions.csv", pd.concat(frames, ignore_index=True))
+        atomic_write_csv(tmp / "predictions.csv", predictions)
         atomic_write_json(tmp / "metrics.json", metrics)
         atomic_write_json(tmp / "status.json", {"state": "completed", "kind": "ensemble",
-                                                "created": config["created"],
-                                                "heartbeat": config["created"], "error": None})
+                                                "created": created, "heartbeat": created,
+                                                "error": None})
         os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -1072,22 +1123,27 @@ def build_ensemble(
     compare: Sequence[str] | None = ("mean", "ga", "greedy", "dirichlet", "slsqp", "stacking"),
     params: dict[str, dict] | None = None,
     n_boot: int = 1000,
+    on_start: Callable[[Path], Any] | None = None,
 ) -> tuple[Path, list[dict]]:
-    """Resolve, load and align ``members``, fit ``method`` on val, compare, save.
+    """Resolve, load and align ``members``, fit ``method`` on val, compare, save: a tracked
+    search (see :mod:`cnmc_core.ensemble_job`).
+
+    Bad arguments and members that do not align are refused before anything is written. Then
+    ``<out_dir>/<ensemble_id>/`` is created at once with ``status.json`` ``running`` (pid,
+    heartbeat, progress), ``on_start(folder)`` is called, the GA logs its generations to
+    ``history.jsonl``, and the status ends ``completed`` (or ``failed`` with the error, which is
+    re-raised); a killed search reads as ``failed`` through
+    :func:`cnmc_core.runs.effective_status`.
 
     Returns:
         ``(ensemble folder, comparison rows)``.
+
+    Raises:
+        ConfigError: a bad method, threshold or parameter; RunError: members that cannot be
+            aligned, or an ensemble folder that exists; CnmcError: an unsafe ``ensemble_id``.
     """
-    if method not in METHODS:
-        make_combiner(method)  # raises the uniform message
-    parse_threshold_rule(threshold)
-    aligned = align_runs([resolve_member(m, runs_root) for m in members])
-    methods = list(dict.fromkeys([*(compare or []), method]))
-    if "mean" not in methods:
-        methods.insert(0, "mean")
-    rows, fitted = compare_methods(aligned, methods, threshold=threshold, seed=seed,
-                                   n_boot=n_boot, params=params)
-    path = save_ensemble(aligned, fitted[method], method=method, threshold_rule=threshold,
-                         seed=seed, out_dir=out_dir, ensemble_id=ensemble_id, comparison=rows,
-                         n_boot=n_boot)
-    return path, rows
+    from .ensemble_job import run_search
+
+    return run_search(members, method=method, threshold=threshold, seed=seed, out_dir=out_dir,
+                      runs_root=runs_root, ensemble_id=ensemble_id, compare=compare,
+                      params=params, n_boot=n_boot, on_start=on_start)
