@@ -68,13 +68,15 @@ def _folders(root: Path) -> list[tuple[str, Path]]:
 
 
 def workspace_signature(root: str | os.PathLike | None = None) -> tuple:
-    """Each run/ensemble folder's name, recorded state and the modification times (ns) of its
-    config, predictions and metrics.
+    """Each run/ensemble folder's name, state (with liveness applied: a killed run or search
+    changes it) and the modification times (ns) of its config, predictions and metrics.
 
     Cheap (a few ``stat`` calls and one small JSON read per folder); use it as a cache key so
     that cached listings and alignments are recomputed when a run finishes or fails or an
-    ensemble is saved, but not at every heartbeat of a training run.
+    ensemble is saved, but not at every heartbeat of a training run or ensemble search.
     """
+    from .runs import effective_status
+
     sig = []
     for kind, path in _folders(_root(root)):
         stamps = []
@@ -84,8 +86,8 @@ def workspace_signature(root: str | os.PathLike | None = None) -> tuple:
             except OSError:
                 stamps.append(0)
         try:
-            state = read_json(path / "status.json").get("state")
-        except (OSError, CnmcError, AttributeError):
+            state = effective_status(path).get("state")
+        except (OSError, ValueError, AttributeError, TypeError):  # CnmcError included
             state = None
         sig.append((kind, path.name, str(state), *stamps))
     return tuple(sig)
@@ -121,16 +123,15 @@ def list_members(root: str | os.PathLike | None = None) -> tuple[pd.DataFrame, p
 
     rows, skipped = [], []
     for kind, path in _folders(_root(root)):
-        try:
-            status = effective_status(path) if kind == "run" else read_json(path / "status.json")
-            state = status.get("state") if isinstance(status, dict) else None
-        except CnmcError as exc:
+        try:  # liveness applies to ensembles too: a killed search reads as failed
+            status = effective_status(path)
+            state = status.get("state")
+        except (OSError, ValueError, AttributeError, TypeError) as exc:  # CnmcError included
             skipped.append({"member_id": path.name, "kind": kind, "state": "damaged",
                             "reason": str(exc), "path": str(path)})
             continue
         if state != "completed":
-            reason = (status.get("error") or status.get("message") or "") if isinstance(
-                status, dict) else ""
+            reason = status.get("error") or status.get("message") or ""
             skipped.append({"member_id": path.name, "kind": kind, "state": str(state),
                             "reason": reason or f"the {kind} is {state}", "path": str(path)})
             continue

@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir")
     p.set_defaults(func=_worker)
 
-    p = sub.add_parser("runs", help="list runs with state and key metrics")
+    p = sub.add_parser("runs", help="list runs and ensembles with state and key metrics")
     p.add_argument("--runs-dir", help="artifacts folder")
     p.add_argument("--json", action="store_true", help="print JSON records")
     p.set_defaults(func=_runs)
@@ -104,9 +104,19 @@ def _fmt(value, digits=4):
 
 
 def _runs(args) -> int:
+    import pandas as pd
+
+    from .compare import list_experiments
     from .runs import list_runs
 
-    frame = list_runs(args.runs_dir)
+    runs = list_runs(args.runs_dir)
+    runs.insert(1, "kind", "run")
+    # ensembles after the runs, oldest first as the runs; a running search shows its state,
+    # a killed one failed (liveness applied)
+    ensembles = list_experiments(args.runs_dir, kinds=("ensemble",)).iloc[::-1]
+    frames = [f for f in (runs, ensembles[[c for c in runs.columns if c in ensembles.columns]])
+              if len(f)]
+    frame = pd.concat(frames, ignore_index=True) if frames else runs
     if args.json:
         print(json.dumps(json.loads(frame.to_json(orient="records")), indent=2))
         return 0
@@ -114,8 +124,9 @@ def _runs(args) -> int:
         print("no runs yet: start one with `python -m cnmc_core train --preset demo_scratch --data DIR`")
         return 0
     for row in frame.itertuples():
-        ci = f" [{_fmt(row.test_f1_low, 3)}, {_fmt(row.test_f1_high, 3)}]" if row.test_f1_low is not None else ""
-        progress = f"epoch {row.epoch}/{row.epochs}" if row.state in ("running", "queued") else ""
+        ci = f" [{_fmt(row.test_f1_low, 3)}, {_fmt(row.test_f1_high, 3)}]" if pd.notna(row.test_f1_low) else ""
+        progress = (f"epoch {row.epoch}/{row.epochs}" if row.state in ("running", "queued")
+                    and row.kind == "run" else "")
         print(f"{row.run_id}  {row.state:<9} {row.model or '':<20} {row.protocol or '':<8} "
               f"val F1 {_fmt(row.val_weighted_f1)}  test F1 {_fmt(row.test_weighted_f1)}{ci} {progress}"
               + (f"  error: {row.error}" if row.state == "failed" and row.error else ""))

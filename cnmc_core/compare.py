@@ -69,8 +69,9 @@ def _ensemble_rows(root) -> list[dict]:
         row: dict[str, Any] = {"run_id": path.name, "kind": "ensemble", "path": str(path)}
         try:
             config = read_json(path / CONFIG)
-            status = read_json(path / STATUS) if (path / STATUS).is_file() else {"state": "failed",
-                                                                                  "error": "no status.json"}
+            # liveness as for runs: a search whose process is gone or silent reads as failed
+            status = effective_status(path) if (path / STATUS).is_file() else {
+                "state": "failed", "error": "no status.json"}
         except Exception as exc:  # a damaged folder is shown as such, never skipped silently
             row.update(state="failed", error=str(exc))
             rows.append(row)
@@ -635,10 +636,7 @@ def read_log_tail(run_dir: str | os.PathLike, max_lines: int = 60) -> str:
 
 
 def experiment_status(path: str | os.PathLike) -> dict:
-    """The status of a run (with liveness applied) or an ensemble (as stored)."""
-    path = Path(path)
-    config = read_json(path / CONFIG)
-    if config.get("kind") == "ensemble":
-        return read_json(path / STATUS)
-    return effective_status(path)
+    """The status of a run or an ensemble, with liveness applied (a killed run or ensemble
+    search reads as ``failed``)."""
+    return effective_status(Path(path))
 
