@@ -47,6 +47,7 @@ __all__ = [
     "ImageNetPreprocess",
     "register_model",
     "create_model",
+    "check_model",
     "list_models",
     "model_defaults",
     "backbone_layer_names",
@@ -57,6 +58,7 @@ __all__ = [
     "WEIGHTS_CHOICES",
     "FINE_TUNE_RULES",
     "MOBILENET_V2_SIZES",
+    "BACKBONE_INITS",
 ]
 
 #: Accepted forms of ``weights=``: these two strings, or the path of a backbone ``.h5`` file.
@@ -370,18 +372,31 @@ _APPS = {
 }
 
 
+#: ``init`` choices of the transfer models (random initialisation of the backbone's convolutions).
+BACKBONE_INITS = ("keras", "he_normal")
+
+
 def _build_transfer(name: str, image_size: int, weights_file: Path | None, *, family: str,
-                    cut_layer: str, dense_units: int, dropout: float, head: str) -> keras.Model:
+                    cut_layer: str, dense_units: int, dropout: float, head: str,
+                    init: str = "keras") -> keras.Model:
     """A Keras application cut at ``cut_layer`` + GAP + head, as one flat graph.
 
     ``head``: ``dense_dropout`` = Dense(ReLU) + Dropout, ``dense`` = Dense(ReLU),
     ``dropout`` = Dropout only; then Dense(1, sigmoid). Weights are loaded into the full
     backbone (the notop files hold every block) before it is cut.
+
+    ``init`` (random initialisation only): ``keras`` keeps the application's own initialisers
+    (Glorot uniform); ``he_normal`` redraws every convolution kernel of the backbone from He et
+    al.'s (2015) ReLU initialisation. VGG16 has no BatchNorm: from Glorot init it sits at
+    chance for many epochs on these dark, low-contrast cells, from He init it learns in a few
+    (the CPU demo preset uses it). Refused with ImageNet weights, which it would overwrite.
     """
     dense_units = _check_units("dense_units", dense_units)
     dropout = _check_rate("dropout", dropout)
     if head not in ("dense_dropout", "dense", "dropout"):
         raise ConfigError(f"head must be 'dense_dropout', 'dense' or 'dropout'; got {head!r}.")
+    if init not in BACKBONE_INITS:
+        raise ConfigError(f"init must be one of {', '.join(BACKBONE_INITS)}; got {init!r}.")
     app_name, mode = _APPS[family]
     inp = keras.Input((image_size, image_size, 3), name="image")
     x = ImageNetPreprocess(mode, name="preprocess")(inp)
@@ -406,7 +421,56 @@ def _build_transfer(name: str, image_size: int, weights_file: Path | None, *, fa
     if head in ("dense_dropout", "dropout"):
         h = layers.Dropout(dropout, name="head_dropout")(h)
     out = layers.Dense(1, activation="sigmoid", name="head_output")(h)
-    return keras.Model(inp, out, name=name)
+    model = keras.Model(inp, out, name=name)
+    if init != "keras":  # after the head is built, so that the head's draws do not change
+        initializer = keras.initializers.get(init)
+        for layer in base.layers:
+            if isinstance(layer, layers.DepthwiseConv2D):  # (kh, kw, C, 1): fan-in is kh * kw
+                kh, kw, channels, mult = layer.kernel.shape
+                drawn = initializer((kh, kw, mult, channels))
+                layer.kernel.assign(keras.ops.transpose(drawn, (0, 1, 3, 2)))
+            elif isinstance(layer, layers.Conv2D):
+                layer.kernel.assign(initializer(layer.kernel.shape))
+    return model
+
+
+def check_model(name: str, image_size: int | None = None, weights: Any = "none",
+                what: str = "override", **overrides: Any) -> tuple[ModelSpec, int, Path | None, dict]:
+    """Check a model request without building it: what :func:`create_model` and the training
+    config check (before any run folder exists) both run.
+
+    Checks the name, the override keys, the input size, the weights (an ImageNet file missing
+    offline fails here, naming it) and that ``init`` re-draws only random weights. Values of the
+    other overrides (``dropout``, ``head`` ...) are checked by the builder.
+
+    Args:
+        what: how the overrides are called in messages (``override``, ``model_args``).
+
+    Returns:
+        ``(spec, image_size, weights_file or None, arch)`` with ``arch`` the builder's arguments.
+
+    Raises:
+        ConfigError: with the reason and the allowed values.
+    """
+    spec = _spec(name)
+    unknown = sorted(set(overrides) - set(spec.arch))
+    if unknown:
+        raise ConfigError(f"Unknown {what} {unknown} for model {spec.name}; allowed: "
+                          f"{', '.join(sorted(spec.arch))}.")
+    size = spec.image_size if image_size is None else image_size
+    if isinstance(size, bool) or not isinstance(size, int) or size < spec.min_image_size:
+        raise ConfigError(
+            f"image_size must be an integer >= {spec.min_image_size} for {spec.name}; got {size!r}."
+        )
+    weights_file = _resolve_weights(spec, weights, size)
+    arch = {**spec.arch, **overrides}
+    init = arch.get("init", "keras")
+    if "init" in spec.arch and init not in BACKBONE_INITS:
+        raise ConfigError(f"init must be one of {', '.join(BACKBONE_INITS)}; got {init!r}.")
+    if init != "keras" and weights_file is not None:
+        raise ConfigError(f"init={init!r} re-draws the backbone's kernels and would overwrite the "
+                          f"pretrained weights ({weights_file.name}): use it with weights=none only.")
+    return spec, size, weights_file, arch
 
 
 def create_model(name: str, image_size: int | None = None, weights: Any = "none",
@@ -427,22 +491,9 @@ def create_model(name: str, image_size: int | None = None, weights: Any = "none"
 
     Raises:
         ConfigError: unknown name or override key, bad value, too small ``image_size``, or
-            weights not allowed or not found.
+            weights not allowed or not found (see :func:`check_model`).
     """
-    spec = _spec(name)
-    unknown = sorted(set(overrides) - set(spec.arch))
-    if unknown:
-        raise ConfigError(
-            f"Unknown override {', '.join(map(repr, unknown))} for model {spec.name}; allowed: "
-            f"{', '.join(sorted(spec.arch))}."
-        )
-    size = spec.image_size if image_size is None else image_size
-    if isinstance(size, bool) or not isinstance(size, int) or size < spec.min_image_size:
-        raise ConfigError(
-            f"image_size must be an integer >= {spec.min_image_size} for {spec.name}; got {size!r}."
-        )
-    weights_file = _resolve_weights(spec, weights, size)
-    arch = {**spec.arch, **overrides}
+    spec, size, weights_file, arch = check_model(name, image_size, weights, **overrides)
     return spec.builder(spec.name, size, weights_file, **arch)
 
 
@@ -629,7 +680,8 @@ for _name, _family, _cut, _units, _head, _ft, _st, _sec, _f1, _params, _desc in 
     register_model(ModelSpec(
         name=_name, family=_family, builder=functools.partial(_build_transfer, family=_family),
         description=_desc, image_size=224, min_image_size=32,
-        arch={"cut_layer": _cut, "dense_units": _units, "dropout": _DROPOUT, "head": _head},
+        arch={"cut_layer": _cut, "dense_units": _units, "dropout": _DROPOUT, "head": _head,
+              "init": "keras"},
         fine_tune=_ft, stages=_stages(_ft, *(_st or ())), weights="imagenet",
         params=_params, params_at=224, paper={"section": _sec, "weighted_f1": _f1},
     ))

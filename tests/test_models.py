@@ -91,6 +91,7 @@ def test_preprocessing_matches_keras_preprocess_input():
         ({"name": "vgg16_block4", "weights": "/nonexistent/x.h5"}, r"does not exist"),
         ({"name": "vgg16_block4", "weights": "foo"}, r"'none', 'imagenet' or the path"),
         ({"name": "vgg16_block4", "cut_layer": "block9_pool"}, r"cut_layer 'block9_pool'"),
+        ({"name": "vgg16_block4", "init": "glorot"}, r"init must be one of keras, he_normal"),
     ],
 )
 def test_create_model_errors(kwargs, match):
@@ -152,6 +153,43 @@ def test_weights_load_from_keras_cache_and_from_a_path(tmp_path, monkeypatch):
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(model.get_layer("block_5_project_BN").moving_variance),
             want_bn)
+
+
+def test_he_normal_init_redraws_backbone_kernels_only(tmp_path):
+    """``init='he_normal'``: every conv kernel (depthwise too) has He's std sqrt(2 / fan_in);
+    the head keeps its own initialiser; with pretrained weights it is refused."""
+    for name, size in (("vgg16_block4", 32), ("mobilenetv2_block13", 96)):
+        keras.utils.set_random_seed(0)
+        glorot = create_model(name, image_size=size)
+        keras.utils.set_random_seed(0)
+        he = create_model(name, image_size=size, init="he_normal")
+        checked = 0
+        for layer in he.layers:
+            if isinstance(layer, keras.layers.DepthwiseConv2D):
+                kernel = keras.ops.convert_to_numpy(layer.kernel)
+                fan_in = kernel.shape[0] * kernel.shape[1]  # depth multiplier 1: one input channel
+            elif isinstance(layer, keras.layers.Conv2D):
+                kernel = keras.ops.convert_to_numpy(layer.kernel)
+                fan_in = int(np.prod(kernel.shape[:3]))
+            else:
+                continue
+            if kernel.size < 2000:
+                continue  # too few draws for a std check
+            # he_normal draws from a normal truncated at 2 std, rescaled to keep the std
+            assert abs(kernel.std() / np.sqrt(2.0 / fan_in) - 1) < 0.1, layer.name
+            checked += 1
+        assert checked >= 5
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(he.get_layer("head_output").kernel),
+            keras.ops.convert_to_numpy(glorot.get_layer("head_output").kernel))
+    first = keras.ops.convert_to_numpy(he.get_layer("Conv1").kernel)
+    assert not np.allclose(first, keras.ops.convert_to_numpy(glorot.get_layer("Conv1").kernel))
+
+    src = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    _write_notop_h5(path, src)
+    with pytest.raises(ConfigError, match=r"init='he_normal'.*overwrite the pretrained.*weights=none"):
+        create_model("vgg16_block4", image_size=32, weights=str(path), init="he_normal")
 
 
 def _trainable_names(model):

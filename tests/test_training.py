@@ -117,6 +117,22 @@ def test_bad_input_fails_before_training(argv, message, tiny_data, tmp_path, cap
     assert not (tmp_path / "art" / "runs").exists() or not list((tmp_path / "art" / "runs").iterdir())
 
 
+def test_he_init_with_imagenet_weights_fails_before_training(tiny_data, tmp_path, capsys, monkeypatch):
+    """demo_vgg16 re-draws its kernels (init he_normal): with ImageNet weights present, asking
+    for them is refused before any run folder exists, naming the file and the fix."""
+    home = tmp_path / "keras"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"x")
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    rc = main(["train", "--preset", "demo_vgg16", "--weights", "imagenet", "--data", str(tiny_data),
+               "--runs-dir", str(tmp_path / "art")])
+    err = capsys.readouterr().err
+    assert rc == 2 and re.search(r"init='he_normal'.*pretrained weights "
+                                 r"\(vgg16_weights_tf_dim_ordering_tf_kernels_notop\.h5\).*weights=none",
+                                 err), err
+    assert not (tmp_path / "art" / "runs").exists() or not list((tmp_path / "art" / "runs").iterdir())
+
+
 def test_cap_keeps_both_classes_and_the_ratio():
     from cnmc_core.training import _cap
 
