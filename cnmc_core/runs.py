@@ -393,14 +393,19 @@ class queue_slot:
     """Context manager that waits for one of ``max_parallel`` run slots, in creation order.
 
     While waiting it calls ``on_wait()`` about once a second (the worker refreshes its heartbeat
-    there and raises to give up, e.g. when cancelled).
+    there and raises to give up, e.g. when cancelled), and ``on_next()`` once, when this run is
+    the next in line but every slot is still busy (the worker imports TensorFlow there, so that
+    the import overlaps the running run instead of following it; runs further back in the queue
+    stay light).
     """
 
-    def __init__(self, run_dir: str | os.PathLike, max_parallel: int | None = None, on_wait=None):
+    def __init__(self, run_dir: str | os.PathLike, max_parallel: int | None = None, on_wait=None,
+                 on_next=None):
         self.run_dir = Path(run_dir)
         self.base = self.run_dir.parent / QUEUE_DIR
         self.max_parallel = max_parallel or int(os.environ.get("CNMC_MAX_PARALLEL_RUNS", "1"))
         self.on_wait = on_wait
+        self.on_next = on_next
         self._fh = None
 
     def _my_turn(self) -> bool:
@@ -433,6 +438,9 @@ class queue_slot:
                         continue
                     self._fh = fh
                     return self
+                if self.on_next is not None:
+                    on_next, self.on_next = self.on_next, None
+                    on_next()
             if self.on_wait is not None:
                 self.on_wait()
             time.sleep(1.0)

@@ -334,7 +334,13 @@ def train_run(run_dir: str | os.PathLike, log: Callable[[str], None] | None = pr
             if cancel_requested(run_dir):
                 raise CancelledError()
 
-        with queue_slot(run_dir, on_wait=waiting) if wait_in_queue else contextlib.nullcontext():
+        def next_in_line():
+            status.update(message="next in the queue: loading TensorFlow")
+            import keras  # noqa: F401 - the slow import overlaps the run before this one
+            import tensorflow  # noqa: F401
+
+        with (queue_slot(run_dir, on_wait=waiting, on_next=next_in_line) if wait_in_queue
+              else contextlib.nullcontext()):
             if cancel_requested(run_dir):
                 raise CancelledError()
             status.update(state="running", started=time.time(), message="preparing data")

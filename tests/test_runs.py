@@ -145,3 +145,44 @@ def test_queue_never_runs_more_than_its_limit(tmp_path):
         active += 1 if kind == "enter" else -1
         most = max(most, active)
     assert most == 2 and len(events) == 10
+
+
+def test_queue_calls_on_next_once_for_the_next_run_only(tmp_path):
+    """The run next in line is told once (the worker imports TensorFlow then); runs further
+    back are not, until they are next."""
+    from cnmc_core.runs import _proc_start_time, queue_slot, write_status
+
+    runs = []
+    for _ in range(3):
+        run = create_run(_config(), tmp_path)
+        write_status(run, pid=os.getpid(), pid_start=_proc_start_time(os.getpid()))
+        runs.append(run)
+        time.sleep(0.01)  # distinct creation times: the queue order is a, b, c
+    calls: list[str] = []
+    entered: dict[str, threading.Event] = {r.name: threading.Event() for r in runs}
+    release: dict[str, threading.Event] = {r.name: threading.Event() for r in runs}
+
+    def worker(run):
+        with queue_slot(run, max_parallel=1, on_next=lambda: calls.append(run.name)):
+            write_status(run, state="running")
+            entered[run.name].set()
+            release[run.name].wait(20)
+        write_status(run, state="completed")
+
+    threads = [threading.Thread(target=worker, args=(r,), daemon=True) for r in runs]
+    for t in threads:
+        t.start()
+    a, b, c = (r.name for r in runs)
+    assert entered[a].wait(10)
+    time.sleep(2.5)  # b and c poll about once a second
+    assert calls == [b]
+    release[a].set()
+    assert entered[b].wait(10)
+    time.sleep(2.5)
+    assert calls == [b, c]
+    release[b].set()
+    assert entered[c].wait(10)
+    release[c].set()
+    for t in threads:
+        t.join(10)
+    assert calls == [b, c]
