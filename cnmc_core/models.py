@@ -469,7 +469,8 @@ def check_model(name: str, image_size: int | None = None, weights: Any = "none",
         raise ConfigError(f"init must be one of {', '.join(BACKBONE_INITS)}; got {init!r}.")
     if init != "keras" and weights_file is not None:
         raise ConfigError(f"init={init!r} re-draws the backbone's kernels and would overwrite the "
-                          f"pretrained weights ({weights_file.name}): use it with weights=none only.")
+                          f"pretrained weights ({weights_file.name}): use it with weights=none only, or set "
+                          "init=keras (for a preset: --set model_args.init=keras).")
     return spec, size, weights_file, arch
 
 

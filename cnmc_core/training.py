@@ -339,6 +339,9 @@ def train_run(run_dir: str | os.PathLike, log: Callable[[str], None] | None = pr
             import keras  # noqa: F401 - the slow import overlaps the run before this one
             import tensorflow  # noqa: F401
 
+            status.update(message="next in the queue")
+            waiting()  # a cancel asked for during the import
+
         with (queue_slot(run_dir, on_wait=waiting, on_next=next_in_line) if wait_in_queue
               else contextlib.nullcontext()):
             if cancel_requested(run_dir):

@@ -173,12 +173,19 @@ def test_queue_calls_on_next_once_for_the_next_run_only(tmp_path):
     for t in threads:
         t.start()
     a, b, c = (r.name for r in runs)
-    assert entered[a].wait(10)
-    time.sleep(2.5)  # b and c poll about once a second
+
+    def settle(n):  # wait for n calls, then a while longer: no extra call may come
+        deadline = time.time() + 30
+        while len(calls) < n and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # the waiting runs poll about once a second
+
+    assert entered[a].wait(30)
+    settle(1)
     assert calls == [b]
     release[a].set()
-    assert entered[b].wait(10)
-    time.sleep(2.5)
+    assert entered[b].wait(30)
+    settle(2)
     assert calls == [b, c]
     release[b].set()
     assert entered[c].wait(10)
