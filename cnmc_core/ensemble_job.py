@@ -38,9 +38,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .exceptions import CnmcError, RunError
 from .fileio import atomic_write_csv, atomic_write_json, check_name
-from .runs import Heartbeat, _proc_start_time, append_history
+from .runs import Heartbeat, _make_unique_folder, _proc_start_time, append_history
 from .workspace import ensembles_dir
 
 __all__ = ["HISTORY_FLUSH_SECONDS", "MAX_LINES_PER_RESTART", "GAHistory", "run_search"]
@@ -100,32 +99,21 @@ class GAHistory:
         self._last = time.monotonic()
 
 
-def _create_folder(root: Path, eid: str | None, make_id: Callable[[], str]) -> Path:
-    """``root/<id>`` made with ``mkdir`` (an existing folder is refused; a generated id that
-    collides is drawn again)."""
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunError(f"Cannot create the ensembles folder {root}: {exc.strerror}; make it "
-                       "writable or point $CNMC_ARTIFACTS elsewhere.") from exc
-    for _ in range(100):
-        target = root / (eid or make_id())
+def _keep_config(folder: Path, base: dict) -> None:
+    """Write the search's first ``config.json`` if it is missing (its first write failed):
+    readers list a folder only when it has one, and the failure recorded in ``status.json``
+    would never be shown. Errors are ignored (the job's own error is the one raised); when the
+    full config cannot be written, a minimal one is tried."""
+    if (folder / "config.json").is_file():
+        return
+    minimal = {k: base[k] for k in ("kind", "ensemble_id", "run_id", "model", "members",
+                                   "method", "seed", "created") if k in base}
+    for config in (base, minimal):
         try:
-            target.mkdir()
-            return target
-        except FileExistsError:
-            if eid is not None:
-                raise RunError(f"{target} already exists; choose another ensemble id.") from None
-        except OSError as exc:
-            raise RunError(f"Cannot create {target}: {exc.strerror}; make the ensembles folder "
-                           "writable or point $CNMC_ARTIFACTS elsewhere.") from exc
-    raise RunError(f"Could not create a unique ensemble folder under {root}.")  # pragma: no cover
-
-
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, CnmcError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            atomic_write_json(folder / "config.json", config)
+            return
+        except Exception:  # noqa: BLE001 - a full disk, a value that is not JSON...
+            continue
 
 
 def run_search(
@@ -159,8 +147,8 @@ def run_search(
                  .check_params(n_models) for m in methods}
 
     root = Path(out_dir) if out_dir is not None else ensembles_dir()
-    folder = _create_folder(root, ensemble_id,
-                            lambda: E._ensemble_id(aligned, method, seed, threshold))
+    folder = _make_unique_folder(
+        root, ensemble_id or (lambda: E._ensemble_id(aligned, method, seed, threshold)), "ensemble")
     created = time.time()
     base = E._base_config(aligned, combiners[method], eid=folder.name, method=method,
                           threshold_rule=threshold, seed=seed, created=created)
@@ -198,20 +186,14 @@ def run_search(
         atomic_write_csv(folder / "predictions.csv", predictions)
         atomic_write_json(folder / "metrics.json", metrics)
         atomic_write_json(folder / "config.json", E._fitted_config(aligned, combiner, base))
-        heartbeat.stop()
-        heartbeat.update(state="completed", finished=time.time(), message="done")
+        heartbeat.finish()
     except BaseException as exc:
-        heartbeat.stop()
         try:
             if history is not None:
                 history.flush()
         except OSError:
             pass
-        state = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
-        try:
-            heartbeat.update(state=state, error=_error_text(exc), finished=time.time(),
-                             message="interrupted" if state == "cancelled" else "failed")
-        except OSError:
-            pass  # a full disk: the heartbeat goes stale and readers report failed
+        _keep_config(folder, base)
+        heartbeat.finish(exc)  # failed with the error (cancelled on Ctrl-C); stops the thread
         raise
     return folder, rows

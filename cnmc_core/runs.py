@@ -1,8 +1,11 @@
 """The run store: run folders, their status, launching runs as detached processes, the queue.
 
 A run is ``artifacts/runs/<run_id>/`` holding the files named in :data:`RUN_FILES`.
-``status.json`` is replaced atomically; ``history.jsonl`` is appended and flushed one line per
-epoch, and a reader ignores an unterminated last line. A run whose process is gone, or whose
+``status.json`` is replaced atomically. ``history.jsonl`` is appended in whole lines, each append
+flushed and ``fsync``-ed (:func:`append_history`): a training run writes one line per epoch, as
+the epoch ends; an ensemble search writes its GA generations in batches (at the end of each
+restart and at least every second, see :mod:`cnmc_core.ensemble_job`). A reader ignores an
+unterminated last line. A run whose process is gone, or whose
 heartbeat is older than :data:`STALE_SECONDS`, is reported ``failed`` (its files are kept).
 An ensemble search (``artifacts/ensembles/<id>/``) is tracked the same way: :class:`Heartbeat`
 keeps its ``status.json`` fresh and :func:`effective_status` applies to it too.
@@ -25,12 +28,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
 
-from .exceptions import RunError
-from .fileio import atomic_write_json, check_name, read_json
+from .exceptions import CnmcError, RunError
+from .fileio import _json_safe, atomic_write_json, check_name, read_json
 from .workspace import runs_dir
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "read_history",
     "append_history",
     "Heartbeat",
+    "error_text",
     "process_alive",
     "list_runs",
     "launch_run",
@@ -93,6 +97,42 @@ def run_path(run_id_or_dir: str | os.PathLike, root: str | os.PathLike | None = 
     return path
 
 
+def _make_unique_folder(base: str | os.PathLike, name: str | Callable[[], str], what: str) -> Path:
+    """Create ``base/<name>`` with ``mkdir`` (which fails if it exists) and return it.
+
+    ``name`` is a callable that draws a fresh name (a generated id: on a collision another is
+    drawn, up to 100 times) or a fixed string (a name the user chose: an existing folder is
+    refused). ``base`` is created if missing. ``what`` (``run``, ``ensemble``) names the folder
+    in the messages.
+
+    Raises:
+        RunError: the folder cannot be created (read-only or full disk: says what to do), a fixed
+            name exists, or 100 generated names collided.
+    """
+    base = Path(base)
+    article = "an" if what[:1].lower() in "aeiou" else "a"
+
+    def refused(exc: OSError) -> RunError:
+        return RunError(f"Cannot create {article} {what} folder in {base}: {exc.strerror}; make "
+                        "the artifacts folder writable or point $CNMC_ARTIFACTS elsewhere.")
+
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise refused(exc) from exc
+    for _ in range(100):
+        path = base / (name if isinstance(name, str) else name())
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            if isinstance(name, str):
+                raise RunError(f"{path} already exists; choose another {what} id.") from None
+        except OSError as exc:
+            raise refused(exc) from exc
+    raise RunError(f"Could not create a unique {what} folder under {base}.")  # pragma: no cover
+
+
 def create_run(config: dict, root: str | os.PathLike | None = None, kind: str = "run") -> Path:
     """Create a run folder with ``config.json`` and ``status.json`` (state ``queued``).
 
@@ -106,19 +146,10 @@ def create_run(config: dict, root: str | os.PathLike | None = None, kind: str = 
                        "artifacts folder writable or point $CNMC_ARTIFACTS elsewhere.") from exc
     stem = str(config.get("name") or config.get("model") or "run")
     stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem)[:40] or "run"
-    for _ in range(100):
-        run_id = f"{_dt.datetime.now(_dt.timezone.utc):%Y%m%d-%H%M%S}-{stem}-{secrets.token_hex(2)}"
-        path = base / run_id
-        try:
-            path.mkdir()
-            break
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise RunError(f"Cannot create a run folder in {base}: {exc.strerror}; make the artifacts "
-                           "folder writable or point $CNMC_ARTIFACTS elsewhere.") from exc
-    else:  # pragma: no cover - 100 collisions of 16 random bits in one second
-        raise RunError(f"Could not create a unique run folder under {base}.")
+    path = _make_unique_folder(
+        base, lambda: f"{_dt.datetime.now(_dt.timezone.utc):%Y%m%d-%H%M%S}-{stem}-{secrets.token_hex(2)}",
+        "run")
+    run_id = path.name
     created = _now()
     atomic_write_json(path / CONFIG, {"run_id": run_id, "kind": kind, "created": created, **config})
     write_status(path, state="queued", created=created, pid=None, heartbeat=created,
@@ -204,6 +235,14 @@ def append_history(run_dir: str | os.PathLike, record: dict | Sequence[dict]) ->
         os.fsync(fh.fileno())
 
 
+def error_text(exc: BaseException) -> str:
+    """The text a job's ``status.json`` records for an exception: a library error's message as
+    it is, anything else prefixed with its type (``MemoryError: ...``, ``KeyboardInterrupt``)."""
+    if isinstance(exc, CnmcError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 class Heartbeat:
     """Writes a job's ``status.json`` and refreshes its ``heartbeat`` from a daemon thread.
 
@@ -211,6 +250,13 @@ class Heartbeat:
     :meth:`note` only merges them, and the next beat (every ``interval`` seconds) writes them, so a
     hot loop can report progress for the cost of a dict update. Every write carries all fields
     given so far. Used as a context manager, the thread runs inside the ``with`` block.
+    :meth:`finish` stops the thread and writes the job's last state.
+
+    The thread never dies of a bad write: any error is swallowed and the next beat tries again,
+    and the first one is recorded in the status as ``heartbeat_error`` (written as soon as a
+    write succeeds). A field that is not JSON is written as its text by the thread (an
+    :meth:`update` with it raises). A ``status.json`` that is not a JSON object (damaged) is
+    rewritten from the job's own fields, by the thread and by :meth:`update`.
 
     Args:
         run_dir: the run or ensemble folder.
@@ -226,11 +272,40 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def _record_error(self, text: str) -> None:
+        """Keep the first error in the fields (the lock is held)."""
+        self.fields.setdefault("heartbeat_error", f"{time.strftime('%H:%M:%S')} {text}")
+
+    def _write(self, lenient: bool = False) -> dict:
+        """Merge the fields (and a fresh heartbeat) into ``status.json`` (the lock is held)."""
+        path = self.run_dir / STATUS
+        try:
+            old = read_json(path) if path.is_file() else {}
+            if not isinstance(old, dict):
+                raise RunError(f"{path} holds {type(old).__name__}, not a JSON object")
+        except ValueError as exc:  # CnmcError (not JSON), UnicodeDecodeError, not an object
+            self._record_error(f"{STATUS} was damaged and was rewritten from the job's own "
+                               f"fields ({exc})")
+            old = {}
+        now = _now()
+        status = {**old, **self.fields, "heartbeat": now, "updated": now}
+        try:
+            atomic_write_json(path, status)
+        except (TypeError, ValueError) as exc:  # a field that is not JSON
+            if not lenient:
+                raise
+            self._record_error(f"a status field is not JSON ({type(exc).__name__}: {exc}); "
+                               "it is written as text")
+            self.fields = json.loads(json.dumps(_json_safe(self.fields), default=str))
+            status = {**old, **self.fields, "heartbeat": now, "updated": now}
+            atomic_write_json(path, status)
+        return status
+
     def update(self, **fields: Any) -> dict:
         """Merge ``fields`` and write ``status.json`` now (with a fresh heartbeat)."""
         with self.lock:
             self.fields.update(fields)
-            return write_status(self.run_dir, heartbeat=_now(), **self.fields)
+            return self._write()
 
     def note(self, **fields: Any) -> None:
         """Merge ``fields``; the next beat writes them."""
@@ -239,10 +314,11 @@ class Heartbeat:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                self.update()
-            except OSError:  # a full or read-only disk: keep working; the final write says why
-                pass
+            with self.lock:
+                try:
+                    self._write(lenient=True)
+                except Exception as exc:  # a full or read-only disk...: keep beating
+                    self._record_error(f"could not write {STATUS}: {error_text(exc)}")
 
     def start(self) -> "Heartbeat":
         """Start the beating thread (once)."""
@@ -257,6 +333,40 @@ class Heartbeat:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    def finish(self, exc: BaseException | None = None, *,
+               cancelled: type[BaseException] | tuple[type[BaseException], ...] = KeyboardInterrupt,
+               cancel_message: str = "interrupted", cancel_error: bool = True,
+               on_write_error: Callable[[BaseException], Any] | None = None) -> dict | None:
+        """Stop the thread and write the job's last state; returns the status written.
+
+        - ``exc`` None: ``completed`` (message ``done``); a failed write raises.
+        - ``exc`` an instance of ``cancelled``: ``cancelled`` with ``cancel_message``, and the
+          exception's text (:func:`error_text`) as ``error`` unless ``cancel_error`` is False.
+        - any other ``exc``: ``failed`` with :func:`error_text` as ``error`` (message ``failed``).
+
+        Every state gets ``finished`` (epoch seconds). When recording a cancellation or failure
+        cannot be written (a full disk...), the write's error goes to ``on_write_error`` (if
+        given) and None is returned: the caller re-raises ``exc``, not the write's error; the
+        heartbeat then goes stale and readers report the job ``failed``.
+        """
+        self.stop()
+        if exc is None:
+            return self.update(state="completed", finished=time.time(), message="done")
+        if isinstance(exc, cancelled):
+            fields = {"state": "cancelled", "message": cancel_message}
+            if cancel_error:
+                fields["error"] = error_text(exc)
+        else:
+            fields = {"state": "failed", "error": error_text(exc), "message": "failed"}
+        try:
+            with self.lock:
+                self.fields.update(fields, finished=time.time())
+                return self._write(lenient=True)
+        except Exception as write_error:  # noqa: BLE001 - the job's own error matters more
+            if on_write_error is not None:
+                on_write_error(write_error)
+            return None
 
     def __enter__(self) -> "Heartbeat":
         return self.start()

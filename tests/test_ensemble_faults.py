@@ -8,6 +8,7 @@ for the page test, which uses the session's fixture workspace.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -213,6 +214,50 @@ def test_failing_search_says_failed_with_the_message(art, error, state, text):
     assert _members(art)[1] == {"boom": state}
     row = list_experiments(art).set_index("run_id").loc["boom"]
     assert row["state"] == state and row["error"] == text
+
+
+def test_a_search_whose_first_config_write_fails_still_shows_failed(art, monkeypatch):
+    original, calls = ensemble_job.atomic_write_json, []
+
+    def full_once(path, obj):  # the disk is full when the search writes its first config.json
+        calls.append(Path(path).name)
+        if calls.count("config.json") == 1 and Path(path).name == "config.json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(path, obj)
+
+    monkeypatch.setattr(ensemble_job, "atomic_write_json", full_once)
+    folder = art / "ensembles" / "full"
+    with pytest.raises(OSError, match="No space left"):
+        E.build_ensemble([art / "runs" / n for n in "AB"], method="mean", compare=("mean",),
+                         n_boot=0, out_dir=art / "ensembles", ensemble_id="full")
+    config = json.loads((folder / "config.json").read_text())  # the base config, no weights
+    assert config["ensemble_id"] == "full" and config["members"] == ["A", "B"]
+    assert "weights" not in config
+    text = "OSError: [Errno 28] No space left on device"
+    assert effective_status(folder)["state"] == "failed"
+    row = list_experiments(art).set_index("run_id").loc["full"]  # every reader shows it
+    assert row["state"] == "failed" and row["error"] == text
+    _, skipped = list_members(art)
+    assert skipped.set_index("member_id").loc["full", "reason"] == text
+
+
+def test_a_search_that_cannot_write_its_config_at_all_keeps_a_minimal_one(art, monkeypatch):
+    original = ensemble_job.atomic_write_json
+
+    def no_full_config(path, obj):  # e.g. a value that is not JSON in the full config
+        if Path(path).name == "config.json" and "member_paths" in obj:
+            raise TypeError("Object of type Thing is not JSON serializable")
+        return original(path, obj)
+
+    monkeypatch.setattr(ensemble_job, "atomic_write_json", no_full_config)
+    folder = art / "ensembles" / "odd"
+    with pytest.raises(TypeError):
+        E.build_ensemble([art / "runs" / n for n in "AB"], method="mean", compare=("mean",),
+                         n_boot=0, out_dir=art / "ensembles", ensemble_id="odd")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["kind"] == "ensemble" and config["members"] == ["A", "B"]
+    row = list_experiments(art).set_index("run_id").loc["odd"]
+    assert row["state"] == "failed" and "TypeError: Object of type Thing" in row["error"]
 
 
 @pytest.mark.parametrize("args, err_msg", [
