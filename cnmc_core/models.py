@@ -376,9 +376,30 @@ _APPS = {
 BACKBONE_INITS = ("keras", "he_normal")
 
 
+#: VGG16's convolution blocks: (convolutions, filters) per block.
+_VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
+
+
+def _vgg16_bn(source, x, init: str) -> keras.Model:
+    """VGG16's convolutional base with BatchNorm after every convolution (VGG16-BN, as
+    torchvision's ``vgg16_bn``), built on tensor ``x`` with Keras' layer names (``block4_conv3``,
+    ``block4_pool`` ...), so cut layers and fine-tuning rules read the same; each convolution is
+    ``blockB_convC`` (no bias) -> ``blockB_convC_bn`` -> ``blockB_convC_relu``. ``source`` is
+    the model's input, ``x`` its preprocessed tensor."""
+    for b, (n, filters) in enumerate(_VGG16_BLOCKS, start=1):
+        for c in range(1, n + 1):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                              kernel_initializer="glorot_uniform" if init == "keras" else init,
+                              name=f"block{b}_conv{c}")(x)
+            x = layers.BatchNormalization(name=f"block{b}_conv{c}_bn")(x)
+            x = layers.ReLU(name=f"block{b}_conv{c}_relu")(x)
+        x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
+    return keras.Model(source, x, name="vgg16_bn")
+
+
 def _build_transfer(name: str, image_size: int, weights_file: Path | None, *, family: str,
                     cut_layer: str, dense_units: int, dropout: float, head: str,
-                    init: str = "keras") -> keras.Model:
+                    init: str = "keras", batch_norm: bool = False) -> keras.Model:
     """A Keras application cut at ``cut_layer`` + GAP + head, as one flat graph.
 
     ``head``: ``dense_dropout`` = Dense(ReLU) + Dropout, ``dense`` = Dense(ReLU),
@@ -389,7 +410,11 @@ def _build_transfer(name: str, image_size: int, weights_file: Path | None, *, fa
     (Glorot uniform); ``he_normal`` redraws every convolution kernel of the backbone from He et
     al.'s (2015) ReLU initialisation. VGG16 has no BatchNorm: from Glorot init it sits at
     chance for many epochs on these dark, low-contrast cells, from He init it learns in a few
-    (the CPU demo preset uses it). Refused with ImageNet weights, which it would overwrite.
+    Refused with ImageNet weights, which it would overwrite.
+
+    ``batch_norm`` (VGG16 only, random initialisation only: Keras publishes no ImageNet weights
+    for it): VGG16-BN, BatchNorm after every convolution (:func:`_vgg16_bn`). From random init
+    it learns in a few CPU epochs where plain VGG16 sits at chance; the CPU demo preset uses it.
     """
     dense_units = _check_units("dense_units", dense_units)
     dropout = _check_rate("dropout", dropout)
@@ -400,13 +425,17 @@ def _build_transfer(name: str, image_size: int, weights_file: Path | None, *, fa
     app_name, mode = _APPS[family]
     inp = keras.Input((image_size, image_size, 3), name="image")
     x = ImageNetPreprocess(mode, name="preprocess")(inp)
-    with warnings.catch_warnings():
-        # MobileNetV2 warns about non-ImageNet sizes even with weights=None: not our concern here.
-        warnings.simplefilter("ignore", UserWarning)
-        base = getattr(keras.applications, app_name)(
-            include_top=False, weights=str(weights_file) if weights_file else None,
-            input_tensor=x,
-        )
+    if batch_norm:
+        base = _vgg16_bn(inp, x, init)
+        init = "keras"  # drawn by the layers themselves
+    else:
+        with warnings.catch_warnings():
+            # MobileNetV2 warns about non-ImageNet sizes even with weights=None: not our concern.
+            warnings.simplefilter("ignore", UserWarning)
+            base = getattr(keras.applications, app_name)(
+                include_top=False, weights=str(weights_file) if weights_file else None,
+                input_tensor=x,
+            )
     try:
         features = base.get_layer(cut_layer).output
     except ValueError:
@@ -467,6 +496,14 @@ def check_model(name: str, image_size: int | None = None, weights: Any = "none",
     init = arch.get("init", "keras")
     if "init" in spec.arch and init not in BACKBONE_INITS:
         raise ConfigError(f"init must be one of {', '.join(BACKBONE_INITS)}; got {init!r}.")
+    batch_norm = arch.get("batch_norm", False)
+    if "batch_norm" in spec.arch and not isinstance(batch_norm, bool):
+        raise ConfigError(f"batch_norm must be true or false; got {batch_norm!r}.")
+    if spec.family == "vgg16" and batch_norm and weights_file is not None:
+        raise ConfigError(f"batch_norm=true builds VGG16-BN, for which Keras has no pretrained "
+                          f"weights ({weights_file.name} is plain VGG16): use it with weights=none "
+                          "only, or set batch_norm=false (for a preset: --set "
+                          "model_args.batch_norm=false).")
     if init != "keras" and weights_file is not None:
         raise ConfigError(f"init={init!r} re-draws the backbone's kernels and would overwrite the "
                           f"pretrained weights ({weights_file.name}): use it with weights=none only, or set "
@@ -682,7 +719,7 @@ for _name, _family, _cut, _units, _head, _ft, _st, _sec, _f1, _params, _desc in 
         name=_name, family=_family, builder=functools.partial(_build_transfer, family=_family),
         description=_desc, image_size=224, min_image_size=32,
         arch={"cut_layer": _cut, "dense_units": _units, "dropout": _DROPOUT, "head": _head,
-              "init": "keras"},
+              "init": "keras", **({"batch_norm": False} if _family == "vgg16" else {})},
         fine_tune=_ft, stages=_stages(_ft, *(_st or ())), weights="imagenet",
         params=_params, params_at=224, paper={"section": _sec, "weighted_f1": _f1},
     ))

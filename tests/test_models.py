@@ -83,7 +83,7 @@ def test_preprocessing_matches_keras_preprocess_input():
     "kwargs, match",
     [
         ({"name": "resnet99"}, r"Unknown model 'resnet99'.*resnet50_conv4_v1.*vgg16_block4"),
-        ({"name": "vgg16_block4", "dropuot": 0.3}, r"'dropuot'.*allowed: cut_layer, dense_units"),
+        ({"name": "vgg16_block4", "dropuot": 0.3}, r"'dropuot'.*allowed: batch_norm, cut_layer, dense_units"),
         ({"name": "vgg16_block4", "dropout": 1.5}, r"dropout must be a number in \[0, 1\)"),
         ({"name": "vgg16_block4", "image_size": 16}, r"image_size must be an integer >= 32"),
         ({"name": "scratch_dd256", "image_size": 40}, r">= 60"),
@@ -92,6 +92,8 @@ def test_preprocessing_matches_keras_preprocess_input():
         ({"name": "vgg16_block4", "weights": "foo"}, r"'none', 'imagenet' or the path"),
         ({"name": "vgg16_block4", "cut_layer": "block9_pool"}, r"cut_layer 'block9_pool'"),
         ({"name": "vgg16_block4", "init": "glorot"}, r"init must be one of keras, he_normal"),
+        ({"name": "vgg16_block4", "batch_norm": "yes"}, r"batch_norm must be true or false"),
+        ({"name": "resnet50_conv4_v1", "batch_norm": True}, r"'batch_norm'.*allowed: cut_layer, dense_units, dropout, head, init\."),
     ],
 )
 def test_create_model_errors(kwargs, match):
@@ -190,6 +192,35 @@ def test_he_normal_init_redraws_backbone_kernels_only(tmp_path):
     _write_notop_h5(path, src)
     with pytest.raises(ConfigError, match=r"init='he_normal'.*overwrite the pretrained.*weights=none"):
         create_model("vgg16_block4", image_size=32, weights=str(path), init="he_normal")
+
+
+def test_vgg16_bn_keeps_keras_names_and_refuses_imagenet_weights(tmp_path):
+    """VGG16-BN: BatchNorm after each of the block's convolutions, Keras' layer names (cut layer,
+    fine-tuning blocks and the Grad-CAM layer read the same), no pretrained weights."""
+    from cnmc_core.explain import default_cam_layer
+
+    model = create_model("vgg16_block4", image_size=32, batch_norm=True)
+    names = [lyr.name for lyr in model.layers]
+    assert names[:5] == ["image", "preprocess", "block1_conv1", "block1_conv1_bn", "block1_conv1_relu"]
+    convs = [lyr for lyr in model.layers if isinstance(lyr, keras.layers.Conv2D)]
+    bns = [lyr for lyr in model.layers if isinstance(lyr, keras.layers.BatchNormalization)]
+    assert len(convs) == len(bns) == 10 and not any(c.use_bias for c in convs)
+    assert "block4_pool" in names and "block5_conv1" not in names
+    assert default_cam_layer(model) == "block4_conv3_relu"
+    # the same parameters as plain VGG16 minus the conv biases, plus 4 BN weights per channel
+    plain = create_model("vgg16_block4", image_size=32)
+    channels = sum(c.filters for c in convs)
+    assert model.count_params() == plain.count_params() - channels + 4 * channels
+    info = set_trainable(model, model_defaults("vgg16_block4")["fine_tune"])
+    assert "block2_conv1" in info["trainable_layers"] and "block1_conv1" not in info["trainable_layers"]
+    assert not any(lyr.trainable for lyr in bns)  # BatchNorm kept in inference mode
+    assert model.predict(np.zeros((2, 32, 32, 3), np.float32), verbose=0).shape == (2, 1)
+
+    src = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    _write_notop_h5(path, src)
+    with pytest.raises(ConfigError, match=r"VGG16-BN.*no pretrained.*weights=none"):
+        create_model("vgg16_block4", image_size=32, weights=str(path), batch_norm=True)
 
 
 def _trainable_names(model):

@@ -117,9 +117,11 @@ def test_bad_input_fails_before_training(argv, message, tiny_data, tmp_path, cap
     assert not (tmp_path / "art" / "runs").exists() or not list((tmp_path / "art" / "runs").iterdir())
 
 
-def test_he_init_with_imagenet_weights_fails_before_training(tiny_data, tmp_path, capsys, monkeypatch):
-    """demo_vgg16 re-draws its kernels (init he_normal): with ImageNet weights present, asking
-    for them is refused before any run folder exists, naming the file and the fix."""
+def test_vgg16_bn_demo_with_imagenet_weights_fails_before_training(tiny_data, tmp_path, capsys,
+                                                                    monkeypatch):
+    """demo_vgg16 is VGG16-BN (no ImageNet weights exist for it): with the plain VGG16 file
+    present, asking for ImageNet weights is refused before any run folder exists, naming the
+    file and the fix."""
     home = tmp_path / "keras"
     (home / "models").mkdir(parents=True)
     (home / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"x")
@@ -127,9 +129,9 @@ def test_he_init_with_imagenet_weights_fails_before_training(tiny_data, tmp_path
     rc = main(["train", "--preset", "demo_vgg16", "--weights", "imagenet", "--data", str(tiny_data),
                "--runs-dir", str(tmp_path / "art")])
     err = capsys.readouterr().err
-    assert rc == 2 and re.search(r"init='he_normal'.*pretrained weights "
-                                 r"\(vgg16_weights_tf_dim_ordering_tf_kernels_notop\.h5\).*weights=none",
-                                 err), err
+    assert rc == 2 and re.search(r"batch_norm=true builds VGG16-BN.*no pretrained weights "
+                                 r"\(vgg16_weights_tf_dim_ordering_tf_kernels_notop\.h5 is plain "
+                                 r"VGG16\).*--set model_args\.batch_norm=false", err), err
     assert not (tmp_path / "art" / "runs").exists() or not list((tmp_path / "art" / "runs").iterdir())
 
 
