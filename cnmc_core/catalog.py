@@ -15,12 +15,15 @@ here:
   ``data``; an ensemble's first member that has one) and :func:`image_paths` maps image ids to
   files through :func:`cnmc_core.dataset.resolve_manifest`.
 - :func:`leaf_runs` expands an ensemble into the runs (with ``model.keras``) it is made of, with
-  their effective weights, for explanations and scoring of new images.
+  their effective weights, for explanations and scoring of new images; it refuses an ensemble
+  that is not completed (a search still running, failed, cancelled or killed) and one without
+  fitted weights (:func:`ensemble_weights`), never falling back to equal weights.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ import pandas as pd
 
 from .exceptions import CnmcError, RunError
 from .fileio import read_json
+from .runs import check_completed
 
 __all__ = [
     "MEMBER_COLUMNS",
@@ -39,6 +43,7 @@ __all__ = [
     "data_source",
     "image_paths",
     "leaf_runs",
+    "ensemble_weights",
     "group_label",
     "comparable_groups",
     "default_members",
@@ -251,7 +256,39 @@ def image_paths(source: str | os.PathLike) -> dict[str, str]:
     return dict(zip(manifest["image_id"].astype(str), manifest["path"].astype(str)))
 
 
-def leaf_runs(member_path: str | os.PathLike, _depth: int = 0) -> list[tuple[Path, float]]:
+def ensemble_weights(path: str | os.PathLike, config: dict | None = None) -> list[float]:
+    """The fitted weights of a finished ensemble, one per member in ``members`` order, scaled to
+    sum to 1 (from its ``config.json``, which gets them when the search completes).
+
+    Raises:
+        RunError: no ``weights`` (the search did not finish: its config is the one written at
+            its start), a member without a weight, or weights that are not non-negative numbers
+            with a positive sum. Never falls back to equal weights.
+    """
+    path = Path(path)
+    config = _config(path) if config is None else config
+    names = [str(n) for n in config.get("members") or []]
+    weights = config.get("weights")
+    if not isinstance(weights, dict) or not weights:
+        raise RunError(f"Ensemble {path.name}: its config.json has no fitted weights (the search "
+                       "did not finish). Run the search again, or pick a completed ensemble.")
+    missing = [n for n in names if n not in weights]
+    if missing:
+        raise RunError(f"Ensemble {path.name}: its config.json gives no weight for member(s) "
+                       f"{missing}; run the search again.")
+    try:
+        w = [float(weights[n]) for n in names]
+    except (TypeError, ValueError):
+        w = [math.nan]
+    total = sum(w)
+    if not all(math.isfinite(x) and x >= 0 for x in w) or not total > 0:
+        raise RunError(f"Ensemble {path.name}: its config.json weights {weights} are not "
+                       "non-negative numbers with a positive sum; run the search again.")
+    return [x / total for x in w]
+
+
+def leaf_runs(member_path: str | os.PathLike, use: str = "used",
+              _depth: int = 0) -> list[tuple[Path, float]]:
     """The runs with a ``model.keras`` that a member is made of, with their effective weights.
 
     A run is ``[(run, 1.0)]``; an ensemble multiplies its weights (from its ``config.json``) down
@@ -259,8 +296,14 @@ def leaf_runs(member_path: str | os.PathLike, _depth: int = 0) -> list[tuple[Pat
     a stacking ensemble the weights are its display weights (its predictions come from a
     logistic regression; use :func:`cnmc_core.inference.score_member` to score with it).
 
+    Every ensemble on the way must be completed (:func:`cnmc_core.runs.check_completed`, with
+    liveness: a running or killed search is refused) and have its fitted weights
+    (:func:`ensemble_weights`). ``use`` names what the caller does with it in that message
+    (``explained``, ``scored``...).
+
     Raises:
-        RunError: a run without ``model.keras``, a missing member, or nesting too deep.
+        RunError: an unfinished ensemble, one without weights, a run without ``model.keras``, a
+            missing member, or nesting too deep.
     """
     path = Path(member_path)
     if _depth > _MAX_DEPTH:
@@ -271,16 +314,14 @@ def leaf_runs(member_path: str | os.PathLike, _depth: int = 0) -> list[tuple[Pat
             raise RunError(f"Run {path.name} has no model.keras: it did not finish, or its model "
                            "was deleted. Pick a completed run.")
         return [(path, 1.0)]
+    check_completed(path, use)
     names = [str(n) for n in config.get("members") or []]
     if not names:
         raise RunError(f"Ensemble {path.name} lists no members in its config.json.")
-    weights = config.get("weights") or {}
-    w = [float(weights.get(n, 0.0)) if isinstance(weights, dict) else 0.0 for n in names]
-    total = sum(w)
-    w = [x / total for x in w] if total > 0 else [1.0 / len(names)] * len(names)
+    w = ensemble_weights(path, config)
     merged: dict[Path, float] = {}
     for sub, weight in zip(_member_paths(path, config), w):
-        for run, inner in leaf_runs(sub, _depth + 1):
+        for run, inner in leaf_runs(sub, use, _depth + 1):
             merged[run] = merged.get(run, 0.0) + weight * inner
     return list(merged.items())
 

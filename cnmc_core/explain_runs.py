@@ -57,14 +57,16 @@ def expand_members(path: str | os.PathLike) -> list[tuple[str, Path, float]]:
     :func:`cnmc_core.catalog.leaf_runs`.
 
     Raises:
-        RunError: not a run or ensemble folder, a run without a model, or a member that is gone.
+        RunError: not a run or ensemble folder, a run without a model, a member that is gone, or
+            an ensemble that is not completed (a search still running, failed, cancelled or
+            killed: the message gives its state and what to do) or has no fitted weights.
     """
     from .catalog import leaf_runs
 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise RunError(f"{path} is not a run or ensemble folder (no config.json).")
-    return [(run.name, run, weight) for run, weight in leaf_runs(path)]
+    return [(run.name, run, weight) for run, weight in leaf_runs(path, "explained")]
 
 
 def explain_path(path: str | os.PathLike, image: np.ndarray, method: str = "gradcam",

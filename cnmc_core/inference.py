@@ -291,8 +291,14 @@ def score_member(member_path: str | os.PathLike, images: Sequence[np.ndarray],
     members (weighted soft vote, or the stacking model's logistic regression).
 
     ``run_probs`` caches the runs' probabilities (``{run folder name: array}``) between calls.
+
+    Raises:
+        RunError: an ensemble (at any depth) that is not completed (a search still running,
+            failed, cancelled or killed: the message gives its state and what to do) or has no
+            fitted weights; a run without a loadable model.
     """
-    from .catalog import _member_paths
+    from .catalog import _member_paths, ensemble_weights
+    from .runs import check_completed
 
     path = Path(member_path)
     if _depth > 8:
@@ -303,15 +309,16 @@ def score_member(member_path: str | os.PathLike, images: Sequence[np.ndarray],
         if path.name not in run_probs:
             run_probs.update(score_runs([path], images))
         return run_probs[path.name]
+    check_completed(path, "scored")
+    stacking = bool(config.get("stacking") or config.get("method") == "stacking")
+    w = None if stacking else np.array(ensemble_weights(path, config))
     subs = _member_paths(path, config)
     probs = np.column_stack([score_member(s, images, run_probs, _depth + 1) for s in subs])
-    if config.get("stacking") or config.get("method") == "stacking":
+    if stacking:
         return _stack_predict(config, probs)
-    weights = config.get("weights") or {}
-    w = np.array([float(weights.get(str(n), 0.0)) for n in config.get("members", [])])
-    if w.size != probs.shape[1] or w.sum() <= 0:
+    if w.size != probs.shape[1]:
         raise RunError(f"Ensemble {path.name}: config.json has no usable weights per member.")
-    return np.clip(probs @ (w / w.sum()), 0.0, 1.0)
+    return np.clip(probs @ w, 0.0, 1.0)
 
 
 def run_heatmaps(run_path: str | os.PathLike, images: Sequence[np.ndarray], *,

@@ -51,6 +51,7 @@ __all__ = [
     "append_history",
     "Heartbeat",
     "error_text",
+    "check_completed",
     "process_alive",
     "list_runs",
     "launch_run",
@@ -373,6 +374,42 @@ class Heartbeat:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def check_completed(path: str | os.PathLike, use: str = "used") -> dict:
+    """The effective status of a run or ensemble folder that must be ``completed`` to be
+    ``use``-d (``explained``, ``scored``...): an unfinished one (queued, running, failed,
+    cancelled, or killed: liveness applies) raises with its state, its error or progress, and
+    what to do.
+
+    Raises:
+        RunError: not completed, or an unreadable ``status.json``.
+    """
+    path = Path(path)
+    try:
+        config = read_json(path / CONFIG)
+        kind = config.get("kind") if isinstance(config, dict) else None
+    except (OSError, ValueError):
+        kind = None
+    try:
+        status = effective_status(path)
+        state = status.get("state")
+    except (ValueError, AttributeError, TypeError) as exc:  # CnmcError included
+        raise RunError(f"{path.name} cannot be {use}: its {STATUS} cannot be read ({exc}).") from None
+    if state == "completed":
+        return status
+    what = "ensemble search" if (kind or status.get("kind")) == "ensemble" else "run"
+    detail = status.get("error") if state not in ACTIVE_STATES else status.get("message")
+    text = f"The {what} {path.name} is {state}" + (f" ({detail})" if detail else "")
+    text += f", not completed: it cannot be {use}. "
+    if state in ACTIVE_STATES:
+        text += (f"Wait for the {what} to finish (`python -m cnmc_core runs` shows its progress) "
+                 "and try again.")
+    else:
+        again = "run the search again (`python -m cnmc_core ensemble ...`)" if what != "run" \
+            else "train it again"
+        text += f"Pick a completed {'ensemble' if what != 'run' else 'run'} or {again}."
+    raise RunError(text)
 
 
 def read_history(run_dir: str | os.PathLike) -> pd.DataFrame:

@@ -26,6 +26,7 @@ from cnmc_core import runs as R
 from cnmc_core.catalog import list_members, workspace_signature
 from cnmc_core.cli import main
 from cnmc_core.compare import experiment_status, list_experiments
+from cnmc_core.exceptions import RunError
 from cnmc_core.runs import effective_status, read_history, read_status, write_status
 from test_ensemble import make_truth, model_probs, write_run
 
@@ -303,6 +304,70 @@ def test_readers_apply_liveness_to_search_folders(art, capsys):
         "failed", "failed", "running", "failed"]
     assert main(["runs", "--runs-dir", str(art)]) == 0
     assert "live  running" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("state, alive, said, advice", [
+    ("running", True, "is running (ga: restart 1 of 2", "Wait for the ensemble search to finish"),
+    ("running", False, "is failed (the ensemble search's process (pid", "run the search again"),
+    ("failed", False, "is failed (RuntimeError: boom)", "run the search again"),
+    ("cancelled", False, "is cancelled (KeyboardInterrupt)", "run the search again"),
+])
+def test_an_unfinished_search_is_never_used_as_a_model(art, tmp_path, capsys, state, alive,
+                                                       said, advice):
+    from cnmc_core.catalog import leaf_runs
+    from cnmc_core.explain_runs import expand_members
+    from cnmc_core.inference import score_member
+    from conftest import cell_image, write_image
+
+    pid, start = (os.getpid(), R._proc_start_time(os.getpid())) if alive else _dead_pid()
+    error = {"failed": "RuntimeError: boom", "cancelled": "KeyboardInterrupt"}.get(state)
+    folder = _search_folder(art, "unfinished", state=state, pid=pid, pid_start=start,
+                            heartbeat=time.time(), error=error,
+                            message="ga: restart 1 of 2, generation 3 of 10")
+    image = cell_image()
+    for call, use in ((lambda: expand_members(folder), "explained"),
+                      (lambda: score_member(folder, [image]), "scored"),
+                      (lambda: leaf_runs(folder), "used")):
+        with pytest.raises(RunError) as info:
+            call()
+        text = str(info.value)
+        assert f"The ensemble search unfinished {said}" in text and advice in text, text
+        assert f"not completed: it cannot be {use}" in text
+    figure = write_image(tmp_path / "cell.png", image)
+    assert main(["explain", "unfinished", str(figure), "--out", str(tmp_path / "x.png"),
+                 "--runs-dir", str(art)]) == 2
+    assert "The ensemble search unfinished" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+    # inside a finished ensemble too
+    outer = _search_folder(art, "outer", state="completed")
+    config = json.loads((outer / "config.json").read_text())
+    config.update(members=["unfinished", "A"], weights={"A": 0.5, "unfinished": 0.5})
+    (outer / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RunError, match="The ensemble search unfinished"):
+        leaf_runs(outer)
+
+
+def test_a_completed_ensemble_without_weights_is_refused_not_equal_weighted(art):
+    from cnmc_core.catalog import ensemble_weights, leaf_runs
+    from cnmc_core.inference import score_member
+
+    for name in "AB":
+        (art / "runs" / name / "model.keras").write_bytes(b"not read")
+    folder = _search_folder(art, "noweights", state="completed")
+    for call in (lambda: leaf_runs(folder), lambda: score_member(folder, [])):
+        with pytest.raises(RunError, match="Ensemble noweights: its config.json has no fitted "
+                                           "weights"):
+            call()
+    config = json.loads((folder / "config.json").read_text())
+    for weights, message in (({"A": 1.0}, r"no weight for member\(s\) \['B'\]"),
+                             ({"A": 0.0, "B": 0.0}, "positive sum"),
+                             ({"A": "x", "B": 1.0}, "positive sum")):
+        (folder / "config.json").write_text(json.dumps({**config, "weights": weights}))
+        with pytest.raises(RunError, match=message):
+            leaf_runs(folder)
+    (folder / "config.json").write_text(json.dumps({**config, "weights": {"A": 3, "B": 1}}))
+    assert ensemble_weights(folder) == [0.75, 0.25]
+    assert dict(leaf_runs(folder)) == {art / "runs" / "A": 0.75, art / "runs" / "B": 0.25}
 
 
 def test_catalog_signature_changes_when_a_search_dies(art):
