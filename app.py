@@ -13,9 +13,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import streamlit as st
 
-from cnmc_core.compare import STATE_ICONS, experiment_status, list_experiments, run_progress, workspace_counts
+from cnmc_core.compare import (STATE_ICONS, display_name, experiment_status, list_experiments, run_progress,
+                               workspace_counts)
 from cnmc_core.demo import DEMO_PRESETS, create_demo_dataset, demo_dataset_exists, queue_demo_runs
 from cnmc_core.exceptions import CnmcError
+from cnmc_core.runs import ACTIVE_STATES
 from cnmc_core.settings import chosen_dataset, set_chosen_dataset
 from cnmc_core.workspace import artifacts_dir
 
@@ -43,29 +45,41 @@ def _demo_progress(bar, text):
     return report
 
 
+def _progress_bar(path: str, label: str) -> None:
+    try:
+        status = experiment_status(path)
+        fraction, text = run_progress(status)
+    except CnmcError as exc:
+        status, fraction, text = {}, 0.0, f"unreadable - {exc}"
+    icon = STATE_ICONS.get(status.get("state"), "")
+    st.progress(fraction, text=f"{icon} {label}: {text}")
+
+
 @st.fragment(run_every=2)
 def _live_runs(root) -> None:
-    """Progress of the active runs and the latest finished ones; reruns itself every 2 s."""
-    experiments = list_experiments(root, kinds=("run",))
-    active = experiments[experiments["state"].isin(["queued", "running"])]
-    ids = set(active["run_id"])
+    """Progress of the active runs (or the latest finished ones) and of the ensemble searches
+    running; reruns itself every 2 s."""
+    experiments = list_experiments(root)
+    runs = experiments[experiments["kind"] == "run"]
+    active = runs[runs["state"].isin(ACTIVE_STATES)]
+    searches = experiments[(experiments["kind"] == "ensemble")
+                           & experiments["state"].isin(ACTIVE_STATES)]
+    ids = set(active["run_id"]) | set(searches["run_id"])
     previous = st.session_state.get("home_active_runs")
     st.session_state["home_active_runs"] = ids
     if previous and previous - ids:
-        st.rerun(scope="app")  # a run finished: refresh the counts and the Compare link
-    if experiments.empty:
-        return
-    # the queue's order (oldest first) while runs are active, else the latest finished ones
-    shown = active.iloc[::-1] if len(active) else experiments.head(len(DEMO_PRESETS)).iloc[::-1]
-    st.markdown("**Active runs** (trained one at a time, in this order)" if len(active) else "**Latest runs**")
-    for row in shown.itertuples():
-        try:
-            status = experiment_status(row.path)
-            fraction, text = run_progress(status)
-        except CnmcError as exc:
-            status, fraction, text = {}, 0.0, f"unreadable - {exc}"
-        icon = STATE_ICONS.get(status.get("state"), "")
-        st.progress(fraction, text=f"{icon} `{row.preset}` ({row.model}): {text}")
+        st.rerun(scope="app")  # a run or search finished: refresh the counts and the Compare link
+    if len(runs):
+        # the queue's order (oldest first) while runs are active, else the latest finished ones
+        shown = active.iloc[::-1] if len(active) else runs.head(len(DEMO_PRESETS)).iloc[::-1]
+        st.markdown("**Active runs** (trained one at a time, in this order)" if len(active)
+                    else "**Latest runs**")
+        for row in shown.itertuples():
+            _progress_bar(row.path, f"`{row.preset}` ({row.model})")
+    if len(searches):
+        st.markdown("**Ensemble searches running**")
+        for row in searches.iloc[::-1].itertuples():
+            _progress_bar(row.path, f"`{display_name(row.run_id)}` ({row.model})")
 
 
 def home() -> None:

@@ -103,20 +103,37 @@ def _fmt(value, digits=4):
     return "" if value is None or value != value else f"{value:.{digits}f}"
 
 
+def _progress(row) -> str:
+    """What an active run or ensemble search is doing: ``epoch 3/8``, or the search's method and
+    GA restart/generation (from its status, liveness applied)."""
+    from .compare import experiment_status, run_progress
+    from .exceptions import CnmcError
+    from .runs import ACTIVE_STATES
+
+    if row["state"] not in ACTIVE_STATES:
+        return ""
+    if row["kind"] == "run":
+        return f"epoch {row['epoch']}/{row['epochs']}"
+    try:
+        status = experiment_status(row["path"])
+    except (CnmcError, OSError) as exc:
+        return f"unreadable status: {exc}"
+    return run_progress(status)[1].removeprefix(f"{status.get('state')} - ")
+
+
 def _runs(args) -> int:
     import pandas as pd
 
     from .compare import list_experiments
-    from .runs import list_runs
 
-    runs = list_runs(args.runs_dir)
-    runs.insert(1, "kind", "run")
-    # ensembles after the runs, oldest first as the runs; a running search shows its state,
-    # a killed one failed (liveness applied)
-    ensembles = list_experiments(args.runs_dir, kinds=("ensemble",)).iloc[::-1]
-    frames = [f for f in (runs, ensembles[[c for c in runs.columns if c in ensembles.columns]])
-              if len(f)]
-    frame = pd.concat(frames, ignore_index=True) if frames else runs
+    frame = list_experiments(args.runs_dir)
+    # runs, then ensembles; each oldest first, damaged folders (no creation time) last. A
+    # running search shows its state and progress, a killed one failed (liveness applied).
+    frame = (frame.assign(_ensemble=frame["kind"] != "run",
+                          _created=pd.to_numeric(frame["created_ts"], errors="coerce"))
+             .sort_values(["_ensemble", "_created", "run_id"], na_position="last", kind="stable")
+             .drop(columns=["_ensemble", "_created", "created_ts"]).reset_index(drop=True))
+    frame["progress"] = [_progress(row) for _, row in frame.iterrows()]
     if args.json:
         print(json.dumps(json.loads(frame.to_json(orient="records")), indent=2))
         return 0
@@ -125,10 +142,8 @@ def _runs(args) -> int:
         return 0
     for row in frame.itertuples():
         ci = f" [{_fmt(row.test_f1_low, 3)}, {_fmt(row.test_f1_high, 3)}]" if pd.notna(row.test_f1_low) else ""
-        progress = (f"epoch {row.epoch}/{row.epochs}" if row.state in ("running", "queued")
-                    and row.kind == "run" else "")
         print(f"{row.run_id}  {row.state:<9} {row.model or '':<20} {row.protocol or '':<8} "
-              f"val F1 {_fmt(row.val_weighted_f1)}  test F1 {_fmt(row.test_weighted_f1)}{ci} {progress}"
+              f"val F1 {_fmt(row.val_weighted_f1)}  test F1 {_fmt(row.test_weighted_f1)}{ci} {row.progress}"
               + (f"  error: {row.error}" if row.state == "failed" and row.error else ""))
     return 0
 

@@ -270,12 +270,39 @@ def _count(value) -> int:
     return int(number) if number == number and number > 0 else 0
 
 
+def _search_progress(status: dict) -> tuple[float, str]:
+    """:func:`run_progress` of an ensemble search: the methods fitted one after the other
+    (``step`` of ``steps``), within the GA its restart and generation."""
+    state = status.get("state") or "unknown"
+    step, steps = _count(status.get("step")), _count(status.get("steps"))
+    if state == "completed":
+        return 1.0, "completed"
+    within = 0.0
+    if status.get("fitting") == "ga":
+        restart, restarts = _count(status.get("restart")), _count(status.get("restarts"))
+        generation, generations = _count(status.get("generation")), _count(status.get("generations"))
+        if restart and restarts and generations:
+            within = (restart - 1 + min(generation, generations) / generations) / restarts
+    elif status.get("fitting") is None and steps and step >= steps:
+        within = 1.0  # every method fitted: scoring and writing
+    fraction = min(1.0, max(0.0, (step - 1 + within) / steps)) if steps and step else 0.0
+    if state in ACTIVE_STATES:
+        where = f"method {step} of {steps}: " if steps and step else ""
+        return fraction, f"{state} - {where}{status.get('message') or 'starting'}"
+    error = status.get("error") or status.get("message") or ""
+    return fraction, f"{state}" + (f" - {error}" if error else "")
+
+
 def run_progress(status: dict) -> tuple[float, str]:
-    """A progress fraction in [0, 1] and a line to show beside it, from a run's status.
+    """A progress fraction in [0, 1] and a line to show beside it, from a run's (or an ensemble
+    search's) status.
 
     Examples: ``running - train: epoch 3 of 8, batch 12 of 40``; ``queued - waiting in the
-    queue``; ``failed - MemoryError: ...``.
+    queue``; ``failed - MemoryError: ...``; a search: ``running - method 2 of 6: ga: restart
+    3 of 10, generation 40 of 100``.
     """
+    if status.get("kind") == "ensemble":
+        return _search_progress(status)
     state = status.get("state") or "unknown"
     epochs, epoch = _count(status.get("epochs")), _count(status.get("epoch"))
     batch, batches = _count(status.get("batch")), _count(status.get("batches"))

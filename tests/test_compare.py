@@ -146,6 +146,28 @@ def test_run_progress_mentions_a_non_epoch_message():
     assert text.endswith("(scoring val and test)")
 
 
+_GA = {"kind": "ensemble", "state": "running", "fitting": "ga", "step": 2, "steps": 4,
+       "restart": 2, "restarts": 4, "generation": 50, "generations": 100,
+       "message": "ga: restart 2 of 4, generation 50 of 100"}
+
+
+@pytest.mark.parametrize("status, fraction, text", [
+    (_GA, (1 + (1 + 0.5) / 4) / 4, "running - method 2 of 4: ga: restart 2 of 4, generation 50 of 100"),
+    ({**_GA, "fitting": "mean", "step": 1, "message": "fitting mean"}, 0.0,
+     "running - method 1 of 4: fitting mean"),
+    ({**_GA, "fitting": None, "step": 4, "message": "scoring and writing predictions and metrics"},
+     1.0, "running - method 4 of 4: scoring and writing predictions and metrics"),
+    ({"kind": "ensemble", "state": "running", "step": 0, "steps": 4, "message": "starting"}, 0.0,
+     "running - starting"),
+    ({**_GA, "state": "completed"}, 1.0, "completed"),
+    ({**_GA, "state": "failed", "error": "the ensemble search's process (pid 7) is gone"},
+     (1 + (1 + 0.5) / 4) / 4, "failed - the ensemble search's process (pid 7) is gone"),
+])
+def test_run_progress_of_an_ensemble_search(status, fraction, text):
+    got_fraction, got_text = run_progress(status)
+    assert got_fraction == pytest.approx(fraction) and got_text == text
+
+
 # --------------------------------------------------------------------------- smoothing
 def test_debiased_ema_starts_at_the_first_value_and_keeps_constants():
     assert debiased_ema([5.0, 5.0, 5.0], 0.9) == pytest.approx([5.0, 5.0, 5.0])

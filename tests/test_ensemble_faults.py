@@ -370,6 +370,34 @@ def test_a_completed_ensemble_without_weights_is_refused_not_equal_weighted(art)
     assert dict(leaf_runs(folder)) == {art / "runs" / "A": 0.75, art / "runs" / "B": 0.25}
 
 
+def test_cli_runs_lists_runs_then_searches_oldest_first_with_progress(art, capsys):
+    now = time.time()
+    for name, created in (("C", now - 300), ("A", now - 200)):  # B has no creation time
+        config = json.loads((art / "runs" / name / "config.json").read_text())
+        (art / "runs" / name / "config.json").write_text(json.dumps({**config, "created": created}))
+    done = _search_folder(art, "done", state="completed")
+    old = json.loads((done / "config.json").read_text())
+    (done / "config.json").write_text(json.dumps({**old, "created": now - 100}))
+    _search_folder(art, "busy", state="running", pid=os.getpid(),
+                   pid_start=R._proc_start_time(os.getpid()), heartbeat=now, fitting="ga",
+                   step=2, steps=3, restart=1, restarts=2, generation=3, generations=10,
+                   message="ga: restart 1 of 2, generation 3 of 10")
+    (art / "ensembles" / "broken").mkdir()  # damaged: no creation time
+    (art / "ensembles" / "broken" / "config.json").write_text("{")
+    assert main(["runs", "--runs-dir", str(art), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["run_id"] for r in rows] == ["C", "A", "B", "done", "busy", "broken"]
+    progress = {r["run_id"]: r["progress"] for r in rows}
+    assert progress["busy"] == "method 2 of 3: ga: restart 1 of 2, generation 3 of 10"
+    assert progress["done"] == "" and "created_ts" not in rows[0]
+    assert main(["runs", "--runs-dir", str(art)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["C", "A", "B", "done", "busy", "broken"]
+    assert lines[4].startswith("busy  running") and lines[4].endswith(
+        "method 2 of 3: ga: restart 1 of 2, generation 3 of 10")
+    assert lines[5].startswith("broken  failed") and "error: " in lines[5]
+
+
 def test_catalog_signature_changes_when_a_search_dies(art):
     proc = subprocess.Popen(["sleep", "30"])
     try:

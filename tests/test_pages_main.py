@@ -137,6 +137,37 @@ def test_home_queues_the_demo_runs_and_shows_their_progress(ws, monkeypatch):
     assert button(at, "Train the four demo models").disabled
 
 
+def test_home_lists_running_ensemble_searches_apart_from_the_runs(ws):
+    import os
+    import time
+
+    from cnmc_core.runs import _proc_start_time, write_status
+
+    folder = ws["root"] / "ensembles" / "ens-ga-20260101-000000-busy01"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({
+        "kind": "ensemble", "ensemble_id": folder.name, "model": "ensemble:ga",
+        "members": ["a", "b"], "method": "ga", "created": time.time()}))
+    write_status(folder, kind="ensemble", state="running", pid=os.getpid(),
+                 pid_start=_proc_start_time(os.getpid()), heartbeat=time.time(), fitting="ga",
+                 step=2, steps=3, restart=1, restarts=2, generation=3, generations=10,
+                 message="ga: restart 1 of 2, generation 3 of 10")
+    at = run_app()
+    markdown = texts(at.markdown)
+    assert "**Latest runs**" in markdown and "Active runs" not in markdown
+    assert "**Ensemble searches running**" in markdown
+    bars = [p.proto.text for p in at.get("progress")]
+    searches = [b for b in bars if "ens-ga-busy01" in b]
+    assert searches == [":material/sync: `ens-ga-busy01` (ensemble:ga): running - method 2 of 3: "
+                        "ga: restart 1 of 2, generation 3 of 10"]
+    assert len(bars) == 5  # the four latest runs, then the search
+    create_run({"name": "queued_one", "model": "cnn", "stages": [{"epochs": 2}]}, ws["root"])
+    at = run_app()
+    assert "**Active runs** (trained one at a time, in this order)" in texts(at.markdown)
+    bars = [p.proto.text for p in at.get("progress")]
+    assert len(bars) == 2 and "`queued_one` (cnn): queued" in bars[0] and "busy01" in bars[1]
+
+
 def test_home_says_when_the_chosen_dataset_is_gone(ws):
     (ws["root"] / "workspace.json").write_text(json.dumps({"dataset": "/no/such/dataset"}))
     at = run_app()
