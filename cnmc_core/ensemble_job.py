@@ -14,7 +14,9 @@ creates ``<ensembles>/<id>/`` like a run folder:
   the GA runs ``restart``/``restarts`` (1-based) and ``generation``/``generations``. It ends
   ``completed``, written last, after ``predictions.csv``, ``metrics.json`` and the final
   ``config.json``; or ``failed`` with the error (``cancelled`` on Ctrl-C), and the exception is
-  re-raised.
+  re-raised (:meth:`~cnmc_core.runs.Heartbeat.finish`). A search that fails before its first
+  ``config.json`` is written writes it then (or a minimal one), so that readers list the folder
+  and show the failure.
 - ``history.jsonl``: one line per GA generation, ``stage`` ``ga``, ``restart`` (0-based, as the
   GA's callback gives it), ``generation``, ``best_fitness`` (best so far over all restarts),
   ``generation_best``, ``mean_fitness``, ``time``. A restart of more than
