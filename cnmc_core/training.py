@@ -35,7 +35,7 @@ import pandas as pd
 
 from . import __version__
 from .dataset import manifest_fingerprint, resolve_manifest
-from .exceptions import CnmcError, ConfigError, DataError
+from .exceptions import ConfigError, DataError
 from .fileio import atomic_write_csv, atomic_write_json, read_json
 from .preprocess import build_cache
 from .runs import (
@@ -348,19 +348,11 @@ def train_run(run_dir: str | os.PathLike, log: Callable[[str], None] | None = pr
                 raise CancelledError()
             status.update(state="running", started=time.time(), message="preparing data")
             return _train(run_dir, config, status, log, artifacts)
-    except CancelledError:
-        status.stop()
-        status.update(state="cancelled", message="cancelled by the user", finished=time.time())
-        log("run cancelled")
-        raise
     except BaseException as exc:
-        status.stop()
-        text = str(exc) if isinstance(exc, CnmcError) else f"{type(exc).__name__}: {exc}"
-        log(traceback.format_exc())
-        try:
-            status.update(state="failed", error=text, finished=time.time(), message="failed")
-        except OSError as write_error:
-            log(f"could not record the failure in status.json: {write_error}")
+        log("run cancelled" if isinstance(exc, CancelledError) else traceback.format_exc())
+        status.finish(exc, cancelled=CancelledError, cancel_message="cancelled by the user",
+                      cancel_error=False,
+                      on_write_error=lambda e: log(f"could not record the failure in status.json: {e}"))
         raise
     finally:
         status.stop()
