@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import errno
 import json
-import multiprocessing as mp
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,31 +20,39 @@ from cnmc_core.runs import create_run, read_history, read_status, write_status
 from conftest import cell_image, write_image
 
 
-def _writer(run_dir: str, seconds: float) -> None:
-    run = Path(run_dir)
-    end = time.time() + seconds
-    k = 0
-    with open(run / "history.jsonl", "a") as fh:
-        while time.time() < end:
-            k += 1
-            write_status(run, state="running", epoch=k, payload="x" * (k % 5000))
-            atomic_write_json(run / "metrics.json", {"val": {"weighted_f1": k / 1e6}, "pad": list(range(k % 300))})
-            atomic_write_csv(run / "predictions.csv",
-                             pd.DataFrame({"image_id": [f"i{j}" for j in range(k % 200 + 1)], "prob": 0.5}))
-            line = json.dumps({"epoch": k, "loss": 1.0 / k}) + "\n"
-            for cut in (len(line) // 2, len(line)):  # a line is written in two pieces
-                fh.write(line[: cut] if cut < len(line) else line[len(line) // 2:])
-                fh.flush()
+# The writer runs in a fresh interpreter (not multiprocessing's spawn, which re-runs the parent's
+# __main__: after the AppTest page tests that is a Streamlit page script).
+_WRITER = """
+import json, sys, time
+from pathlib import Path
+import pandas as pd
+from cnmc_core.fileio import atomic_write_csv, atomic_write_json
+from cnmc_core.runs import write_status
+run, seconds = Path(sys.argv[1]), float(sys.argv[2])
+end = time.time() + seconds
+k = 0
+with open(run / "history.jsonl", "a") as fh:
+    while time.time() < end:
+        k += 1
+        write_status(run, state="running", epoch=k, payload="x" * (k % 5000))
+        atomic_write_json(run / "metrics.json", {"val": {"weighted_f1": k / 1e6}, "pad": list(range(k % 300))})
+        atomic_write_csv(run / "predictions.csv",
+                         pd.DataFrame({"image_id": [f"i{j}" for j in range(k % 200 + 1)], "prob": 0.5}))
+        line = json.dumps({"epoch": k, "loss": 1.0 / k}) + "\\n"
+        for cut in (len(line) // 2, len(line)):  # a line is written in two pieces
+            fh.write(line[: cut] if cut < len(line) else line[len(line) // 2:])
+            fh.flush()
+"""
 
 
 def test_readers_never_see_half_written_files(tmp_path):
     run = create_run({"name": "stress", "model": "m", "stages": []}, tmp_path)
-    proc = mp.get_context("spawn").Process(target=_writer, args=(str(run), 3.0))
-    proc.start()
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(run), "3.0"],
+                            cwd=Path(__file__).resolve().parents[1])
     reads = 0
     try:
-        deadline = time.time() + 3.0
-        while time.time() < deadline:
+        deadline = time.time() + 60  # read for as long as the writer writes (it starts slowly)
+        while proc.poll() is None and time.time() < deadline:
             assert read_status(run)["state"] in ("queued", "running")
             if (run / "metrics.json").exists():
                 assert "val" in json.loads((run / "metrics.json").read_text())
@@ -55,8 +64,8 @@ def test_readers_never_see_half_written_files(tmp_path):
                 assert history["loss"].notna().all() and history["epoch"].is_monotonic_increasing
             reads += 1
     finally:
-        proc.join(timeout=10)
-    assert proc.exitcode == 0 and reads > 50
+        proc.wait(timeout=30)
+    assert proc.returncode == 0 and reads > 50
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
 
 
