@@ -573,6 +573,12 @@ class WeightedAverage(_Combiner):
         self.weights_ = w / w.sum()
 
 
+# Memory guards of the GA (float64 history, float64 + bool population x images per generation):
+# 800 MB and ~2.3 GB; the paper's GA uses 1,010 values and 100 x n_val.
+_GA_MAX_HISTORY = 100_000_000
+_GA_MAX_BLOCK = 250_000_000
+
+
 class GeneticWeights(_Combiner):
     """The paper's genetic algorithm over weight vectors on the simplex (paper 3.4.3.1).
 
@@ -645,8 +651,23 @@ class GeneticWeights(_Combiner):
                 f"The 'elitism' parameter of GeneticWeights must be smaller than population_size "
                 f"({self.population_size}). Got {self.elitism!r} instead."
             )
+        cells = self.restarts * (self.generations + 1)
+        if cells > _GA_MAX_HISTORY:
+            raise ConfigError(
+                f"GeneticWeights with restarts={self.restarts} x generations={self.generations} "
+                f"keeps {cells:,} best-fitness values ({cells * 8 / 2**30:.1f} GiB); at most "
+                f"{_GA_MAX_HISTORY:,} are allowed: lower restarts or generations."
+            )
 
     def _fit_weights(self, X, y) -> None:
+        # one generation scores the whole population on every image at once
+        block = self.population_size * X.shape[0]
+        if block > _GA_MAX_BLOCK:
+            raise ConfigError(
+                f"GeneticWeights with population_size={self.population_size} on {X.shape[0]:,} "
+                f"images needs a {block:,}-value matrix per generation ({block * 9 / 2**30:.1f} GiB)"
+                f"; at most {_GA_MAX_BLOCK:,} are allowed: lower population_size."
+            )
         fitness = _Fitness(X, y, self.fitness_threshold)
         pop, m = self.population_size, X.shape[1]
         n_pairs = pop // 2

@@ -292,6 +292,9 @@ def test_threshold_rules_in_fit():
         (lambda: E.GeneticWeights(elitism=100), r"'elitism' parameter .* smaller than "
                                                 r"population_size \(100\)"),
         (lambda: E.GeneticWeights(threshold="maybe"), r"The 'threshold' parameter must be"),
+        (lambda: E.GeneticWeights(restarts=1000, generations=10_000_000),
+         r"restarts=1000 x generations=10000000 keeps 10,000,001,000 best-fitness values "
+         r"\(74\.5 GiB\); at most 100,000,000 are allowed: lower restarts or generations"),
         (lambda: E.DirichletSearch(alpha=0.0), r"'alpha' parameter of DirichletSearch must be a "
                                                r"float in the range \(0.0, inf\]"),
         (lambda: E.GreedySelection(n_iter=0), r"'n_iter' parameter of GreedySelection"),
@@ -416,3 +419,20 @@ def test_cli_refusals(three_runs, tmp_path, capsys):
     rc = main(["ensemble", "A", "B", "--runs-dir", str(art), "--method", "mean", "--n-boot", "0",
                "--compare", "none", "--name", "w", "--out", str(tmp_path / "w")])
     assert rc == 2 and "already exists" in capsys.readouterr().err
+
+
+def test_ga_memory_guards_fail_before_any_work(tmp_path, three_runs, capsys):
+    """Absurd GA sizes are refused with the memory they would take, not a MemoryError later;
+    from the CLI before any ensemble folder exists."""
+    rng = np.random.default_rng(0)
+    X, y = rng.random((1000, 3)), rng.integers(0, 2, 1000)
+    with pytest.raises(ConfigError, match=r"population_size=300000 on 1,000 images needs a "
+                                          r"300,000,000-value matrix per generation .* lower "
+                                          r"population_size"):
+        E.GeneticWeights(population_size=300_000, generations=1, restarts=1).fit(X, y)
+    _, paths = three_runs
+    out = tmp_path / "ens"
+    rc = main(["ensemble", *map(str, paths), "--method", "ga", "--ga-generations", "10000000",
+               "--ga-restarts", "1000", "--out", str(out)])
+    assert rc == 2 and "lower restarts or generations" in capsys.readouterr().err
+    assert not out.exists() or not list(out.iterdir())
