@@ -333,10 +333,9 @@ def _build_scratch(name: str, image_size: int, weights_file: Path | None, *, hea
     ``2x`` = Dense + Dense + Dropout (3.2.4; the paper does not say where its dropout was).
     ``batch_norm`` (not in the paper, off by default): Conv -> BatchNorm -> ReLU. The paper's
     network needs many epochs at 300 px to leave its initial plateau on these dark, low-contrast
-    cells; the CPU demo presets turn this on so that a few epochs at 64 px learn.
+    cells; the CPU demo presets turn this on so that a few epochs at 64 px learn (its value is
+    checked by :func:`check_model`).
     """
-    if not isinstance(batch_norm, bool):
-        raise ConfigError(f"batch_norm must be true or false; got {batch_norm!r}.")
     dense_units = _check_units("dense_units", dense_units)
     dropout = _check_rate("dropout", dropout)
     if len(filters) != len(pool_sizes):
@@ -380,7 +379,7 @@ BACKBONE_INITS = ("keras", "he_normal")
 _VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
 
 
-def _vgg16_bn(source, x, init: str) -> keras.Model:
+def _vgg16_bn(source, x) -> keras.Model:
     """VGG16's convolutional base with BatchNorm after every convolution (VGG16-BN, as
     torchvision's ``vgg16_bn``), built on tensor ``x`` with Keras' layer names (``block4_conv3``,
     ``block4_pool`` ...), so cut layers and fine-tuning rules read the same; each convolution is
@@ -389,7 +388,6 @@ def _vgg16_bn(source, x, init: str) -> keras.Model:
     for b, (n, filters) in enumerate(_VGG16_BLOCKS, start=1):
         for c in range(1, n + 1):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False,
-                              kernel_initializer="glorot_uniform" if init == "keras" else init,
                               name=f"block{b}_conv{c}")(x)
             x = layers.BatchNormalization(name=f"block{b}_conv{c}_bn")(x)
             x = layers.ReLU(name=f"block{b}_conv{c}_relu")(x)
@@ -409,8 +407,9 @@ def _build_transfer(name: str, image_size: int, weights_file: Path | None, *, fa
     ``init`` (random initialisation only): ``keras`` keeps the application's own initialisers
     (Glorot uniform); ``he_normal`` redraws every convolution kernel of the backbone from He et
     al.'s (2015) ReLU initialisation. VGG16 has no BatchNorm: from Glorot init it sits at
-    chance for many epochs on these dark, low-contrast cells, from He init it learns in a few
-    Refused with ImageNet weights, which it would overwrite.
+    chance for many epochs on these dark, low-contrast cells, from He init it leaves chance in a
+    few. Refused with ImageNet weights, which it would overwrite (see :func:`check_model`, which
+    also checks the values of ``init`` and ``batch_norm``).
 
     ``batch_norm`` (VGG16 only, random initialisation only: Keras publishes no ImageNet weights
     for it): VGG16-BN, BatchNorm after every convolution (:func:`_vgg16_bn`). From random init
@@ -420,14 +419,11 @@ def _build_transfer(name: str, image_size: int, weights_file: Path | None, *, fa
     dropout = _check_rate("dropout", dropout)
     if head not in ("dense_dropout", "dense", "dropout"):
         raise ConfigError(f"head must be 'dense_dropout', 'dense' or 'dropout'; got {head!r}.")
-    if init not in BACKBONE_INITS:
-        raise ConfigError(f"init must be one of {', '.join(BACKBONE_INITS)}; got {init!r}.")
     app_name, mode = _APPS[family]
     inp = keras.Input((image_size, image_size, 3), name="image")
     x = ImageNetPreprocess(mode, name="preprocess")(inp)
     if batch_norm:
-        base = _vgg16_bn(inp, x, init)
-        init = "keras"  # drawn by the layers themselves
+        base = _vgg16_bn(inp, x)
     else:
         with warnings.catch_warnings():
             # MobileNetV2 warns about non-ImageNet sizes even with weights=None: not our concern.

@@ -93,6 +93,7 @@ def test_preprocessing_matches_keras_preprocess_input():
         ({"name": "vgg16_block4", "cut_layer": "block9_pool"}, r"cut_layer 'block9_pool'"),
         ({"name": "vgg16_block4", "init": "glorot"}, r"init must be one of keras, he_normal"),
         ({"name": "vgg16_block4", "batch_norm": "yes"}, r"batch_norm must be true or false"),
+        ({"name": "scratch_dd256", "batch_norm": 1}, r"batch_norm must be true or false"),
         ({"name": "resnet50_conv4_v1", "batch_norm": True}, r"'batch_norm'.*allowed: cut_layer, dense_units, dropout, head, init\."),
     ],
 )
