@@ -61,3 +61,24 @@ def workspace_members(what: str, empty_text: str):
         page_link("pages/2_Train.py", "Go to Train", icon=":material/model_training:")
         st.stop()
     return root, signature, members
+
+
+def model_members(empty_text: str):
+    """The workspace's runs and ensembles, for a page that needs models (Explain, Predict).
+
+    Stops the page with ``empty_text`` and a link to Train when no usable member has a saved
+    model (a run with ``model.keras``, or an ensemble whose runs all have one).
+
+    Returns:
+        ``(root, signature, members, usable)``: as :func:`workspace_members`, and the members
+        that have a model.
+    """
+    root = artifacts_dir()
+    signature = workspace_signature(root)
+    members, _ = load_members(str(root), signature)
+    usable = members[members["has_model"]] if len(members) else members
+    if usable.empty:
+        st.info(empty_text)
+        page_link("pages/2_Train.py", "Go to Train", icon=":material/model_training:")
+        st.stop()
+    return root, signature, members, usable

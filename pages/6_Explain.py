@@ -15,11 +15,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cnmc_core.catalog import data_source, image_paths, leaf_runs, workspace_signature
+from cnmc_core.catalog import data_source, image_paths, leaf_runs
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.inference import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS, decode_upload, format_prob
-from cnmc_core.workspace import artifacts_dir
-from page_common import load_members, page_link, use_app_navigation
+from page_common import model_members, page_link, use_app_navigation
 
 HANDOFF_KEY = "cnmc_error_set"  # written by the Errors page
 DISPLAY = 240  # px of each panel
@@ -88,15 +87,9 @@ st.title("Explain")
 st.caption("Grad-CAM shows which parts of the cell pushed a model towards a class (red: strong "
            "evidence). Heatmaps explain the logit, so confident predictions still give maps.")
 
-root = artifacts_dir()
-signature = workspace_signature(root)
-members, skipped = load_members(str(root), signature)
-usable = members[members["has_model"]] if len(members) else members
-if usable.empty:
-    st.info("No completed run with a saved model yet. Train a run (Train page), then explain "
-            "its predictions here.")
-    page_link("pages/2_Train.py", "Go to Train", icon=":material/model_training:")
-    st.stop()
+_, signature, members, usable = model_members(
+    "No completed run with a saved model yet. Train a run (Train page), then explain its "
+    "predictions here.")
 labels = dict(zip(members["member_id"], members["label"]))
 paths_by_id = dict(zip(members["member_id"], members["path"]))
 handoff = st.session_state.get(HANDOFF_KEY)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cnmc_core.catalog import leaf_runs, workspace_signature
+from cnmc_core.catalog import leaf_runs
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.inference import (
     MAX_UPLOAD_BYTES,
@@ -27,8 +27,7 @@ from cnmc_core.inference import (
     results_csv,
     results_frame,
 )
-from cnmc_core.workspace import artifacts_dir
-from page_common import load_members, page_link, use_app_navigation
+from page_common import model_members, use_app_navigation
 
 MAX_FILES = 200
 HEATMAPS_UP_TO = 24  # heatmaps by default for this many images or fewer
@@ -104,15 +103,9 @@ st.caption("Score new cell images with a trained run or a saved ensemble. P(ALL)
            "probability of a malignant lymphoblast (ALL); below the threshold the cell is "
            "called normal (HEM).")
 
-root = artifacts_dir()
-signature = workspace_signature(root)
-members, _ = load_members(str(root), signature)
-usable = members[members["has_model"]] if len(members) else members
-if usable.empty:
-    st.info("No completed run with a saved model yet. Train a run (Train page), then score new "
-            "images here.")
-    page_link("pages/2_Train.py", "Go to Train", icon=":material/model_training:")
-    st.stop()
+_, signature, members, usable = model_members(
+    "No completed run with a saved model yet. Train a run (Train page), then score new images "
+    "here.")
 labels = dict(zip(members["member_id"], members["label"]))
 paths_by_id = dict(zip(members["member_id"], members["path"]))
 runs = usable[usable["kind"] == "run"]
