@@ -13,13 +13,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import streamlit as st
 
-from cnmc_core.compare import (STATE_ICONS, display_name, experiment_status, list_experiments, run_progress,
-                               workspace_counts)
-from cnmc_core.demo import DEMO_PRESETS, create_demo_dataset, demo_dataset_exists, queue_demo_runs
+from cnmc_core.contracts import ACTIVE_STATES
+from cnmc_core.demo import (
+    DEMO_PRESETS,
+    create_demo_dataset,
+    demo_dataset_exists,
+    queue_demo_runs,
+)
 from cnmc_core.exceptions import CnmcError
-from cnmc_core.runs import ACTIVE_STATES
-from cnmc_core.settings import chosen_dataset, set_chosen_dataset
-from cnmc_core.workspace import artifacts_dir
+from cnmc_core.workspace.listing import (
+    STATE_ICONS,
+    display_name,
+    experiment_status,
+    list_experiments,
+    run_progress,
+    workspace_counts,
+)
+from cnmc_core.workspace.paths import artifacts_dir
+from cnmc_core.workspace.settings import chosen_dataset, set_chosen_dataset
 
 PAGES = [
     ("pages/1_Data.py", "Data", ":material/database:", "Data",

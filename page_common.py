@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from cnmc_core.catalog import list_members, workspace_signature
-from cnmc_core.workspace import artifacts_dir
+from cnmc_core.ensemble.members import list_members, members_signature
+from cnmc_core.workspace.paths import artifacts_dir
 
 __all__ = ["use_app_navigation", "page_link", "load_members", "workspace_members"]
 
@@ -35,7 +35,7 @@ def page_link(path: str, label: str, icon: str) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def load_members(root: str, signature: tuple):
-    """:func:`cnmc_core.catalog.list_members`, cached per workspace signature."""
+    """:func:`cnmc_core.ensemble.members.list_members`, cached per workspace signature."""
     return list_members(root)
 
 
@@ -47,10 +47,10 @@ def workspace_members(what: str, empty_text: str):
 
     Returns:
         ``(root, signature, members)``: the artifacts folder, its signature (a cache key) and the
-        members frame of :func:`cnmc_core.catalog.list_members`.
+        members frame of :func:`cnmc_core.ensemble.members.list_members`.
     """
     root = artifacts_dir()
-    signature = workspace_signature(root)
+    signature = members_signature(root)
     members, skipped = load_members(str(root), signature)
     if len(skipped):
         with st.expander(f"{len(skipped)} run(s) or ensemble(s) cannot be {what} (not completed "
@@ -74,7 +74,7 @@ def model_members(empty_text: str):
         that have a model.
     """
     root = artifacts_dir()
-    signature = workspace_signature(root)
+    signature = members_signature(root)
     members, _ = load_members(str(root), signature)
     usable = members[members["has_model"]] if len(members) else members
     if usable.empty:

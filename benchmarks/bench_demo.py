@@ -33,7 +33,7 @@ GOAL_SECONDS = 300.0
 
 
 def _majority_wf1(y: np.ndarray) -> float:
-    from cnmc_core.metrics import full_report
+    from cnmc_core.metrics.bootstrap import full_report
 
     guess = np.full(len(y), 1.0 if y.mean() >= 0.5 else 0.0)
     return float(full_report(y, guess, 0.5)["weighted_f1"])
@@ -45,9 +45,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
     args = parser.parse_args()
 
-    from cnmc_core.fileio import read_json
-    from cnmc_core.runs import effective_status
-    from cnmc_core.synth import generate_dataset
+    from cnmc_core.data.synth import generate_dataset
+    from cnmc_core.workspace.fileio import read_json
+    from cnmc_core.workspace.status import effective_status
 
     with tempfile.TemporaryDirectory() as tmp:
         art = Path(tmp) / "artifacts"

@@ -1,7 +1,7 @@
 """Benchmark: seconds per Grad-CAM heatmap of ResNet50 cut at conv4 (224x224), on this machine.
 
 Builds ``resnet50_conv4_v1`` with random weights (nothing to download), saves it as a run would
-(``model.keras``), loads it through :func:`cnmc_core.explain.load_model_cached`, makes one warm-up
+(``model.keras``), loads it through :func:`cnmc_core.models.io.load_model_cached`, makes one warm-up
 call, then times single-image heatmaps (the dashboard's case) and a batch of 8. Baselines
 measured in the same run on the same image: the eager (``compiled=False``) Grad-CAM, i.e. the
 plain GradientTape implementation, and one forward pass with ``model.predict_on_batch``.
@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from cnmc_core.explain import clear_model_cache, gradcam, load_model_cached  # noqa: E402
-from cnmc_core.models import create_model  # noqa: E402
+from cnmc_core.explain.cam import gradcam
+from cnmc_core.models.io import clear_model_cache, load_model_cached
+from cnmc_core.models.registry import create_model
 
 GOAL_S = 1.0
 

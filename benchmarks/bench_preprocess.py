@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from cnmc_core.dataset import scan_dataset  # noqa: E402
-from cnmc_core.preprocess import build_cache  # noqa: E402
-from cnmc_core.synth import generate_dataset  # noqa: E402
+from cnmc_core.data.manifest import scan_dataset
+from cnmc_core.data.preprocess import build_cache
+from cnmc_core.data.synth import generate_dataset
 
 
 def main() -> None:

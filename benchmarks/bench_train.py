@@ -54,11 +54,12 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from cnmc_core.dataset import read_image, scan_dataset
-    from cnmc_core.models import create_model
-    from cnmc_core.preprocess import build_cache, crop_to_cell
-    from cnmc_core.synth import generate_dataset
-    from cnmc_core.training import make_dataset
+    from cnmc_core.data.images import read_image
+    from cnmc_core.data.manifest import scan_dataset
+    from cnmc_core.data.preprocess import build_cache, crop_to_cell
+    from cnmc_core.data.synth import generate_dataset
+    from cnmc_core.models.registry import create_model
+    from cnmc_core.training.pipeline import make_dataset
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:

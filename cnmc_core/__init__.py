@@ -5,7 +5,13 @@ C-NMC 2019 images and compares the experiments that do it. Importing the package
 TensorFlow is imported only by the modules that train or explain models.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# TensorFlow's C++ start-up messages are noise in a run's log.txt and in the terminal; every
+# process that imports the library (CLI, workers, dashboard) inherits this default.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from .exceptions import CnmcError, ConfigError, DataError, RunError  # noqa: E402
 

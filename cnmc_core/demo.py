@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .workspace import artifacts_dir, demo_data_dir
+from cnmc_core.workspace.paths import artifacts_dir, demo_data_dir
 
-__all__ = ["DEMO_PRESETS", "demo_data_root", "demo_dataset_exists", "create_demo_dataset", "queue_demo_runs"]
+__all__ = ['DEMO_PRESETS', 'demo_data_root', 'demo_dataset_exists', 'create_demo_dataset', 'queue_demo_runs']
 
 # The paper's ensemble members (scratch CNN + VGG16 + ResNet50 v1 + v2), sized for a CPU.
 DEMO_PRESETS = ("demo_scratch", "demo_vgg16", "demo_resnet50_v1", "demo_resnet50_v2")
@@ -40,7 +40,7 @@ def create_demo_dataset(root: str | os.PathLike | None = None, seed: int = 0,
     import shutil
     import tempfile
 
-    from .synth import generate_dataset
+    from cnmc_core.data.synth import generate_dataset
 
     target = demo_data_root(root)
     if demo_dataset_exists(root):
@@ -65,9 +65,10 @@ def queue_demo_runs(root: str | os.PathLike | None = None, data: str | os.PathLi
 
     Returns the run folders in launch order.
     """
-    from .config import resolve_config
-    from .runs import create_run, launch_run
-    from .training import check_config
+    from cnmc_core.training.config import resolve_config
+    from cnmc_core.training.launch import check_config
+    from cnmc_core.workspace.layout import create_run
+    from cnmc_core.workspace.queue import launch_run
 
     data = Path(data) if data is not None else demo_data_root(root)
     env = {"CNMC_ARTIFACTS": str(artifacts_dir(root).resolve())}

@@ -2,7 +2,7 @@
 
 The chosen dataset and protocol live in ``artifacts/workspace.json`` (they survive a reload);
 the scan is stored under ``artifacts/scans/``. Everything computed here is in
-``cnmc_core.dataview``.
+``cnmc_core.data.summary``.
 """
 
 from __future__ import annotations
@@ -12,17 +12,28 @@ import os
 import plotly.express as px
 import streamlit as st
 
-from cnmc_core.dataview import (
-    CLASS_LABELS, class_counts, preprocessing_steps, sample_images, scan_cached, scan_is_stored, split_summary,
-    subject_counts, thumbnail, tree_signature,
+from cnmc_core.contracts import PROTOCOLS
+from cnmc_core.data.summary import (
+    CLASS_LABELS,
+    class_counts,
+    preprocessing_steps,
+    sample_images,
+    scan_cached,
+    scan_is_stored,
+    split_summary,
+    subject_counts,
+    thumbnail,
+    tree_signature,
 )
 from cnmc_core.demo import demo_data_root, demo_dataset_exists
 from cnmc_core.exceptions import CnmcError
-from cnmc_core.settings import (
-    chosen_dataset, chosen_protocol, set_chosen_dataset, set_chosen_protocol,
+from cnmc_core.workspace.paths import artifacts_dir
+from cnmc_core.workspace.settings import (
+    chosen_dataset,
+    chosen_protocol,
+    set_chosen_dataset,
+    set_chosen_protocol,
 )
-from cnmc_core.splits import PROTOCOLS
-from cnmc_core.workspace import artifacts_dir
 from page_common import use_app_navigation
 
 ROOT = artifacts_dir()

@@ -2,7 +2,7 @@
 learning curves), cancel, and read the log of a run that failed.
 
 Training never runs in this script: a launched run is a detached worker process
-(``cnmc_core.launch.launch_checked``); a fragment polls the run folders every 2 seconds.
+(``cnmc_core.training.launch.launch_checked``); a fragment polls the run folders every 2 seconds.
 """
 
 from __future__ import annotations
@@ -13,16 +13,26 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from cnmc_core.compare import (
-    STATE_ICONS, experiment_status, history_frame, list_experiments, read_log_tail, run_progress,
-)
-from cnmc_core.config import list_presets
+from cnmc_core.analysis.curves import history_frame
+from cnmc_core.analysis.experiments import read_log_tail
+from cnmc_core.contracts import PROTOCOLS
 from cnmc_core.exceptions import CnmcError
-from cnmc_core.launch import build_run_config, form_defaults, launch_checked, preset_models
-from cnmc_core.runs import cancel_run
-from cnmc_core.settings import chosen_dataset, chosen_protocol
-from cnmc_core.splits import PROTOCOLS
-from cnmc_core.workspace import artifacts_dir
+from cnmc_core.training.config import list_presets
+from cnmc_core.training.launch import (
+    build_run_config,
+    form_defaults,
+    launch_checked,
+    preset_models,
+)
+from cnmc_core.workspace.listing import (
+    STATE_ICONS,
+    experiment_status,
+    list_experiments,
+    run_progress,
+)
+from cnmc_core.workspace.paths import artifacts_dir
+from cnmc_core.workspace.queue import cancel_run
+from cnmc_core.workspace.settings import chosen_dataset, chosen_protocol
 from page_common import use_app_navigation
 
 ROOT = artifacts_dir()

@@ -4,7 +4,7 @@ A runs table with row selection; for the selected ones: learning curves overlaid
 epoch or time, debiased-EMA smoothing with the raw line kept faint, stage boundaries), confusion
 matrices (counts and row percentages) and the difference of two, ROC and precision-recall curves
 with AUC in the legend, a config diff without the identical fields, and a metrics table to
-download. The computations are in ``cnmc_core.compare``; loaders are cached on file mtimes.
+download. The computations are in ``cnmc_core.analysis.experiments``; loaders are cached on file mtimes.
 """
 
 from __future__ import annotations
@@ -16,14 +16,26 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.colors import qualitative
 
-from cnmc_core.compare import (
-    config_diff, confusion_difference, confusion_frame, default_selection, history_frame,
-    history_metrics, list_experiments, load_curve_points, metrics_table, row_normalised, runs_table,
-    smooth_curves, stage_boundaries,
+from cnmc_core.analysis.curves import (
+    history_frame,
+    history_metrics,
+    smooth_curves,
+    stage_boundaries,
+)
+from cnmc_core.analysis.experiments import (
+    config_diff,
+    confusion_difference,
+    confusion_frame,
+    default_selection,
+    load_curve_points,
+    metrics_table,
+    row_normalised,
+    runs_table,
 )
 from cnmc_core.exceptions import CnmcError
-from cnmc_core.fileio import read_json
-from cnmc_core.workspace import artifacts_dir
+from cnmc_core.workspace.fileio import read_json
+from cnmc_core.workspace.listing import list_experiments
+from cnmc_core.workspace.paths import artifacts_dir
 from page_common import use_app_navigation
 
 ROOT = artifacts_dir()

@@ -17,16 +17,14 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from cnmc_core.analysis_charts import (
+from cnmc_core.analysis.charts import (
     DIVERSITY_METRICS,
     diversity_figure,
     miss_histogram_figure,
     selected_keys,
     upset_figure,
 )
-from cnmc_core.catalog import comparable_groups, data_source, default_members, group_label, image_paths
-from cnmc_core.ensemble import align_runs
-from cnmc_core.error_sets import (
+from cnmc_core.analysis.error_sets import (
     ErrorSet,
     filter_class,
     gallery_rows,
@@ -34,9 +32,17 @@ from cnmc_core.error_sets import (
     intersection_set,
     unique_set,
 )
-from cnmc_core.erroranalysis import analyse_errors
+from cnmc_core.analysis.errors import analyse_errors
+from cnmc_core.ensemble.align import align_runs
+from cnmc_core.ensemble.members import (
+    comparable_groups,
+    data_source,
+    default_members,
+    group_label,
+    image_paths,
+)
 from cnmc_core.exceptions import CnmcError
-from cnmc_core.inference import format_prob
+from cnmc_core.predict import format_prob
 from page_common import use_app_navigation, workspace_members
 
 PAGE_SIZE = 24
@@ -60,8 +66,8 @@ def thumbnail(path: str, size: int = 150) -> np.ndarray | None:
     """The cell cropped as the models see it, ``size`` px; None when it cannot be read."""
     import cv2
 
-    from cnmc_core.dataset import read_image
-    from cnmc_core.preprocess import crop_to_cell
+    from cnmc_core.data.images import read_image
+    from cnmc_core.data.preprocess import crop_to_cell
 
     try:
         image = crop_to_cell(read_image(path))

@@ -17,20 +17,21 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cnmc_core.analysis_charts import confusion_figure, roc_figure
-from cnmc_core.catalog import comparable_groups, default_members, group_label
-from cnmc_core.ensemble import PAPER_RESULTS, align_runs, compare_methods
-from cnmc_core.exceptions import CnmcError
-from cnmc_core.fileio import read_json
-from cnmc_core.live_ensemble import (
+from cnmc_core.analysis.charts import confusion_figure, roc_figure
+from cnmc_core.ensemble.align import align_runs
+from cnmc_core.ensemble.live import (
     comparison_table,
     fit_method,
     live_reports,
     normalise_weights,
     save_live_ensemble,
 )
-from cnmc_core.metrics import best_f1_threshold
-from cnmc_core.workspace import ensembles_dir
+from cnmc_core.ensemble.members import comparable_groups, default_members, group_label
+from cnmc_core.ensemble.report import PAPER_RESULTS, compare_methods
+from cnmc_core.exceptions import CnmcError
+from cnmc_core.metrics.classification import best_f1_threshold
+from cnmc_core.workspace.fileio import read_json
+from cnmc_core.workspace.paths import ensembles_dir
 from page_common import use_app_navigation, workspace_members
 
 METHOD_BUTTONS = {

@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cnmc_core.catalog import data_source, image_paths, leaf_runs
+from cnmc_core.data.images import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS, decode_upload
+from cnmc_core.ensemble.members import data_source, image_paths, leaf_runs
 from cnmc_core.exceptions import CnmcError
-from cnmc_core.inference import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS, decode_upload, format_prob
+from cnmc_core.predict import format_prob
 from page_common import model_members, page_link, use_app_navigation
 
 HANDOFF_KEY = "cnmc_error_set"  # written by the Errors page
@@ -32,21 +33,22 @@ def load_image_paths(source: str) -> dict[str, str]:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def load_predictions(path: str, signature: tuple) -> pd.DataFrame:
-    from cnmc_core.ensemble import load_predictions as load
+    from cnmc_core.ensemble.align import load_predictions as load
 
     return load(path).frame
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def read_file_image(path: str) -> np.ndarray:
-    from cnmc_core.dataset import read_image
+    from cnmc_core.data.images import read_image
 
     return read_image(path)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def feature_layers(model_path: str, mtime: int) -> list[str]:
-    from cnmc_core.explain import list_feature_layers, load_model_cached
+    from cnmc_core.explain.inputs import list_feature_layers
+    from cnmc_core.models.io import load_model_cached
 
     return list_feature_layers(load_model_cached(model_path))
 
@@ -54,7 +56,7 @@ def feature_layers(model_path: str, mtime: int) -> list[str]:
 @st.cache_data(show_spinner=False, max_entries=64)
 def explain(paths: tuple[str, ...], image: np.ndarray, method: str, target: str,
             weights: tuple | None, signature: tuple):
-    from cnmc_core.inference import explain_selection
+    from cnmc_core.explain.members import explain_selection
 
     return explain_selection(list(paths), image, method=method, target=target,
                              weights=None if weights is None else list(weights))
@@ -65,8 +67,9 @@ def activation_grid_of(path: str, image: np.ndarray, layer: str, max_channels: i
                        signature: tuple):
     import cv2
 
-    from cnmc_core.explain import activation_grid, activations, load_model_cached
-    from cnmc_core.inference import prepare_for_run
+    from cnmc_core.explain.activations import activation_grid, activations
+    from cnmc_core.models.io import load_model_cached
+    from cnmc_core.predict import prepare_for_run
 
     model = load_model_cached(os.path.join(path, "model.keras"))
     maps = activations(model, prepare_for_run(image, path), layer)
@@ -209,7 +212,7 @@ target_choice = o2.segmented_control(
 methods = ["gradcam", "gradcam++"] if method_choice == "both" else [method_choice]
 targets = ["all", "hem"] if target_choice == "both" else [target_choice]
 
-from cnmc_core.explain import overlay  # noqa: E402  (TensorFlow: imported once it is needed)
+from cnmc_core.explain.figure import overlay
 
 combos = [(m, t) for m in methods for t in targets]
 bar = st.progress(0.0, text="Loading the models and computing the heatmaps...")

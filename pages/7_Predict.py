@@ -16,17 +16,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cnmc_core.catalog import leaf_runs
+from cnmc_core.data.images import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS, check_uploads
+from cnmc_core.ensemble.members import leaf_runs
 from cnmc_core.exceptions import CnmcError
-from cnmc_core.inference import (
-    MAX_UPLOAD_BYTES,
-    UPLOAD_EXTENSIONS,
-    check_uploads,
-    format_prob,
-    member_threshold,
-    results_csv,
-    results_frame,
-)
+from cnmc_core.predict import format_prob, member_threshold, results_csv, results_frame
 from page_common import model_members, use_app_navigation
 
 MAX_FILES = 200
@@ -38,7 +31,7 @@ RESULTS = "predict_results"  # {cache key: (frame, images, maps)} of the last sc
 def score(paths: list[str], images: list[np.ndarray], progress) -> tuple[dict, np.ndarray]:
     """Each run's P(ALL) (an ensemble's runs included), and the final P(ALL): the ensemble's
     (its own weights or stacking model), or the mean of the chosen runs."""
-    from cnmc_core.inference import score_member
+    from cnmc_core.predict import score_member
 
     run_probs: dict[str, np.ndarray] = {}
     finals = []
@@ -55,8 +48,8 @@ def heatmaps(paths: list[str], images: list[np.ndarray], is_all: np.ndarray,
     class finally predicted for that image (so that they can be combined)."""
     import cv2
 
-    from cnmc_core.explain import ensemble_heatmap, overlay
-    from cnmc_core.inference import run_heatmaps
+    from cnmc_core.explain.figure import overlay
+    from cnmc_core.explain.members import ensemble_heatmap, run_heatmaps
 
     runs: dict[str, float] = {}
     for p in paths:
@@ -91,7 +84,7 @@ def heatmaps(paths: list[str], images: list[np.ndarray], is_all: np.ndarray,
 def thumb(image: np.ndarray, side: int = 224) -> np.ndarray:
     import cv2
 
-    from cnmc_core.preprocess import crop_to_cell
+    from cnmc_core.data.preprocess import crop_to_cell
 
     return cv2.resize(crop_to_cell(image), (side, side), interpolation=cv2.INTER_AREA)
 

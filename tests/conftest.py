@@ -73,3 +73,47 @@ def workspace(tmp_path_factory):
     from workspace_fixture import build_workspace
 
     return build_workspace(tmp_path_factory.mktemp("workspace"))
+
+
+@pytest.fixture
+def three_runs(tmp_path):
+    """Three runs A, B, C of decreasing skill on the same images, rows shuffled."""
+    from run_fixtures import make_truth, model_probs, write_run
+
+    truth = make_truth()
+    runs = tmp_path / "artifacts" / "runs"
+    paths = [write_run(runs, name, truth, model_probs(truth, skill, k), shuffle_seed=k)
+             for k, (name, skill) in enumerate([("A", 0.5), ("B", 0.4), ("C", 0.3)])]
+    return truth, paths
+
+
+@pytest.fixture(scope="module")
+def ws_copy(workspace, tmp_path_factory):
+    """A private copy of the session workspace plus a saved mean ensemble of its 3 runs."""
+    import shutil
+
+    from cnmc_core.ensemble.search import run_search
+
+    root = tmp_path_factory.mktemp("compare") / "artifacts"
+    shutil.copytree(workspace["artifacts"], root)
+    runs = sorted(p for p in (root / "runs").iterdir() if "fixture_" in p.name)
+    ens, _ = run_search(runs, method="mean", compare=("mean",), n_boot=20,
+                            out_dir=root / "ensembles")
+    return {"root": root, "runs": runs, "ensemble": ens,
+            "failed": root / "runs" / workspace["failed"].name, "data": workspace["data"]}
+
+
+@pytest.fixture(scope="module")
+def aligned():
+    """Aligned predictions of three members (see run_fixtures.make_aligned)."""
+    from run_fixtures import make_aligned
+
+    return make_aligned()
+
+
+@pytest.fixture(scope="module")
+def report(aligned):
+    """The error analysis of ``aligned`` on its test split."""
+    from cnmc_core.analysis.errors import analyse_errors
+
+    return analyse_errors(aligned, "test")

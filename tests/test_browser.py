@@ -13,9 +13,14 @@ import shutil
 import time
 
 import pytest
-
 from browser_util import (
-    assert_no_exception, chromium, open_page, require_browser, screenshot, streamlit_server, wait_until_idle,
+    assert_no_exception,
+    chromium,
+    open_page,
+    require_browser,
+    screenshot,
+    streamlit_server,
+    wait_until_idle,
 )
 
 pytestmark = require_browser()
@@ -28,12 +33,12 @@ RUN_TIMEOUT = 150  # seconds for a 1-epoch demo_scratch run on the fixture datas
 @pytest.fixture(scope="module")
 def app(workspace, tmp_path_factory):
     """The app on a free port over a private copy of the workspace with a mean ensemble."""
-    from cnmc_core.ensemble import build_ensemble
+    from cnmc_core.ensemble.search import run_search
 
     root = tmp_path_factory.mktemp("browser") / "artifacts"
     shutil.copytree(workspace["artifacts"], root)
     runs = sorted(p for p in (root / "runs").iterdir() if "fixture_" in p.name)
-    build_ensemble(runs, method="mean", compare=("mean",), n_boot=20, out_dir=root / "ensembles")
+    run_search(runs, method="mean", compare=("mean",), n_boot=20, out_dir=root / "ensembles")
     with streamlit_server(root) as url:
         yield {"url": url, "root": root, "data": workspace["data"]}
 

@@ -12,7 +12,6 @@ import shutil
 import time
 
 import pytest
-
 from browser_util import (
     assert_no_exception,
     chromium,
@@ -32,12 +31,12 @@ NAV = {"errors": "Errors", "ensemble": "Ensemble", "explain": "Explain", "predic
 def analysis_workspace(workspace, tmp_path_factory):
     """A copy of the fixture workspace (so the session one is left as other tests expect it) with
     one saved ensemble of the three completed runs."""
-    from cnmc_core.ensemble import build_ensemble
+    from cnmc_core.ensemble.search import run_search
 
     root = tmp_path_factory.mktemp("analysis-ws") / "artifacts"
     shutil.copytree(workspace["artifacts"], root)
     runs = sorted(p for p in (root / "runs").iterdir() if (p / "predictions.csv").is_file())
-    build_ensemble(runs, method="ga", out_dir=root / "ensembles", ensemble_id="ens-ga-fixture",
+    run_search(runs, method="ga", out_dir=root / "ensembles", ensemble_id="ens-ga-fixture",
                    compare=("mean",), n_boot=50, params={"ga": {"generations": 20, "restarts": 2}})
     return root
 
@@ -142,9 +141,9 @@ def test_ensemble_slider_moves_metric(page, app_url, analysis_workspace):
     goto(page, app_url, "ensemble")
     assert_no_exception(page)
     wait_for_text(page, "untouched: the honest number")
-    from cnmc_core.catalog import list_members
-    from cnmc_core.ensemble import align_runs
-    from cnmc_core.live_ensemble import live_reports
+    from cnmc_core.ensemble.align import align_runs
+    from cnmc_core.ensemble.live import live_reports
+    from cnmc_core.ensemble.members import list_members
 
     # The page starts with the group's runs at equal weights: find a weight whose move to 0
     # changes a score (the tiny fixture models differ from session to session).
@@ -198,7 +197,6 @@ def test_explain_page_shows_heatmaps(page, app_url):
 
 def test_predict_upload_scores_and_refuses(page, app_url, tmp_path):
     import cv2
-
     from conftest import cell_image
 
     good = tmp_path / "cell_1.png"

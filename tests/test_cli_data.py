@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pandas as pd
-
-from cnmc_core.cli import main
 from conftest import make_kaggle_tree
+
+from cnmc_core.cli.main import main
 
 
 def test_scan_split_preprocess(tmp_path, capsys, monkeypatch):

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cnmc_core.cli import main
-from cnmc_core.explain_runs import expand_members, explain_path
+from cnmc_core.cli.main import main
+from cnmc_core.explain.members import expand_members, explain_path
 
 
 def _image(workspace):
@@ -38,7 +38,7 @@ def test_explain_ensemble_combines_members(workspace, tmp_path, capsys):
     members = expand_members(ens)
     assert sorted(m[1] for m in members) == sorted(workspace["runs"])
     assert sum(w for _, _, w in members) == pytest.approx(1.0)
-    from cnmc_core.dataset import read_image
+    from cnmc_core.data.images import read_image
 
     explanation = explain_path(ens, read_image(_image(workspace)), method="gradcam")
     assert len(explanation.members) == 3 and explanation.ensemble_heatmap is not None

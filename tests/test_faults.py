@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from cnmc_core.dataset import read_image, scan_dataset
-from cnmc_core.exceptions import DataError, RunError
-from cnmc_core.fileio import atomic_write_csv, atomic_write_json
-from cnmc_core.runs import create_run, read_history, read_status, write_status
 from conftest import cell_image, write_image
 
+from cnmc_core.data.images import read_image
+from cnmc_core.data.manifest import scan_dataset
+from cnmc_core.exceptions import DataError, RunError
+from cnmc_core.workspace.layout import create_run, read_history
+from cnmc_core.workspace.status import read_status
 
 # The writer runs in a fresh interpreter (not multiprocessing's spawn, which re-runs the parent's
 # __main__: after the AppTest page tests that is a Streamlit page script).
@@ -26,8 +26,8 @@ _WRITER = """
 import json, sys, time
 from pathlib import Path
 import pandas as pd
-from cnmc_core.fileio import atomic_write_csv, atomic_write_json
-from cnmc_core.runs import write_status
+from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json
+from cnmc_core.workspace.status import write_status
 run, seconds = Path(sys.argv[1]), float(sys.argv[2])
 end = time.time() + seconds
 k = 0
@@ -71,10 +71,10 @@ def test_readers_never_see_half_written_files(tmp_path):
 
 def test_full_disk_while_saving_leaves_no_model_and_says_why(tmp_path, monkeypatch):
     import keras
-
-    from cnmc_core.config import resolve_config
-    from cnmc_core.training import train_run
     from conftest import make_kaggle_tree
+
+    from cnmc_core.training.config import resolve_config
+    from cnmc_core.training.loop import train_run
 
     data = make_kaggle_tree(tmp_path / "data", n_all=5, n_hem=5, per_subject=3)
     config = resolve_config("demo_scratch", data=str(data), epochs=1, sets=["batch_size=8"])
@@ -104,7 +104,7 @@ def test_read_only_artifacts_folder_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_huge_and_tiny_images(tmp_path, monkeypatch):
-    import cnmc_core.dataset as ds
+    import cnmc_core.data.images as ds
 
     write_image(tmp_path / "all" / "UID_1_1_1_all.png", cell_image(size=300, radius=100))
     write_image(tmp_path / "all" / "UID_1_2_1_all.png", np.full((1, 1, 3), 90, np.uint8))  # 1x1: a cell
@@ -118,7 +118,7 @@ def test_huge_and_tiny_images(tmp_path, monkeypatch):
 
 
 def test_subject_with_one_image_and_single_class_dataset(tmp_path):
-    from cnmc_core.splits import make_split
+    from cnmc_core.data.splits import make_split
 
     for s in range(4):
         write_image(tmp_path / "all" / f"UID_{s}_1_1_all.bmp", cell_image(seed=s))
@@ -133,7 +133,7 @@ def test_subject_with_one_image_and_single_class_dataset(tmp_path):
 
 @pytest.mark.parametrize("name", ["../evil", "/tmp/evil", "a/b", "..", "bad name"])
 def test_ensemble_ids_cannot_escape(workspace, tmp_path, capsys, name):
-    from cnmc_core.cli import main
+    from cnmc_core.cli.main import main
 
     runs = [str(p) for p in workspace["runs"][:2]]
     assert main(["ensemble", *runs, "--method", "mean", "--name", name, "--out", str(tmp_path / "ens")]) == 2
@@ -148,7 +148,7 @@ def test_nothing_is_unpickled_and_models_load_safely():
     import ast
 
     repo = Path(__file__).resolve().parents[1]
-    files = [*repo.glob("cnmc_core/*.py"), *repo.glob("pages/*.py"), repo / "app.py", repo / "page_common.py"]
+    files = [*repo.glob("cnmc_core/**/*.py"), *repo.glob("pages/*.py"), repo / "app.py", repo / "page_common.py"]
     loads = 0
     for path in files:
         tree = ast.parse(path.read_text(), filename=str(path))

@@ -15,9 +15,8 @@ from pathlib import Path
 import cv2
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from conftest import cell_image
+from streamlit.testing.v1 import AppTest
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = ("4_Errors", "5_Ensemble", "6_Explain", "7_Predict")
@@ -27,12 +26,12 @@ TIMEOUT = 120
 @pytest.fixture(scope="module")
 def base_ws(workspace, tmp_path_factory):
     """A copy of the session workspace plus a GA ensemble of its three completed runs."""
-    from cnmc_core.ensemble import build_ensemble
+    from cnmc_core.ensemble.search import run_search
 
     root = tmp_path_factory.mktemp("analysis-pages") / "artifacts"
     shutil.copytree(workspace["artifacts"], root)
     runs = sorted(p for p in (root / "runs").iterdir() if "fixture_" in p.name)
-    build_ensemble(runs, method="ga", compare=("mean",), n_boot=20, out_dir=root / "ensembles",
+    run_search(runs, method="ga", compare=("mean",), n_boot=20, out_dir=root / "ensembles",
                    ensemble_id="ens-ga-fixture", params={"ga": {"generations": 10, "restarts": 2}})
     return root
 
@@ -140,8 +139,8 @@ def test_errors_page_with_one_run_asks_for_another(ws):
 def default_members(root):
     """The members the Ensemble page starts with (the group's runs, newest first) and their
     aligned predictions."""
-    from cnmc_core.catalog import list_members
-    from cnmc_core.ensemble import align_runs
+    from cnmc_core.ensemble.align import align_runs
+    from cnmc_core.ensemble.members import list_members
 
     members, _ = list_members(root)
     runs = members[members["kind"] == "run"]
@@ -153,7 +152,7 @@ def shown_f1(at) -> list[str]:
 
 
 def test_ensemble_sliders_update_val_and_test(ws):
-    from cnmc_core.live_ensemble import live_reports
+    from cnmc_core.ensemble.live import live_reports
 
     ids, aligned = default_members(ws)
     at = run_page("5_Ensemble")
@@ -263,7 +262,7 @@ def test_explain_page_heatmaps_sources_and_uploads(ws):
 
 
 def test_explain_page_takes_the_error_set(ws):
-    from cnmc_core.catalog import list_members
+    from cnmc_core.ensemble.members import list_members
 
     members, _ = list_members(ws)
     runs = members[members["kind"] == "run"]["path"].tolist()

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnmc_core.config import resolve_config
-from cnmc_core.runs import append_history, create_run, write_status
+from cnmc_core.training.config import resolve_config
+from cnmc_core.workspace.layout import append_history, create_run
+from cnmc_core.workspace.status import write_status
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = ["pages/1_Data.py", "pages/2_Train.py", "pages/3_Compare.py", "pages/4_Errors.py",

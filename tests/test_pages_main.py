@@ -14,10 +14,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import make_kaggle_tree
 from streamlit.testing.v1 import AppTest
 
-from cnmc_core.runs import create_run, read_status
-from conftest import make_kaggle_tree
+from cnmc_core.workspace.layout import create_run
+from cnmc_core.workspace.status import read_status
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
@@ -26,12 +27,12 @@ TIMEOUT = 60
 @pytest.fixture(scope="module")
 def base_ws(workspace, tmp_path_factory):
     """The session workspace plus a mean ensemble of its three completed runs (built once)."""
-    from cnmc_core.ensemble import build_ensemble
+    from cnmc_core.ensemble.search import run_search
 
     root = tmp_path_factory.mktemp("pages") / "artifacts"
     shutil.copytree(workspace["artifacts"], root)
     runs = sorted(p for p in (root / "runs").iterdir() if "fixture_" in p.name)
-    build_ensemble(runs, method="mean", compare=("mean",), n_boot=20, out_dir=root / "ensembles")
+    run_search(runs, method="mean", compare=("mean",), n_boot=20, out_dir=root / "ensembles")
     return root
 
 
@@ -141,7 +142,7 @@ def test_home_lists_running_ensemble_searches_apart_from_the_runs(ws):
     import os
     import time
 
-    from cnmc_core.runs import _proc_start_time, write_status
+    from cnmc_core.workspace.status import proc_start_time, write_status
 
     folder = ws["root"] / "ensembles" / "ens-ga-20260101-000000-busy01"
     folder.mkdir(parents=True)
@@ -149,7 +150,7 @@ def test_home_lists_running_ensemble_searches_apart_from_the_runs(ws):
         "kind": "ensemble", "ensemble_id": folder.name, "model": "ensemble:ga",
         "members": ["a", "b"], "method": "ga", "created": time.time()}))
     write_status(folder, kind="ensemble", state="running", pid=os.getpid(),
-                 pid_start=_proc_start_time(os.getpid()), heartbeat=time.time(), fitting="ga",
+                 pid_start=proc_start_time(os.getpid()), heartbeat=time.time(), fitting="ga",
                  step=2, steps=3, restart=1, restarts=2, generation=3, generations=10,
                  message="ga: restart 1 of 2, generation 3 of 10")
     at = run_app()
@@ -279,7 +280,7 @@ def test_train_page_mistakes_are_errors_that_say_what_to_do(ws):
 
 
 def test_train_page_launches_then_cancels_a_queued_run(ws, monkeypatch):
-    import cnmc_core.launch as launch
+    import cnmc_core.training.launch as launch
 
     launched = []
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnmc_core.config import resolve_config
-from cnmc_core.runs import append_history, create_run, write_status
-from cnmc_core.training import train_run
 from conftest import make_kaggle_tree
+
+from cnmc_core.training.config import resolve_config
+from cnmc_core.training.loop import train_run
+from cnmc_core.workspace.layout import append_history, create_run
+from cnmc_core.workspace.status import write_status
 
 MODELS = ("scratch_dd256", "scratch_d128", "scratch_d256")
 

@@ -1,0 +1,189 @@
+"""CLI verbs for training: ``train``, ``worker``, ``runs``, ``cancel``, ``evaluate``, ``presets``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+__all__ = ['register']
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a preset; prints progress and, last, the run folder",
+                       description="Train a model from a preset. The run folder holds config, status, "
+                       "history, predictions, metrics, the model and the log.")
+    p.add_argument("--preset", required=True, help="preset name (see `presets`)")
+    p.add_argument("--data", help="dataset folder or manifest CSV (default: the preset's)")
+    p.add_argument("--split", dest="split_protocol", help="subject (default), paper (leaky) or official")
+    p.add_argument("--epochs", type=int, help="maximum epochs of every stage")
+    p.add_argument("--image-size", type=int, help="input side in pixels")
+    p.add_argument("--weights", help="imagenet, none, or a path to a notop .h5 file")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--runs-dir", help="artifacts folder (default: $CNMC_ARTIFACTS or ./artifacts)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. stages.0.learning_rate=1e-4 (repeatable)")
+    p.add_argument("--detach", action="store_true", help="start in the background (queued) and return")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("worker", help=argparse.SUPPRESS)
+    p.add_argument("run_dir")
+    p.set_defaults(func=_worker)
+
+    p = sub.add_parser("runs", help="list runs and ensembles with state and key metrics")
+    p.add_argument("--runs-dir", help="artifacts folder")
+    p.add_argument("--json", action="store_true", help="print JSON records")
+    p.set_defaults(func=_runs)
+
+    p = sub.add_parser("cancel", help="cancel a queued or running run")
+    p.add_argument("run", help="run id or folder")
+    p.add_argument("--runs-dir", help="artifacts folder")
+    p.set_defaults(func=_cancel)
+
+    p = sub.add_parser("evaluate", help="re-score a trained run on another dataset or split")
+    p.add_argument("run", help="run id or folder")
+    p.add_argument("--data", required=True, help="dataset folder or manifest CSV")
+    p.add_argument("--split", default="all", help="all (every labelled image, default) or a protocol "
+                   "whose test split is scored: subject, paper, official")
+    p.add_argument("--source", help="only images of this source, e.g. prelim")
+    p.add_argument("--runs-dir", help="artifacts folder")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("presets", help="list the presets with their model and settings")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_presets)
+
+
+def _train(args) -> int:
+    from cnmc_core.training.callbacks import CancelledError
+    from cnmc_core.training.config import resolve_config
+    from cnmc_core.training.launch import check_config
+    from cnmc_core.training.loop import train_run
+    from cnmc_core.workspace.layout import create_run
+    from cnmc_core.workspace.queue import launch_run
+
+    config = resolve_config(args.preset, data=args.data, split_protocol=args.split_protocol,
+                            epochs=args.epochs, image_size=args.image_size, weights=args.weights,
+                            seed=args.seed, sets=args.sets)
+    if config.get("data"):
+        config["data"] = str(Path(config["data"]).expanduser().resolve())
+    check_config(config)  # model, weights, data and split: fail before a run folder exists
+    run_dir = create_run(config, args.runs_dir)
+    if args.detach:
+        pid = launch_run(run_dir)
+        print(f"run queued in the background (pid {pid}); follow it with `python -m cnmc_core runs`")
+        print(run_dir)
+        return 0
+    print(f"run {run_dir.name}: {config['model']} at {config['image_size']} px, "
+          f"{config['split_protocol']} protocol, seed {config['seed']}", flush=True)
+    try:
+        train_run(run_dir, log=lambda text: print(text, flush=True), artifacts=args.runs_dir)
+    except CancelledError:
+        print(run_dir)
+        return 1
+    except Exception as exc:  # the run folder records it; the user gets the message and the folder
+        print(f"error: the run failed: {exc}")
+        print(run_dir)
+        return 1
+    print(run_dir)
+    return 0
+
+
+def _worker(args) -> int:
+    from cnmc_core.training.callbacks import CancelledError
+    from cnmc_core.training.loop import train_run
+
+    try:
+        # stdout is log.txt already (see runs.launch_run): train_run writes its lines there
+        train_run(Path(args.run_dir), log=None)
+    except CancelledError:
+        return 1
+    except Exception:
+        return 1
+    return 0
+
+
+def _fmt(value, digits=4):
+    return "" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def _progress(row) -> str:
+    """What an active run or ensemble search is doing: ``epoch 3/8``, or the search's method and
+    GA restart/generation (from its status, liveness applied)."""
+    from cnmc_core.contracts import ACTIVE_STATES
+    from cnmc_core.exceptions import CnmcError
+    from cnmc_core.workspace.listing import experiment_status, run_progress
+
+    if row["state"] not in ACTIVE_STATES:
+        return ""
+    if row["kind"] == "run":
+        return f"epoch {row['epoch']}/{row['epochs']}"
+    try:
+        status = experiment_status(row["path"])
+    except (CnmcError, OSError) as exc:
+        return f"unreadable status: {exc}"
+    return run_progress(status)[1].removeprefix(f"{status.get('state')} - ")
+
+
+def _runs(args) -> int:
+    import pandas as pd
+
+    from cnmc_core.workspace.listing import list_experiments
+
+    frame = list_experiments(args.runs_dir)
+    # runs, then ensembles; each oldest first, damaged folders (no creation time) last. A
+    # running search shows its state and progress, a killed one failed (liveness applied).
+    frame = (frame.assign(_ensemble=frame["kind"] != "run",
+                          _created=pd.to_numeric(frame["created_ts"], errors="coerce"))
+             .sort_values(["_ensemble", "_created", "run_id"], na_position="last", kind="stable")
+             .drop(columns=["_ensemble", "_created", "created_ts"]).reset_index(drop=True))
+    frame["progress"] = [_progress(row) for _, row in frame.iterrows()]
+    if args.json:
+        print(json.dumps(json.loads(frame.to_json(orient="records")), indent=2))
+        return 0
+    if frame.empty:
+        print("no runs yet: start one with `python -m cnmc_core train --preset demo_scratch --data DIR`")
+        return 0
+    for row in frame.itertuples():
+        ci = f" [{_fmt(row.test_f1_low, 3)}, {_fmt(row.test_f1_high, 3)}]" if pd.notna(row.test_f1_low) else ""
+        print(f"{row.run_id}  {row.state:<9} {row.model or '':<20} {row.protocol or '':<8} "
+              f"val F1 {_fmt(row.val_weighted_f1)}  test F1 {_fmt(row.test_weighted_f1)}{ci} {row.progress}"
+              + (f"  error: {row.error}" if row.state == "failed" and row.error else ""))
+    return 0
+
+
+def _cancel(args) -> int:
+    from cnmc_core.workspace.layout import run_path
+    from cnmc_core.workspace.queue import cancel_run
+
+    status = cancel_run(run_path(args.run, args.runs_dir))
+    print(f"cancel requested; state now {status['state']}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from cnmc_core.contracts import PROTOCOLS
+    from cnmc_core.exceptions import ConfigError
+    from cnmc_core.training.evaluate import evaluate_run
+    from cnmc_core.workspace.layout import run_path
+
+    if args.split not in ("all", *PROTOCOLS):
+        raise ConfigError(f"--split must be one of {['all', *PROTOCOLS]}; got {args.split!r}.")
+    out, _ = evaluate_run(run_path(args.run, args.runs_dir), args.data, split=args.split,
+                          source=args.source, artifacts=args.runs_dir)
+    print(out)
+    return 0
+
+
+def _presets(args) -> int:
+    from cnmc_core.training.config import list_presets, load_preset
+
+    records = [load_preset(name) for name in list_presets()]
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    for c in records:
+        stages = " then ".join(f"{s['name']} ({s['optimizer']} {s['learning_rate']:g}, {s['epochs']} ep)"
+                               for s in c["stages"])
+        print(f"{c['name']:<28} {c['model']:<20} {c['image_size']:>4}px weights={c['weights']:<8} {stages}")
+    return 0

@@ -1,0 +1,101 @@
+"""Data: images and their limits, the manifest scan of C-NMC layouts, splits, preprocessing and its cache, Data page summaries, the synthetic stand-in.
+
+Every public name of the subpackage can be imported from it; the submodule is imported
+on first use, so importing the package stays cheap.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+_EXPORTS = {
+    'MAX_PIXELS': 'images',
+    'read_image': 'images',
+    'to_rgb': 'images',
+    'MAX_UPLOAD_BYTES': 'images',
+    'UPLOAD_EXTENSIONS': 'images',
+    'UploadedImage': 'images',
+    'image_size_from_header': 'images',
+    'decode_upload': 'images',
+    'check_uploads': 'images',
+    'PRELIM_CSV_COLUMNS': 'manifest',
+    'ScanResult': 'manifest',
+    'parse_image_name': 'manifest',
+    'read_prelim_labels': 'manifest',
+    'scan_dataset': 'manifest',
+    'summarize_manifest': 'manifest',
+    'save_manifest': 'manifest',
+    'load_manifest': 'manifest',
+    'manifest_fingerprint': 'manifest',
+    'resolve_manifest': 'manifest',
+    'TRANSFORMS': 'splits',
+    'AUGMENT_TRANSFORMS': 'splits',
+    'make_split': 'splits',
+    'grouped_kfold': 'splits',
+    'check_split': 'splits',
+    'save_split': 'splits',
+    'load_split': 'splits',
+    'balance_training': 'splits',
+    'apply_transform': 'splits',
+    'CACHE_VERSION': 'preprocess',
+    'SERIAL_BELOW': 'preprocess',
+    'MIN_SIZE': 'preprocess',
+    'MAX_SIZE': 'preprocess',
+    'crop_to_cell': 'preprocess',
+    'clahe_y': 'preprocess',
+    'resize': 'preprocess',
+    'check_input_size': 'preprocess',
+    'preprocess_image': 'preprocess',
+    'preprocess_file': 'preprocess',
+    'ImageCache': 'preprocess',
+    'cache_key': 'preprocess',
+    'build_cache': 'preprocess',
+    'CLASS_LABELS': 'summary',
+    'SCANS_DIR': 'summary',
+    'tree_signature': 'summary',
+    'scan_is_stored': 'summary',
+    'scan_cached': 'summary',
+    'class_counts': 'summary',
+    'subject_counts': 'summary',
+    'split_summary': 'summary',
+    'sample_images': 'summary',
+    'preprocessing_steps': 'summary',
+    'thumbnail': 'summary',
+    'DEFAULT_SIZE': 'synth_cells',
+    'REFERENCE_SIZE': 'synth_cells',
+    'STAIN_BRIGHT_DIR': 'synth_cells',
+    'SubjectProfile': 'synth_cells',
+    'make_subject_profile': 'synth_cells',
+    'render_cell': 'synth_cells',
+    'check_render_size': 'synth_cells',
+    'SubjectTask': 'synth_cells',
+    'render_subject': 'synth_cells',
+    'DEFAULT_SUBJECTS_ALL': 'synth',
+    'DEFAULT_SUBJECTS_HEM': 'synth',
+    'DEFAULT_CELLS_PER_SUBJECT': 'synth',
+    'DEFAULT_SEED': 'synth',
+    'ROOT_NAME': 'synth',
+    'TRAIN_DIR': 'synth',
+    'PRELIM_DIR': 'synth',
+    'LABELS_CSV_NAME': 'synth',
+    'LABELS_CSV_DIR': 'synth',
+    'FINAL_DIR': 'synth',
+    'INFO_NAME': 'synth',
+    'GENERATOR_VERSION': 'synth',
+    'ProgressFn': 'synth',
+    'SynthSummary': 'synth',
+    'default_unseen_subjects': 'synth',
+    'plan_dataset': 'synth',
+    'generate_dataset': 'synth',
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,311 @@
+"""Train/val/test splits by protocol, grouped k-fold, and the paper's class balancing.
+
+Protocols (every run records the one it used; every score shown names it):
+
+* ``subject`` (default): subject-disjoint, stratified at subject level. A C-NMC subject is all
+  ALL or all HEM, so the subjects of each class are shuffled and dealt 60/20/20. Honest.
+* ``paper``: the paper's random stratified split by image, 60/20/20 over the training folds.
+  Cells of one subject land in train and test, the model can learn the subject: **leaky**.
+* ``official``: train on fold_0 + fold_1, validate on fold_2, test on the labelled
+  preliminary-phase set (whose subjects are unseen in the folds).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cnmc_core.contracts import DATA_SPLITS, protocol_info
+from cnmc_core.exceptions import ConfigError, DataError
+from cnmc_core.workspace.fileio import atomic_write_csv
+
+__all__ = ['TRANSFORMS', 'AUGMENT_TRANSFORMS', 'make_split', 'grouped_kfold', 'check_split', 'save_split', 'load_split', 'balance_training', 'apply_transform']
+
+TRANSFORMS = ("none", "flip_h", "flip_v", "rot90", "rot180", "rot270")
+AUGMENT_TRANSFORMS = TRANSFORMS[1:]
+
+
+def _check_fractions(fractions) -> tuple[float, float, float]:
+    fr = tuple(float(f) for f in fractions)
+    if len(fr) != 3 or any(f <= 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
+        raise ConfigError(
+            f"fractions must be three positive numbers (train, val, test) summing to 1; got {fractions}."
+        )
+    return fr
+
+
+def _deal(n: int, fractions: tuple[float, float, float]) -> np.ndarray:
+    """Counts per split for ``n`` items: rounded shares, each split non-empty when n >= 3."""
+    counts = np.floor(np.asarray(fractions) * n).astype(int)
+    # hand out what rounding left over to the splits furthest below their share
+    while counts.sum() < n:
+        deficit = np.asarray(fractions) * n - counts
+        counts[int(np.argmax(deficit))] += 1
+    if n >= 3:
+        for k in range(3):
+            if counts[k] == 0:
+                counts[k] = 1
+                counts[int(np.argmax(counts))] -= 1
+    return counts
+
+
+def _labelled(manifest: pd.DataFrame) -> pd.DataFrame:
+    labelled = manifest[manifest["y"].isin([0, 1])]
+    if labelled.empty:
+        raise DataError("The manifest has no labelled image (y 0 or 1); scan a labelled dataset.")
+    return labelled
+
+
+def _require_subjects(frame: pd.DataFrame, protocol: str) -> None:
+    no_subject = frame[frame["subject"].fillna("") == ""]
+    if len(no_subject):
+        raise DataError(
+            f"The {protocol!r} split needs the subject of every image, but {len(no_subject)} "
+            f"labelled image(s) have none (e.g. {no_subject['path'].iloc[0]}); name files "
+            "UID_<subject>_<image>_<cell>_<all|hem>.bmp, or use --protocol paper (leaky)."
+        )
+    mixed = frame.groupby("subject")["y"].nunique()
+    mixed = mixed[mixed > 1]
+    if len(mixed):
+        raise DataError(
+            f"Subject(s) {mixed.index[:5].tolist()} have both ALL and HEM images; a C-NMC subject "
+            "is one class. Check the labels of those files."
+        )
+
+
+def _require_both_classes(frame: pd.DataFrame, what: str) -> None:
+    present = set(frame["y"].unique())
+    if present != {0, 1}:
+        only = "ALL" if 1 in present else "HEM"
+        raise DataError(
+            f"{what} has only {only} images; both ALL and HEM are needed to train and score a "
+            "classifier. Add images of the other class."
+        )
+
+
+def make_split(
+    manifest: pd.DataFrame,
+    protocol: str = "subject",
+    seed: int = 0,
+    fractions=(0.6, 0.2, 0.2),
+) -> pd.DataFrame:
+    """Assign labelled images to train/val/test.
+
+    Args:
+        manifest: a manifest (see :mod:`cnmc_core.data.manifest`).
+        protocol: ``subject``, ``paper`` or ``official``.
+        seed: the random seed; the same seed gives the same split.
+        fractions: train/val/test shares (of subjects for ``subject``, of images for ``paper``;
+            ignored by ``official``).
+
+    Returns:
+        A frame with columns ``image_id`` and ``split`` (``train``/``val``/``test``), sorted by
+        split then image id. Unlabelled images are left out.
+
+    Raises:
+        ConfigError: unknown protocol or bad fractions.
+        DataError: the data cannot be split that way (no subjects, one class, missing folds...).
+    """
+    protocol_info(protocol)
+    fractions = _check_fractions(fractions)
+    labelled = _labelled(manifest)
+    rng = np.random.default_rng(seed)
+    if protocol == "subject":
+        _require_subjects(labelled, protocol)
+        _require_both_classes(labelled, "The dataset")
+        assignment = {}
+        for y in (1, 0):
+            subjects = np.array(sorted(labelled.loc[labelled["y"] == y, "subject"].unique()))
+            if len(subjects) < 3:
+                raise DataError(
+                    f"The subject split needs at least 3 {'ALL' if y else 'HEM'} subjects (one per "
+                    f"split); the dataset has {len(subjects)}. Add subjects or use --protocol paper."
+                )
+            rng.shuffle(subjects)
+            counts = _deal(len(subjects), fractions)
+            bounds = np.cumsum(counts)[:-1]
+            for name, part in zip(DATA_SPLITS, np.split(subjects, bounds)):
+                for subject in part:
+                    assignment[subject] = name
+        split = labelled["subject"].map(assignment)
+        result = pd.DataFrame({"image_id": labelled["image_id"], "split": split})
+    elif protocol == "paper":
+        pool = labelled[labelled["source"].str.startswith("fold_")]
+        if pool.empty:  # a plain all/hem folder: the paper's split over everything labelled
+            pool = labelled
+        _require_both_classes(pool, "The dataset")
+        parts = []
+        for y in (1, 0):
+            ids = np.array(sorted(pool.loc[pool["y"] == y, "image_id"]))
+            if len(ids) < 3:
+                raise DataError(
+                    f"The paper split needs at least 3 {'ALL' if y else 'HEM'} images; found {len(ids)}."
+                )
+            rng.shuffle(ids)
+            bounds = np.cumsum(_deal(len(ids), fractions))[:-1]
+            for name, part in zip(DATA_SPLITS, np.split(ids, bounds)):
+                parts.append(pd.DataFrame({"image_id": part, "split": name}))
+        result = pd.concat(parts, ignore_index=True)
+    else:  # official
+        where = {"train": ("fold_0", "fold_1"), "val": ("fold_2",), "test": ("prelim",)}
+        parts = []
+        for name, sources in where.items():
+            part = labelled[labelled["source"].isin(sources)]
+            if part.empty:
+                raise DataError(
+                    f"The official split needs labelled {' and '.join(sources)} images for {name}, "
+                    "and the dataset has none; scan the full C-NMC folder (with the preliminary "
+                    "labels CSV) or use --protocol subject."
+                )
+            parts.append(pd.DataFrame({"image_id": part["image_id"], "split": name}))
+        result = pd.concat(parts, ignore_index=True)
+    result = _sorted(result)
+    check_split(manifest, result, protocol)
+    return result
+
+
+def grouped_kfold(manifest: pd.DataFrame, k: int = 5, fold: int = 0, seed: int = 0) -> pd.DataFrame:
+    """Subject-grouped, class-stratified k-fold: fold ``fold`` is test, the next one val.
+
+    Subjects of each class are shuffled and dealt round-robin to ``k`` groups, so every group
+    holds subjects of both classes and no subject is in two groups.
+
+    Returns:
+        ``image_id``, ``split`` as :func:`make_split`.
+    """
+    if not isinstance(k, int) or k < 3:
+        raise ConfigError(f"k must be an integer >= 3 (test, val and train folds); got {k!r}.")
+    if not isinstance(fold, int) or not 0 <= fold < k:
+        raise ConfigError(f"fold must be an integer in [0, {k - 1}]; got {fold!r}.")
+    labelled = _labelled(manifest)
+    _require_subjects(labelled, "kfold")
+    _require_both_classes(labelled, "The dataset")
+    rng = np.random.default_rng(seed)
+    group_of = {}
+    for y in (1, 0):
+        subjects = np.array(sorted(labelled.loc[labelled["y"] == y, "subject"].unique()))
+        if len(subjects) < k:
+            raise DataError(
+                f"{k}-fold needs at least {k} {'ALL' if y else 'HEM'} subjects; the dataset has "
+                f"{len(subjects)}. Use a smaller k."
+            )
+        rng.shuffle(subjects)
+        for i, subject in enumerate(subjects):
+            group_of[subject] = i % k
+    group = labelled["subject"].map(group_of)
+    split = np.where(group == fold, "test", np.where(group == (fold + 1) % k, "val", "train"))
+    result = _sorted(pd.DataFrame({"image_id": labelled["image_id"].to_numpy(), "split": split}))
+    check_split(manifest, result, "subject")
+    return result
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    order = {name: i for i, name in enumerate(DATA_SPLITS)}
+    frame = frame.assign(_o=frame["split"].map(order)).sort_values(["_o", "image_id"], kind="stable")
+    return frame.drop(columns="_o").reset_index(drop=True)
+
+
+def check_split(manifest: pd.DataFrame, split: pd.DataFrame, protocol: str) -> None:
+    """Check a split against its manifest: known ids, valid names, both classes in each split,
+    and for ``subject`` no subject in two splits.
+
+    Raises:
+        DataError: naming the first broken rule.
+    """
+    unknown = set(split["image_id"]) - set(manifest["image_id"])
+    if unknown:
+        raise DataError(f"The split lists {len(unknown)} image id(s) not in the manifest, e.g. {sorted(unknown)[:3]}.")
+    bad = set(split["split"]) - set(DATA_SPLITS)
+    if bad:
+        raise DataError(f"Split names must be {list(DATA_SPLITS)}; found {sorted(bad)}.")
+    merged = split.merge(manifest[["image_id", "y", "subject"]], on="image_id", how="left")
+    for name in DATA_SPLITS:
+        part = merged[merged["split"] == name]
+        if part.empty:
+            raise DataError(f"The {name} split is empty; the dataset is too small for this protocol.")
+        _require_both_classes(part, f"The {name} split")
+    if protocol in ("subject", "official"):
+        per_subject = merged[merged["subject"] != ""].groupby("subject")["split"].nunique()
+        shared = per_subject[per_subject > 1]
+        if len(shared):
+            raise DataError(
+                f"Subject(s) {shared.index[:5].tolist()} appear in more than one split, which the "
+                f"{protocol!r} protocol forbids."
+            )
+
+
+def save_split(split: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``image_id,split`` atomically."""
+    return atomic_write_csv(path, split[["image_id", "split"]])
+
+
+def load_split(path: str | os.PathLike, manifest: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Read a split CSV; with ``manifest``, check it refers to that manifest's images."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Split file {path} does not exist; create it with `python -m cnmc_core split`.")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in ("image_id", "split") if c not in frame.columns]
+    if missing:
+        raise DataError(f"Split file {path} lacks column(s) {missing}; expected image_id,split.")
+    if manifest is not None:
+        unknown = set(frame["image_id"]) - set(manifest["image_id"])
+        if unknown:
+            raise DataError(
+                f"Split file {path} lists {len(unknown)} image id(s) that are not in the dataset, "
+                f"e.g. {sorted(unknown)[:3]}; make the split from this dataset's manifest."
+            )
+    return frame
+
+
+def balance_training(train: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """The paper's balancing of a training split: undersample the larger class, augment the
+    smaller one by one random flip or rotation per added image, to equal counts.
+
+    With the paper's 4,432 ALL and 1,964 HEM images the target is 3,198 each
+    (``(4432 + 1964) // 2``): 3,198 ALL kept at random, and 1,234 HEM images drawn at random and
+    added once more with a random transform. Apply it to the training split only.
+
+    Args:
+        train: rows of the training split with at least ``image_id`` and ``y``.
+        seed: random seed.
+
+    Returns:
+        A frame with ``image_id``, ``y`` and ``transform`` (one of :data:`TRANSFORMS`), one row per
+        training example; originals have ``transform == "none"``.
+    """
+    if not set(train["y"].unique()) <= {0, 1} or train["y"].nunique() != 2:
+        raise DataError("Balancing needs a training split with both ALL and HEM images.")
+    rng = np.random.default_rng(seed)
+    n_all, n_hem = int((train["y"] == 1).sum()), int((train["y"] == 0).sum())
+    target = (n_all + n_hem) // 2
+    parts = []
+    for y, n in ((1, n_all), (0, n_hem)):
+        ids = train.loc[train["y"] == y, "image_id"].to_numpy()
+        if n >= target:
+            keep = np.sort(rng.choice(n, size=target, replace=False))
+            parts.append(pd.DataFrame({"image_id": ids[keep], "y": y, "transform": "none"}))
+        else:
+            parts.append(pd.DataFrame({"image_id": ids, "y": y, "transform": "none"}))
+            extra = target - n
+            # draw without replacement while possible, as the paper did (1,234 of 1,964)
+            picks = np.concatenate([rng.permutation(n) for _ in range(extra // n + 1)])[:extra]
+            transforms = rng.choice(AUGMENT_TRANSFORMS, size=extra)
+            parts.append(pd.DataFrame({"image_id": ids[picks], "y": y, "transform": transforms}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def apply_transform(image: np.ndarray, transform: str) -> np.ndarray:
+    """Apply one of :data:`TRANSFORMS` to an (H, W, C) image (square images keep their shape)."""
+    if transform == "none":
+        return image
+    if transform == "flip_h":
+        return image[:, ::-1]
+    if transform == "flip_v":
+        return image[::-1]
+    if transform in ("rot90", "rot180", "rot270"):
+        return np.rot90(image, k={"rot90": 1, "rot180": 2, "rot270": 3}[transform], axes=(0, 1))
+    raise ConfigError(f"transform must be one of {list(TRANSFORMS)}; got {transform!r}.")

@@ -1,0 +1,189 @@
+"""The live ensemble of the dashboard: weights and a threshold set by hand (sliders), scored on
+val and test at once from the members' predictions only (no model is run).
+
+- :func:`normalise_weights` turns slider positions into weights on the simplex (refusing all
+  zeros with a message that says what to do);
+- :func:`live_reports` scores the weighted soft vote on every split with
+  :func:`cnmc_core.metrics.binary_report` (weighted F1, per-class precision/recall, confusion
+  matrix, ROC points): a few milliseconds for thousands of images, so it can run on every
+  slider move;
+- :func:`fit_method` fits one of :data:`cnmc_core.ensemble.methods.COMBINERS` on val (a progress callback
+  gets ``(done, total)``) and returns its weights and threshold, to set the sliders to;
+- :func:`comparison_table` flattens :func:`cnmc_core.ensemble.compare_methods` rows for display;
+- :func:`save_live_ensemble` saves the slider ensemble as a ``weighted`` ensemble folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from cnmc_core.ensemble.align import AlignedPredictions
+from cnmc_core.ensemble.combiners import WeightedAverage
+from cnmc_core.ensemble.genetic import GeneticWeights
+from cnmc_core.ensemble.methods import make_combiner
+from cnmc_core.ensemble.store import save_ensemble
+from cnmc_core.exceptions import ConfigError
+from cnmc_core.metrics.classification import binary_report
+
+__all__ = ['SLIDER_METHODS', 'METHOD_TITLES', 'normalise_weights', 'ensemble_probs', 'live_reports', 'fit_method', 'comparison_table', 'save_live_ensemble']
+
+#: Methods whose result is a weighted average, so sliders can show it (stacking is not one).
+SLIDER_METHODS = ("mean", "ga", "greedy", "dirichlet", "slsqp")
+#: Display names of the combination methods.
+METHOD_TITLES = {
+    "mean": "equal weights (mean)",
+    "weighted": "given weights",
+    "ga": "genetic algorithm (paper)",
+    "greedy": "greedy selection (Caruana)",
+    "dirichlet": "random search (Dirichlet)",
+    "slsqp": "min. log-loss (SLSQP)",
+    "stacking": "stacking (logistic regression)",
+}
+
+
+def normalise_weights(raw: Sequence[float], members: Sequence[str] | None = None) -> np.ndarray:
+    """Slider positions as weights that sum to 1.
+
+    Raises:
+        ConfigError: a negative or non-finite value, or every weight at 0 (the message says to
+            raise one).
+    """
+    w = np.asarray(list(raw), dtype=np.float64)
+    if w.ndim != 1 or w.size == 0:
+        raise ConfigError("Choose at least one member to weight.")
+    if members is not None and len(members) != w.size:
+        raise ConfigError(f"Expected one weight per member ({len(members)}); got {w.size}.")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ConfigError(f"Weights must be non-negative numbers; got {w.tolist()}.")
+    if w.sum() <= 0:
+        raise ConfigError("Every weight is 0: raise at least one member's weight above 0.")
+    return w / w.sum()
+
+
+def ensemble_probs(aligned: AlignedPredictions, weights: Sequence[float], split: str
+                   ) -> np.ndarray:
+    """P(ALL) of the weighted soft vote on one split (weights normalised first)."""
+    w = normalise_weights(weights, aligned.members)
+    return np.clip(aligned.splits[split].probs @ w, 0.0, 1.0)
+
+
+def live_reports(aligned: AlignedPredictions, weights: Sequence[float], threshold: float,
+                 splits: Sequence[str] = ("val", "test")) -> dict[str, dict]:
+    """:func:`~cnmc_core.metrics.binary_report` (with ROC/PR curves) of the weighted soft vote
+    at ``threshold`` on each split, plus ``weights`` (normalised, by member)."""
+    w = normalise_weights(weights, aligned.members)
+    out: dict[str, dict] = {}
+    for split in splits:
+        data = aligned.splits[split]
+        out[split] = binary_report(data.y, np.clip(data.probs @ w, 0.0, 1.0), float(threshold),
+                                   curves=True)
+    out["weights"] = dict(zip(aligned.members, map(float, w)))
+    return out
+
+
+def fit_method(aligned: AlignedPredictions, method: str, *, threshold: float | str = 0.5,
+               seed: int = 0, progress: Callable[[int, int], None] | None = None,
+               params: dict | None = None) -> dict:
+    """Fit ``method`` on the validation predictions.
+
+    Args:
+        method: one of :data:`SLIDER_METHODS` (``stacking`` is not a weighted average).
+        threshold: a fixed threshold or a rule (``best``, ``sensitivity:0.98``) chosen on val.
+        progress: called with ``(done, total)``; the GA calls it after every generation.
+        params: extra parameters of the combiner (e.g. a smaller GA for tests).
+
+    Returns:
+        ``{"method", "weights" (list, member order), "threshold", "val_weighted_f1"}``.
+
+    Raises:
+        ConfigError: an unknown method or parameter.
+    """
+    if method not in SLIDER_METHODS:
+        raise ConfigError(f"The 'method' parameter must be one of {list(SLIDER_METHODS)} to set "
+                          f"the sliders. Got {method!r} instead.")
+    p = dict(params or {})
+    p.setdefault("threshold", threshold)
+    if method in ("ga", "dirichlet"):
+        p.setdefault("seed", seed)
+    if method == "ga":
+        comb = GeneticWeights(**p)
+        total = comb.restarts * comb.generations
+        if progress is not None:
+            def callback(info: dict) -> None:
+                progress(info["restart"] * comb.generations + info["generation"], total)
+            comb.callback = callback
+    else:
+        comb = make_combiner(method, **p)
+    val = aligned.splits["val"]
+    comb.fit(val.probs, val.y)
+    if progress is not None:
+        progress(1, 1)
+    return {"method": method, "weights": [float(x) for x in comb.weights_],
+            "threshold": float(comb.threshold_), "val_weighted_f1": float(comb.val_score_)}
+
+
+def _ci(ci: dict | None) -> str:
+    if not ci:
+        return ""
+    return f"[{ci['low']:.3f}, {ci['high']:.3f}]"
+
+
+def comparison_table(rows: list[dict], labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """:func:`~cnmc_core.ensemble.compare_methods` rows as a display table: method, threshold,
+    val and test weighted F1, the test CI (and its unit), per-class precision/recall, AUC, the
+    difference with equal weights and its CI, and the weights (by member ``labels``)."""
+    labels = labels or {}
+    out = []
+    for r in rows:
+        ci = r.get("test_ci")
+        d = r.get("diff_vs_mean")
+        w = r.get("weights")
+        name = r["method"]
+        if name.startswith("member:"):
+            name = "only " + labels.get(name[7:], name[7:])
+        else:
+            name = METHOD_TITLES.get(name, name)
+        out.append({
+            "method": name,
+            "threshold": r["threshold"],
+            "val wF1 (fitted)": r["val_weighted_f1"],
+            "test wF1": r["test_weighted_f1"],
+            "test wF1 95% CI": _ci(ci) + (f" by {ci['unit']}" if ci else ""),
+            "P hem": r["precision_hem"], "P all": r["precision_all"],
+            "R hem": r["recall_hem"], "R all": r["recall_all"],
+            "test AUC": r["test_auc"],
+            "vs mean": None if not d else d["estimate"],
+            "vs mean 95% CI": "" if not d else f"[{d['low']:+.3f}, {d['high']:+.3f}]",
+            "weights": "" if not w else ", ".join(f"{labels.get(k, k)} {v:.2f}"
+                                                 for k, v in w.items()),
+        })
+    return pd.DataFrame(out)
+
+
+def save_live_ensemble(aligned: AlignedPredictions, weights: Sequence[float], threshold: float,
+                       *, name: str | None = None, seed: int = 0,
+                       out_dir: str | os.PathLike | None = None,
+                       comparison: list[dict] | None = None,
+                       n_boot: int = 200) -> Path:
+    """Save the slider ensemble as ``<ensembles>/<name>/`` (method ``weighted``, the given
+    weights and fixed threshold; fitted on nothing, scored on val and test).
+
+    Raises:
+        ConfigError: bad weights or threshold. RunError: the folder exists. CnmcError: an
+            unsafe name.
+    """
+    w = normalise_weights(weights, aligned.members)
+    t = float(threshold)
+    if not 0.0 <= t <= 1.0:
+        raise ConfigError(f"The threshold must be in [0, 1]; got {threshold!r}.")
+    comb = WeightedAverage(weights=w.tolist(), threshold=t)
+    val = aligned.splits["val"]
+    comb.fit(val.probs, val.y)
+    return save_ensemble(aligned, comb, method="weighted", threshold_rule=t, seed=seed,
+                         out_dir=out_dir, ensemble_id=name or None, comparison=comparison,
+                         n_boot=n_boot)

@@ -1,0 +1,54 @@
+"""The combination methods by name, and the parameters each gets from a search.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from cnmc_core.ensemble.combiners import (
+    Combiner,
+    DirichletSearch,
+    GreedySelection,
+    MeanEnsemble,
+    SLSQPWeights,
+    StackingEnsemble,
+    WeightedAverage,
+)
+from cnmc_core.ensemble.genetic import GeneticWeights
+from cnmc_core.exceptions import ConfigError
+
+__all__ = ['COMBINERS', 'make_combiner', 'method_params']
+
+#: Combination methods by name.
+COMBINERS: dict[str, type[Combiner]] = {
+    cls.method: cls
+    for cls in (MeanEnsemble, WeightedAverage, GeneticWeights, GreedySelection, DirichletSearch,
+                SLSQPWeights, StackingEnsemble)
+}
+
+
+def make_combiner(method: str, **params) -> Combiner:
+    """A combiner by method name; unknown names and parameters are refused with the options."""
+    if method not in COMBINERS:
+        raise ConfigError(
+            f"The 'method' parameter must be one of {sorted(COMBINERS)}. Got {method!r} instead."
+        )
+    cls = COMBINERS[method]
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"{cls.__name__} got unexpected parameter(s) {unknown}; allowed: {allowed}."
+        )
+    return cls(**params)
+
+
+_SEEDED = {"ga", "dirichlet"}
+
+
+def method_params(method: str, seed: int, threshold, params: dict | None) -> dict:
+    p = dict((params or {}).get(method, {}))
+    p.setdefault("threshold", threshold)
+    if method in _SEEDED:
+        p.setdefault("seed", seed)
+    return p

@@ -1,0 +1,48 @@
+"""Training: configs and presets, the input pipeline, callbacks, the training loop, evaluation and the one launch path.
+
+Every public name of the subpackage can be imported from it; the submodule is imported
+on first use, so importing the package stays cheap.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+_EXPORTS = {
+    'PRESETS_DIR': 'config',
+    'OPTIMIZERS': 'config',
+    'SCHEMA': 'config',
+    'STAGE_SCHEMA': 'config',
+    'DEFAULTS': 'config',
+    'list_presets': 'config',
+    'load_preset': 'config',
+    'validate_config': 'config',
+    'apply_set': 'config',
+    'resolve_config': 'config',
+    'DataBundle': 'pipeline',
+    'prepare_data': 'pipeline',
+    'make_dataset': 'pipeline',
+    'training_arrays': 'pipeline',
+    'split_arrays': 'pipeline',
+    'CancelledError': 'callbacks',
+    'make_callbacks': 'callbacks',
+    'library_versions': 'loop',
+    'train_run': 'loop',
+    'evaluate_run': 'evaluate',
+    'check_config': 'launch',
+    'preset_models': 'launch',
+    'form_defaults': 'launch',
+    'build_run_config': 'launch',
+    'launch_checked': 'launch',
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

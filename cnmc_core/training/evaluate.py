@@ -1,0 +1,77 @@
+"""Re-scoring a trained run's model on another dataset or split (``python -m cnmc_core evaluate``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from cnmc_core.contracts import CONFIG, METRICS, MODEL, PREDICTIONS
+from cnmc_core.data.manifest import manifest_fingerprint, resolve_manifest
+from cnmc_core.data.preprocess import build_cache
+from cnmc_core.data.splits import make_split
+from cnmc_core.exceptions import DataError
+from cnmc_core.models.io import predict_images
+from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json, read_json
+
+__all__ = ['evaluate_run']
+
+def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, split: str = "all",
+                 source: str | None = None, artifacts: str | os.PathLike | None = None,
+                 log: Callable[[str], None] | None = print) -> tuple[Path, dict]:
+    """Re-score a trained run's model on a dataset (e.g. the labelled preliminary set).
+
+    Args:
+        run_dir: a completed run (its ``model.keras`` is loaded with safe loading).
+        data: dataset folder or manifest CSV.
+        split: ``all`` (every labelled image), or a protocol (``subject``, ``paper``,
+            ``official``) whose test split is scored with the run's seed.
+        source: keep only images of this source (``prelim``, ``fold_2``, ...).
+
+    Returns:
+        The evaluation folder ``<run>/evaluations/<fingerprint>-<split>[-<source>]`` (holding
+        ``predictions.csv`` and ``metrics.json``) and the metrics.
+
+    Raises:
+        RunError: the run has no model. DataError: no labelled image to score.
+    """
+    import keras
+
+    from cnmc_core.exceptions import RunError
+    from cnmc_core.metrics.bootstrap import full_report
+
+    run_dir = Path(run_dir)
+    if not (run_dir / MODEL).is_file():
+        raise RunError(f"Run {run_dir.name} has no {MODEL}; only completed runs can be evaluated.")
+    config = read_json(run_dir / CONFIG)
+    manifest = resolve_manifest(data)
+    images = manifest[manifest["y"].isin([0, 1])]
+    if source is not None:
+        images = images[images["source"] == source]
+    if split != "all":
+        test_ids = make_split(manifest, split, seed=config.get("seed", 0)).query("split == 'test'")["image_id"]
+        images = images[images["image_id"].isin(set(test_ids))]
+    if images.empty or images["y"].nunique() < 2:
+        raise DataError(f"No labelled images of both classes to score in {data} (split {split!r}"
+                        f"{', source ' + source if source else ''}).")
+    images = images.sort_values("image_id").reset_index(drop=True)
+    cache = build_cache(images, int(config["image_size"]), clahe=config.get("clahe", False), root=artifacts)
+    model = keras.models.load_model(run_dir / MODEL, safe_mode=True)
+    prob = predict_images(model, cache.get(images["image_id"].tolist()))
+    fingerprint = manifest_fingerprint(manifest)
+    tag = f"{fingerprint}-{split}" + (f"-{source}" if source else "")
+    out = run_dir / "evaluations" / tag
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_csv(out / PREDICTIONS, pd.DataFrame({"image_id": images["image_id"], "split": "test",
+                                                      "y": images["y"], "prob": prob, "subject": images["subject"]}))
+    metrics = {"test": full_report(images["y"].to_numpy(), prob, 0.5, subjects=images["subject"].to_numpy(),
+                                   seed=int(config.get("seed", 0))),
+               "data": str(data), "dataset_fingerprint": fingerprint, "split": split, "source": source}
+    atomic_write_json(out / METRICS, metrics)
+    if log is not None:
+        log(f"{len(images)} images scored: weighted F1 {metrics['test']['weighted_f1']:.4f}, "
+            f"AUC {metrics['test']['roc_auc']:.4f}")
+    return out, metrics

@@ -1,0 +1,163 @@
+"""Launching a run from a form: the form's choices turned into a checked config, then a run
+folder and a detached worker (the same code path as ``python -m cnmc_core train --detach``).
+
+The Train page calls :func:`form_defaults` to fill its form from a preset, and
+:func:`build_run_config` + :func:`launch_checked` when the user presses Launch; every mistake
+comes back as a :class:`~cnmc_core.exceptions.CnmcError` whose message says what to change.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from cnmc_core.data.manifest import resolve_manifest
+from cnmc_core.data.splits import make_split
+from cnmc_core.exceptions import ConfigError
+from cnmc_core.training.config import load_preset, resolve_config
+
+__all__ = ['check_config', 'preset_models', 'form_defaults', 'build_run_config', 'launch_checked']
+
+def check_config(config: dict) -> pd.DataFrame:
+    """Check, before any training starts, everything that can fail early.
+
+    The model name, its overrides and input size, the weights (an ImageNet file missing offline
+    fails here, naming the file), the dataset and the split (an empty class fails here).
+
+    Returns:
+        The split (``image_id``, ``split``) the run will use.
+
+    Raises:
+        ConfigError or DataError with the reason.
+    """
+    from cnmc_core.models.registry import check_model
+
+    check_model(config["model"], config["image_size"], config["weights"], what="model_args",
+                **config.get("model_args", {}))
+    if not config.get("data"):
+        raise ConfigError("No dataset: give --data ROOT (a C-NMC folder or a manifest CSV); "
+                          "`python -m cnmc_core synth artifacts/demo-data` makes a synthetic one.")
+    manifest = resolve_manifest(config["data"], verify=False)
+    return make_split(manifest, config["split_protocol"], seed=config["seed"],
+                      fractions=tuple(config["split_fractions"]))
+
+
+def preset_models() -> list[str]:
+    """The model names the presets use (the registry's names, without importing Keras)."""
+    from cnmc_core.training.config import list_presets
+
+    return sorted({load_preset(name)["model"] for name in list_presets()})
+
+
+def form_defaults(preset: str) -> dict[str, Any]:
+    """The values a launch form starts with for ``preset``: ``model``, ``image_size``,
+    ``weights``, ``split_protocol``, ``balance``, ``augment``, ``batch_size``, ``seed``,
+    ``max_images_per_split`` (0 for all) and ``stages`` (``name``, ``optimizer``,
+    ``learning_rate``, ``epochs``, ``trainable`` each), plus ``description`` and
+    ``paper_reported``."""
+    config = load_preset(preset)
+    keys = ("model", "image_size", "weights", "split_protocol", "balance", "augment", "batch_size", "seed",
+            "description", "paper_reported")
+    out = {k: config.get(k) for k in keys}
+    out["max_images_per_split"] = config.get("max_images_per_split") or 0
+    out["stages"] = [dict(s) for s in config["stages"]]
+    return out
+
+
+def build_run_config(
+    preset: str,
+    *,
+    data: str | os.PathLike | None,
+    model: str | None = None,
+    image_size: int | None = None,
+    weights: str | None = None,
+    split_protocol: str | None = None,
+    balance: bool | None = None,
+    augment: bool | None = None,
+    batch_size: int | None = None,
+    seed: int | None = None,
+    max_images_per_split: int | None = None,
+    epochs: Sequence[int] | None = None,
+    learning_rates: Sequence[float] | None = None,
+) -> dict:
+    """The full config of a run: ``preset`` with the form's choices applied and validated.
+
+    Args:
+        data: the dataset folder or manifest CSV (required).
+        epochs, learning_rates: one value per stage of the preset.
+        max_images_per_split: a cap per split for quick runs; 0 or None means all images.
+        The other arguments replace the preset's value when not None.
+
+    Raises:
+        ConfigError: no dataset, a wrong number of stage values, or any invalid value (the
+            message names the field, the rule and the value).
+    """
+    if not data or not str(data).strip():
+        raise ConfigError("No dataset: choose one on the Data page (or create the demo dataset on "
+                          "the Home page) before launching a run.")
+    data = str(Path(str(data).strip()).expanduser())
+    if not os.path.exists(data):
+        raise ConfigError(f"The dataset {data} does not exist; choose an existing folder on the Data page.")
+    stages = load_preset(preset)["stages"]
+    sets: list[str] = []
+    for key, value in (("model", model), ("balance", balance), ("augment", augment), ("batch_size", batch_size)):
+        if value is not None:
+            sets.append(f"{key}={_literal(value)}")
+    if max_images_per_split is not None:
+        if isinstance(max_images_per_split, bool) or not isinstance(max_images_per_split, int) \
+                or (max_images_per_split != 0 and max_images_per_split < 6) or max_images_per_split < 0:
+            raise ConfigError("Max images per split must be 0 (use every image) or at least 6 (each split "
+                              f"needs images of both classes); got {max_images_per_split!r}.")
+        sets.append(f"max_images_per_split={_literal(max_images_per_split or None)}")
+    for name, values in (("epochs", epochs), ("learning_rate", learning_rates)):
+        if values is None:
+            continue
+        if len(values) != len(stages):
+            raise ConfigError(f"The preset {preset} has {len(stages)} stage(s); got {len(values)} value(s) "
+                              f"for {name}.")
+        for i, value in enumerate(values):
+            if name == "learning_rate" and not (isinstance(value, (int, float)) and value > 0):
+                raise ConfigError(f"The learning rate of stage {i + 1} ({stages[i]['name']}) must be a "
+                                  f"positive number such as 0.001; got {value!r}.")
+            if name == "epochs" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"The epochs of stage {i + 1} ({stages[i]['name']}) must be a whole "
+                                  f"number of at least 1; got {value!r}.")
+            sets.append(f"stages.{i}.{name}={_literal(value)}")
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
+        raise ConfigError(f"The input size must be a positive whole number of pixels; got {image_size!r}.")
+    if weights is not None:
+        weights = str(weights).strip() or "none"
+    return resolve_config(preset, data=data, split_protocol=split_protocol, image_size=image_size,
+                          weights=weights, seed=seed, sets=sets)
+
+
+def _literal(value) -> str:
+    """A value as ``--set`` parses it back (JSON for numbers, booleans and null)."""
+    import json
+
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def launch_checked(config: dict, root: str | os.PathLike | None = None) -> Path:
+    """Check ``config`` before anything is created (model, input size, weights, dataset, split),
+    then create the run folder and start its worker as a detached process.
+
+    Returns:
+        The run folder (state ``queued``; the worker takes a queue slot and trains).
+
+    Raises:
+        ConfigError / DataError: the check failed; nothing was created.
+    """
+    from cnmc_core.workspace.layout import create_run
+    from cnmc_core.workspace.paths import artifacts_dir
+    from cnmc_core.workspace.queue import launch_run
+
+    check_config(config)
+    run_dir = create_run(config, root)
+    launch_run(run_dir, env={"CNMC_ARTIFACTS": str(artifacts_dir(root).resolve())})
+    return run_dir

@@ -1,0 +1,137 @@
+"""The input pipeline of a run: the dataset resolved and split by the config's protocol and seed,
+the preprocessing cache opened, and ``tf.data`` batches from the cache held in memory (no image is
+decoded per epoch). Augmentation draws one of the 8 symmetries of the square per image (flips
+and 90-degree rotations, the invariances the paper used) with TensorFlow ops.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from cnmc_core.data.manifest import manifest_fingerprint, resolve_manifest
+from cnmc_core.data.preprocess import build_cache
+from cnmc_core.data.splits import apply_transform, balance_training, make_split
+from cnmc_core.exceptions import ConfigError, DataError
+
+__all__ = ['DataBundle', 'prepare_data', 'make_dataset', 'training_arrays', 'split_arrays']
+
+@dataclass
+class DataBundle:
+    """Everything a run needs to know about its images."""
+
+    manifest: pd.DataFrame
+    split: pd.DataFrame  # image_id, split, y, subject
+    cache: object  # preprocess.ImageCache
+    fingerprint: str
+
+
+def _cap(split: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
+    """At most ``cap`` images per split, drawn stratified by class (for quick demo runs)."""
+    if cap is None:
+        return split
+    parts = []
+    for _, part in split.groupby("split", sort=False):
+        if len(part) <= cap:
+            parts.append(part)
+            continue
+        frac = cap / len(part)
+        parts.append(part.groupby("y").sample(frac=frac, random_state=seed))
+    return pd.concat(parts).sort_values(["split", "image_id"]).reset_index(drop=True)
+
+
+def prepare_data(config: dict, artifacts: str | os.PathLike | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> DataBundle:
+    """Resolve the dataset, split it by the config's protocol and seed, and open the cache.
+
+    Raises:
+        ConfigError: no dataset given.
+        DataError: the dataset cannot be read or split, or a split lacks a class.
+    """
+    data = config.get("data")
+    if not data:
+        raise ConfigError("No dataset: give --data ROOT (a C-NMC folder or a manifest CSV).")
+    manifest = resolve_manifest(data)
+    split = make_split(manifest, config["split_protocol"], seed=config["seed"],
+                       fractions=tuple(config["split_fractions"]))
+    split = split.merge(manifest[["image_id", "y", "subject"]], on="image_id")
+    split = _cap(split, config.get("max_images_per_split"), config["seed"])
+    for name in ("train", "val", "test"):
+        part = split[split["split"] == name]
+        if part["y"].nunique() < 2:
+            raise DataError(f"The {name} split has a single class after sampling; use more images "
+                            "(raise max_images_per_split) or another seed.")
+    used = manifest[manifest["image_id"].isin(split["image_id"])]
+    cache = build_cache(used, config["image_size"], clahe=config.get("clahe", False),
+                        root=artifacts, progress=progress)
+    return DataBundle(manifest=manifest, split=split, cache=cache, fingerprint=manifest_fingerprint(manifest))
+
+
+def _dihedral(images, bits):
+    """Apply flip-left-right, flip-up-down and transpose per image according to 3 bits."""
+    import tensorflow as tf
+
+    def pick(mask, a, b):
+        return tf.where(tf.reshape(mask, [-1, 1, 1, 1]), a, b)
+
+    images = pick(bits[:, 0], tf.reverse(images, axis=[2]), images)
+    images = pick(bits[:, 1], tf.reverse(images, axis=[1]), images)
+    return pick(bits[:, 2], tf.transpose(images, [0, 2, 1, 3]), images)
+
+
+def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool = False,
+                 augment: bool = False, seed: int = 0):
+    """A ``tf.data.Dataset`` of (float32 image batch 0-255, float32 label) from in-memory arrays.
+
+    Args:
+        images: uint8 (N, S, S, 3), already preprocessed (from the cache).
+        labels: 0/1 per image.
+        batch_size: images per batch.
+        shuffle: reshuffle every epoch (seeded).
+        augment: random flips/rot90 per image (the 8 symmetries of the square).
+        seed: seed of shuffling and augmentation.
+    """
+    import tensorflow as tf
+
+    n = len(images)
+    ds = tf.data.Dataset.from_tensor_slices(np.arange(n, dtype=np.int64))
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    # The images live in one non-trainable variable on the host: batches are tf.gather'ed in
+    # TensorFlow's threads, without the GIL of a py_function, and a variable (unlike a constant
+    # captured by the dataset function) has no 2 GB graph limit.
+    with tf.device("/CPU:0"):
+        images_v = tf.Variable(images, trainable=False, dtype=tf.uint8)
+        labels_v = tf.constant(labels.astype(np.float32).reshape(-1, 1))
+
+    def load(idx):
+        x = tf.cast(tf.gather(images_v, idx), tf.float32)
+        if augment:
+            bits = tf.random.uniform([tf.shape(x)[0], 3], 0, 2, dtype=tf.int32, seed=seed) > 0
+            x = _dihedral(x, bits)
+        return x, tf.gather(labels_v, idx)
+
+    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
+
+
+def training_arrays(bundle: DataBundle, config: dict) -> tuple[np.ndarray, np.ndarray]:
+    train = bundle.split[bundle.split["split"] == "train"]
+    if config.get("balance"):
+        plan = balance_training(train[["image_id", "y"]], seed=config["seed"])
+    else:
+        plan = train[["image_id", "y"]].assign(transform="none")
+    images = bundle.cache.get(plan["image_id"].tolist())
+    for i, t in enumerate(plan["transform"].to_numpy()):
+        if t != "none":
+            images[i] = apply_transform(images[i], t)
+    return images, plan["y"].to_numpy()
+
+
+def split_arrays(bundle: DataBundle, name: str) -> tuple[pd.DataFrame, np.ndarray]:
+    part = bundle.split[bundle.split["split"] == name].reset_index(drop=True)
+    return part, bundle.cache.get(part["image_id"].tolist())

@@ -1,0 +1,115 @@
+"""Atomic file writes and safe names.
+
+Files that another process may read while we write them (``status.json``, ``metrics.json``,
+``predictions.csv``, manifests, splits) are written to a temporary file in the same folder and
+moved over the target with :func:`os.replace`, which is atomic on POSIX: a reader sees the old
+file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Callable
+
+from cnmc_core.exceptions import CnmcError
+
+__all__ = ['SAFE_NAME_RE', 'atomic_write', 'atomic_write_text', 'atomic_write_json', 'atomic_write_csv', 'read_json', 'check_name', 'json_safe']
+
+SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], mode: str = "w") -> Path:
+    """Write ``path`` atomically: ``write(fh)`` fills a temporary file that then replaces it.
+
+    Args:
+        path: the target file; its folder must exist.
+        write: called with an open file handle (text or binary according to ``mode``).
+        mode: ``"w"`` for text (UTF-8), ``"wb"`` for bytes.
+
+    Returns:
+        The target path. On any error the target is left as it was and the temporary file removed.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        kwargs = {"encoding": "utf-8", "newline": ""} if "b" not in mode else {}
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Replace ``path`` atomically with ``text`` (UTF-8)."""
+    return atomic_write(path, lambda fh: fh.write(text))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Replace ``path`` atomically with ``obj`` as indented JSON (NaN written as ``null``)."""
+    text = json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
+
+
+def atomic_write_csv(path: str | os.PathLike, frame) -> Path:
+    """Replace ``path`` atomically with a pandas DataFrame written as CSV without its index."""
+    return atomic_write(path, lambda fh: frame.to_csv(fh, index=False, lineterminator="\n"))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file; a malformed file raises :class:`CnmcError` naming it."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise CnmcError(f"{path} is not valid JSON ({exc}); delete or restore the file.") from exc
+
+
+def check_name(name: str, what: str = "name", error: type[CnmcError] = CnmcError) -> str:
+    """Return ``name`` if it is a safe single folder name, else raise :class:`CnmcError`.
+
+    Safe means letters, digits, ``.``, ``_`` and ``-`` only, starting with a letter or digit,
+    at most 128 characters: no ``..``, no ``/``, no absolute path, nothing that escapes a folder.
+    """
+    if not isinstance(name, str) or not SAFE_NAME_RE.match(name) or name in {".", ".."}:
+        raise error(
+            f"Invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit (no '/', no '..', no absolute path)."
+        )
+    return name
+
+
+def json_safe(obj: Any) -> Any:
+    """Convert numpy scalars/arrays and non-finite floats to plain JSON values."""
+    import math
+
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy is a hard dependency
+        np = None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if np is not None:
+        if isinstance(obj, np.ndarray):
+            return json_safe(obj.tolist())
+        if isinstance(obj, np.generic):
+            obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

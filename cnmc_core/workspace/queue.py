@@ -1,0 +1,140 @@
+"""The queue: launching runs as detached worker processes, queue slots, cancelling.
+
+A run's worker process takes one of ``max_parallel`` slot locks (``fcntl.flock`` on
+``runs/.queue/slot-K.lock``) before training and holds it until it exits. The kernel releases
+the lock when the process dies, even by SIGKILL, so a dead run never blocks the queue. Waiting
+workers take slots in the order their runs were created.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cnmc_core.contracts import ACTIVE_STATES, CANCEL_FLAG, CONFIG, LOG, STATUS
+from cnmc_core.exceptions import RunError
+from cnmc_core.workspace.fileio import read_json
+from cnmc_core.workspace.status import (
+    effective_status,
+    proc_start_time,
+    process_alive,
+    read_status,
+    wall_time,
+    write_status,
+)
+
+__all__ = ['QUEUE_DIR', 'launch_run', 'cancel_run', 'cancel_requested', 'queue_slot']
+
+QUEUE_DIR = ".queue"
+
+
+def launch_run(run_dir: str | os.PathLike, env: dict | None = None) -> int:
+    """Start the run's worker as a detached process (own session: it outlives the caller).
+
+    The worker waits for a queue slot, trains and writes the run folder. Its output goes to
+    ``log.txt``. Returns the pid.
+    """
+    run_dir = Path(run_dir)
+    log = open(run_dir / LOG, "ab")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cnmc_core", "worker", str(run_dir.resolve())],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=os.getcwd(),
+            # the worker's caches live in the artifacts folder that holds this run
+            env={**os.environ, "CNMC_ARTIFACTS": str(run_dir.resolve().parent.parent), **(env or {})},
+        )
+    finally:
+        log.close()
+    status = read_status(run_dir)
+    if status.get("pid") is None:  # the worker may already have written its own
+        write_status(run_dir, pid=proc.pid, pid_start=proc_start_time(proc.pid), heartbeat=wall_time())
+    return proc.pid
+
+
+def cancel_run(run_dir: str | os.PathLike) -> dict:
+    """Ask a run to stop: it finishes its current batch and is marked ``cancelled``.
+
+    A run whose process is already gone is marked ``cancelled`` (if it had not finished) at once.
+    Returns the status after the request.
+    """
+    run_dir = Path(run_dir)
+    status = effective_status(run_dir)
+    if status["state"] not in ACTIVE_STATES:
+        raise RunError(f"Run {run_dir.name} is {status['state']}; only queued or running runs can be cancelled.")
+    (run_dir / CANCEL_FLAG).write_text(str(wall_time()))
+    if not process_alive(status.get("pid"), status.get("pid_start")):
+        return write_status(run_dir, state="cancelled", message="cancelled before it started")
+    return read_status(run_dir)
+
+
+def cancel_requested(run_dir: str | os.PathLike) -> bool:
+    """Whether :func:`cancel_run` was called for this run."""
+    return (Path(run_dir) / CANCEL_FLAG).exists()
+
+
+class queue_slot:
+    """Context manager that waits for one of ``max_parallel`` run slots, in creation order.
+
+    While waiting it calls ``on_wait()`` about once a second (the worker refreshes its heartbeat
+    there and raises to give up, e.g. when cancelled), and ``on_next()`` once, when this run is
+    the next in line but every slot is still busy (the worker imports TensorFlow there, so that
+    the import overlaps the running run instead of following it; runs further back in the queue
+    stay light).
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, max_parallel: int | None = None, on_wait=None,
+                 on_next=None):
+        self.run_dir = Path(run_dir)
+        self.base = self.run_dir.parent / QUEUE_DIR
+        self.max_parallel = max_parallel or int(os.environ.get("CNMC_MAX_PARALLEL_RUNS", "1"))
+        self.on_wait = on_wait
+        self.on_next = on_next
+        self._fh = None
+
+    def _my_turn(self) -> bool:
+        """No live queued run was created before this one."""
+        me = read_json(self.run_dir / CONFIG).get("created", 0)
+        for path in self.run_dir.parent.iterdir():
+            if path == self.run_dir or not (path / STATUS).is_file():
+                continue
+            try:
+                status = read_status(path)
+                created = read_json(path / CONFIG).get("created", 0)
+            except Exception:
+                continue
+            if (status.get("state") == "queued" and (created, path.name) < (me, self.run_dir.name)
+                    and process_alive(status.get("pid"), status.get("pid_start"))
+                    and not cancel_requested(path)):
+                return False
+        return True
+
+    def __enter__(self) -> "queue_slot":
+        self.base.mkdir(exist_ok=True)
+        while True:
+            if self._my_turn():
+                for k in range(self.max_parallel):
+                    fh = open(self.base / f"slot-{k}.lock", "a+")
+                    try:
+                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        fh.close()
+                        continue
+                    self._fh = fh
+                    return self
+                if self.on_next is not None:
+                    on_next, self.on_next = self.on_next, None
+                    on_next()
+            if self.on_wait is not None:
+                self.on_wait()
+            time.sleep(1.0)
+
+    def __exit__(self, *exc) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None

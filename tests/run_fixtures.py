@@ -1,0 +1,64 @@
+"""Run folders written by hand, as the training engine writes them, for ensemble and analysis
+tests: a truth table of val/test images with subjects, and members of chosen skill."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cnmc_core.ensemble.align import AlignedPredictions, SplitData
+
+
+def make_truth(n_val: int = 120, n_test: int = 150, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for split, n in (("val", n_val), ("test", n_test)):
+        for i in range(n):
+            subject = int(rng.integers(0, 12))
+            rows.append({"image_id": f"UID_{subject}_{split}{i}_1.bmp", "split": split,
+                         "y": int(subject < 7), "subject": str(subject)})
+    return pd.DataFrame(rows)
+
+
+def write_run(root: Path, run_id: str, truth: pd.DataFrame, prob, *, state="completed",
+              protocol="subject", fingerprint="fp-1", shuffle_seed=None, drop=()) -> Path:
+    """A run folder as the training engine writes it."""
+    path = root / run_id
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({
+        "run_id": run_id, "kind": "run", "model": "cnn", "preset": "demo",
+        "split_protocol": protocol, "seed": 0, "dataset_fingerprint": fingerprint,
+        "image_size": 64}))
+    (path / "status.json").write_text(json.dumps({"state": state}))
+    frame = truth.assign(prob=np.asarray(prob, float))
+    frame = frame.drop(index=list(drop))
+    if shuffle_seed is not None:
+        frame = frame.sample(frac=1.0, random_state=shuffle_seed)
+    frame[["image_id", "split", "y", "prob", "subject"]].to_csv(path / "predictions.csv",
+                                                                index=False)
+    return path
+
+
+def model_probs(truth: pd.DataFrame, skill: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = rng.random(len(truth))
+    return np.clip(skill * truth["y"].to_numpy() + (1 - skill) * noise + rng.normal(0, .1, len(truth))
+                   * 0.3, 0, 1)
+
+
+def make_aligned(n: int = 200, m: int = 3, seed: int = 0) -> AlignedPredictions:
+    """Aligned predictions of ``m`` members of decreasing skill on ``n`` val and ``n`` test images."""
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for split in ("val", "test"):
+        y = (rng.random(n) < 0.6).astype(np.int8)
+        noise = rng.normal(0, 0.3, (n, m)) * np.linspace(1.0, 2.5, m)
+        probs = np.clip(0.5 + (y[:, None] - 0.5) * 0.6 + noise, 0, 1)
+        splits[split] = SplitData(np.array([f"{split}{i}.bmp" for i in range(n)]), y,
+                                  np.array([f"S{i % 20}" for i in range(n)]), probs)
+    names = [f"run{j}" for j in range(m)]
+    return AlignedPredictions(names, [Path(x) for x in names], ["run"] * m, [0.5] * m,
+                              "subject", "fp", splits)

@@ -1,0 +1,242 @@
+"""Dataset discovery: layouts, subject parsing, labels CSV, bad input by message."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import cell_image, make_kaggle_tree, write_image
+
+from cnmc_core.contracts import MANIFEST_COLUMNS
+from cnmc_core.data.images import read_image
+from cnmc_core.data.manifest import (
+    load_manifest,
+    manifest_fingerprint,
+    parse_image_name,
+    read_prelim_labels,
+    save_manifest,
+    scan_dataset,
+)
+from cnmc_core.exceptions import DataError
+
+
+@pytest.mark.parametrize(
+    "name, subject, label",
+    [
+        ("UID_1_3_1_all.bmp", "1", "all"),
+        ("UID_h3_6_1_hem.bmp", "H3", "hem"),
+        ("UID_H3_6_1_hem.bmp", "H3", "hem"),
+        ("UID_51_180_2_all.bmp", "51", "all"),
+        ("uid_H40_24_14_HEM.BMP", "H40", "hem"),
+    ],
+)
+def test_parse_image_name(name, subject, label):
+    parsed = parse_image_name(name)
+    assert parsed["subject"] == subject and parsed["label"] == label
+
+
+@pytest.mark.parametrize("name", ["1.bmp", "UID_1_3_all.bmp", "foo_1_2_3_all.bmp", "UID_1_3_1_xyz.bmp"])
+def test_parse_image_name_rejects(name):
+    assert parse_image_name(name) is None
+
+
+def test_subject_3_and_h3_differ():
+    assert parse_image_name("UID_3_1_1_all.bmp")["subject"] != parse_image_name("UID_h3_1_1_hem.bmp")["subject"]
+
+
+def test_real_file_names_parse_like_the_real_manifest(real_samples):
+    ref = pd.read_csv(real_samples / "MANIFEST.csv", dtype=str)
+    for row in ref.itertuples():
+        parsed = parse_image_name(Path(row.file).name)
+        assert parsed is not None, row.file
+        assert parsed["subject"] == row.subject_id_normalized.upper()
+        assert parsed["label"] == row.label
+
+
+def test_real_labels_csv(real_samples):
+    labels = read_prelim_labels(real_samples / "C-NMC_test_prelim_phase_data_labels.csv")
+    assert len(labels) == 1867
+    assert set(labels["y"]) == {0, 1}
+    assert (labels["label"].map({"all": 1, "hem": 0}) == labels["y"]).all()
+    assert labels["subject"].nunique() == 28
+    assert labels.iloc[0].to_dict() == {
+        "new_name": "1.bmp", "image_id": "UID_57_29_1_all.bmp", "label": "all", "y": 1, "subject": "57",
+    }
+
+
+def test_scan_plain_layout_on_real_samples(real_samples):
+    result = scan_dataset(real_samples)
+    m = result.manifest
+    assert list(m.columns) == MANIFEST_COLUMNS
+    assert len(m) == 40 and (m["y"] == 1).sum() == 20
+    assert set(m["source"]) == {"unknown"}
+    assert "H3" in set(m["subject"]) and (m["width"] == 450).all()
+    row = m.set_index("image_id").loc["UID_h3_6_1_hem.bmp"]
+    assert row["subject"] == "H3" and row["y"] == 0
+    # the README and MANIFEST are not images: listed, never dropped silently
+    assert set(result.skipped["reason"]) == {"not an image file (.csv)", "not an image file (.md)"}
+    assert "40 images" in result.summary()
+
+
+def test_scan_kaggle_layout(tmp_path):
+    make_kaggle_tree(tmp_path)
+    result = scan_dataset(tmp_path)
+    m = result.manifest.set_index("image_id")
+    counts = m["source"].value_counts().to_dict()
+    assert counts == {"fold_0": 6, "fold_1": 4, "fold_2": 4, "prelim": 3, "final": 2}
+    # renamed prelim files get their real id, subject and label from the CSV
+    assert m.loc["UID_H50_1_1_hem.bmp", "subject"] == "H50" and m.loc["UID_H50_1_1_hem.bmp", "y"] == 0
+    assert m.loc["UID_50_1_1_all.bmp", "path"].endswith("1.bmp")
+    # final-phase images are listed unlabelled
+    final = result.manifest[result.manifest["source"] == "final"]
+    assert set(final["y"]) == {-1} and set(final["label"]) == {""}
+    assert result.labels_csv.name == "C-NMC_test_prelim_phase_data_labels.csv"
+
+
+def test_scan_tcia_layout_nested(tmp_path, real_samples):
+    # the TCIA package nests the prelim folder a varying number of times
+    src = sorted((real_samples / "all").iterdir())[:2] + sorted((real_samples / "hem").iterdir())[:2]
+    for i, f in enumerate(src):
+        label = "all" if "_all" in f.name else "hem"
+        dest = tmp_path / "TCIA" / "C-NMC_training_data" / f"fold_{i % 3}" / label / f.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, dest)
+    prelim = tmp_path / "TCIA" / "C-NMC_test_prelim_phase_data" / "C-NMC_test_prelim_phase_data"
+    prelim.mkdir(parents=True)
+    shutil.copy(src[0], prelim / "7.bmp")
+    (tmp_path / "TCIA" / "C-NMC_test_prelim_phase_data" / "C-NMC_test_prelim_phase_data_labels.csv").write_text(
+        "Patient_ID,new_names,labels\nUID_90_1_1_all.bmp,7.bmp,1\n")
+    m = scan_dataset(tmp_path).manifest.set_index("image_id")
+    assert len(m) == 5
+    assert m.loc["UID_90_1_1_all.bmp", "source"] == "prelim"
+    assert m.loc[src[0].name, "source"] == "fold_0"
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".tif"])
+def test_other_formats_sizes_and_channels(tmp_path, ext):
+    import cv2
+
+    rgb = cell_image(size=600, radius=100)
+    write_image(tmp_path / "all" / f"UID_1_1_1_all{ext}", rgb)
+    write_image(tmp_path / "hem" / f"UID_H1_1_1_hem{ext}", cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    m = scan_dataset(tmp_path).manifest
+    assert len(m) == 2 and set(m["width"]) == {600}
+    assert read_image(tmp_path / "hem" / f"UID_H1_1_1_hem{ext}").shape == (600, 600, 3)
+
+
+def test_rgba_is_composited_on_black(tmp_path):
+    import cv2
+
+    rgba = np.zeros((50, 50, 4), np.uint8)
+    rgba[10:20, 10:20] = (200, 100, 50, 255)
+    rgba[30:40, 30:40] = (200, 100, 50, 0)  # transparent: background
+    cv2.imwrite(str(tmp_path / "x.png"), rgba)
+    image = read_image(tmp_path / "x.png")
+    assert image.shape == (50, 50, 3)
+    assert tuple(image[15, 15]) == (50, 100, 200)  # BGR file read back as RGB
+    assert not image[35, 35].any()
+
+
+def test_bad_files_are_listed_and_counted(tmp_path):
+    write_image(tmp_path / "all" / "UID_1_1_1_all.bmp", cell_image())
+    write_image(tmp_path / "hem" / "UID_H1_1_1_hem.bmp", cell_image())
+    (tmp_path / "all" / "UID_1_2_1_all.bmp").write_bytes(b"")  # empty
+    (tmp_path / "all" / "UID_1_3_1_all.bmp").write_bytes(b"this is not an image")
+    good = (tmp_path / "all" / "UID_1_1_1_all.bmp").read_bytes()
+    (tmp_path / "all" / "UID_1_4_1_all.bmp").write_bytes(good[: len(good) // 3])  # truncated
+    write_image(tmp_path / "hem" / "UID_H1_2_1_hem.bmp", np.zeros((40, 40, 3), np.uint8))  # all black
+    (tmp_path / "notes.txt").write_text("hello")
+    write_image(tmp_path / "hem" / "UID_2_9_1_all.bmp", cell_image())  # name and folder disagree
+    result = scan_dataset(tmp_path)
+    assert sorted(result.manifest["image_id"]) == ["UID_1_1_1_all.bmp", "UID_H1_1_1_hem.bmp"]
+    reasons = dict(zip(result.skipped["path"].map(lambda p: Path(p).name), result.skipped["reason"]))
+    assert reasons["UID_1_2_1_all.bmp"] == "empty file"
+    assert reasons["UID_1_3_1_all.bmp"].startswith("cannot be decoded")
+    assert reasons["UID_1_4_1_all.bmp"].startswith("cannot be decoded")
+    assert reasons["UID_H1_2_1_hem.bmp"] == "all-black image (no cell)"
+    assert reasons["notes.txt"] == "not an image file (.txt)"
+    assert reasons["UID_2_9_1_all.bmp"] == "name says all but folder says hem"
+    summary = result.summary()
+    assert "Skipped 6 file(s)" in summary and "UID_1_3_1_all.bmp" in summary
+
+
+def test_symlink_loop_does_not_hang(tmp_path):
+    write_image(tmp_path / "all" / "UID_1_1_1_all.bmp", cell_image())
+    os.symlink(tmp_path, tmp_path / "all" / "loop")
+    assert len(scan_dataset(tmp_path).manifest) == 1
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda p: p / "missing", "does not exist"),
+        (lambda p: (p / "f.txt").write_text("x") and p / "f.txt", "is not a folder"),
+        (lambda p: p, "No C-NMC image found under"),
+    ],
+)
+def test_bad_roots(tmp_path, setup, message):
+    root = setup(tmp_path)
+    with pytest.raises(DataError, match=message):
+        scan_dataset(root)
+
+
+def test_empty_tree_names_the_layouts(tmp_path):
+    (tmp_path / "readme.md").write_text("x")
+    with pytest.raises(DataError) as err:
+        scan_dataset(tmp_path)
+    text = str(err.value)
+    assert "Kaggle mirror" in text and "TCIA" in text and "{all,hem}" in text and "readme.md" in text
+
+
+def test_duplicate_image_ids(tmp_path):
+    write_image(tmp_path / "a" / "all" / "UID_1_1_1_all.bmp", cell_image())
+    write_image(tmp_path / "b" / "all" / "UID_1_1_1_all.bmp", cell_image())
+    with pytest.raises(DataError, match=r"Image id 'UID_1_1_1_all.bmp' occurs 2 times .* remove the extra copies"):
+        scan_dataset(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("Patient_ID,labels\nUID_1_1_1_all.bmp,1\n", r"lacks column\(s\) \['new_names'\]"),
+        ("Patient_ID,new_names,labels\nUID_1_1_1_all.bmp,1.bmp,1\nUID_1_2_1_all.bmp,1.bmp,1\n",
+         r"lists new_names \['1.bmp'\] more than once"),
+    ],
+)
+def test_bad_labels_csv(tmp_path, text, message):
+    path = tmp_path / "C-NMC_test_prelim_phase_data_labels.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        read_prelim_labels(path)
+
+
+def test_labels_csv_unknown_label_rows_are_reported(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("Patient_ID,new_names,labels\nUID_1_1_1_all.bmp,1.bmp,1\nUID_1_2_1_all.bmp,2.bmp,7\n")
+    labels = read_prelim_labels(path)
+    assert len(labels) == 1
+    assert labels.attrs["bad_rows"] == ["line 3: label '7' is not 0 (HEM) or 1 (ALL)"]
+
+
+def test_manifest_round_trip_and_fingerprint(tmp_path):
+    make_kaggle_tree(tmp_path / "data")
+    manifest = scan_dataset(tmp_path / "data").manifest
+    save_manifest(manifest, tmp_path / "m.csv")
+    back = load_manifest(tmp_path / "m.csv")
+    pd.testing.assert_frame_equal(back[MANIFEST_COLUMNS], manifest[MANIFEST_COLUMNS], check_dtype=False)
+    assert manifest_fingerprint(back) == manifest_fingerprint(manifest)
+    moved = manifest.assign(path=manifest["path"].str.replace("data", "elsewhere"))
+    assert manifest_fingerprint(moved) == manifest_fingerprint(manifest)
+    assert manifest_fingerprint(manifest.iloc[1:]) != manifest_fingerprint(manifest)
+
+
+def test_load_manifest_errors(tmp_path):
+    with pytest.raises(DataError, match="does not exist; create it with `python -m cnmc_core scan"):
+        load_manifest(tmp_path / "none.csv")
+    (tmp_path / "bad.csv").write_text("image_id,path\na,b\n")
+    with pytest.raises(DataError, match=r"lacks column\(s\) \['label', 'y', 'subject', 'source'\]"):
+        load_manifest(tmp_path / "bad.csv")

@@ -1,0 +1,173 @@
+"""Split protocols, grouped k-fold and the paper's balancing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cnmc_core.contracts import protocol_info
+from cnmc_core.data.splits import (
+    apply_transform,
+    balance_training,
+    check_split,
+    grouped_kfold,
+    load_split,
+    make_split,
+    save_split,
+)
+from cnmc_core.exceptions import ConfigError, DataError
+
+
+def fake_manifest(n_all_subjects=20, n_hem_subjects=14, seed=0, with_prelim=True) -> pd.DataFrame:
+    """A manifest of C-NMC shape: ALL subjects with more cells, HEM subjects fewer; folds by subject."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for y, n_subj, prefix in ((1, n_all_subjects, ""), (0, n_hem_subjects, "H")):
+        for s in range(n_subj):
+            subject = f"{prefix}{s + 1}"
+            for i in range(int(rng.integers(10, 40)) if y else int(rng.integers(5, 25))):
+                name = f"UID_{subject}_{i}_1_{'all' if y else 'hem'}.bmp"
+                rows.append({"image_id": name, "path": f"/x/{name}", "label": "all" if y else "hem", "y": y,
+                             "subject": subject, "source": f"fold_{s % 3}"})
+    if with_prelim:
+        for y, subject in ((1, "99"), (0, "H99")):
+            for i in range(6):
+                name = f"UID_{subject}_{i}_1_{'all' if y else 'hem'}.bmp"
+                rows.append({"image_id": name, "path": f"/x/{name}", "label": "all" if y else "hem", "y": y,
+                             "subject": subject, "source": "prelim"})
+    rows.append({"image_id": "final_1.bmp", "path": "/x/1.bmp", "label": "", "y": -1, "subject": "", "source": "final"})
+    return pd.DataFrame(rows)
+
+
+def _joined(manifest, split):
+    return split.merge(manifest, on="image_id")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_subject_split_is_disjoint_and_stratified(seed):
+    manifest = fake_manifest()
+    split = make_split(manifest, "subject", seed=seed)
+    j = _joined(manifest, split)
+    assert set(split["split"]) == {"train", "val", "test"}
+    assert j.groupby("subject")["split"].nunique().max() == 1  # no subject in two splits
+    for y in (0, 1):  # 60/20/20 of the subjects of each class
+        subj = j[j["y"] == y].groupby("split")["subject"].nunique()
+        total = subj.sum()
+        assert abs(subj["train"] / total - 0.6) < 0.1 and abs(subj["test"] / total - 0.2) < 0.1
+    assert "final_1.bmp" not in set(split["image_id"])  # unlabelled images are left out
+    assert len(split) == (manifest["y"] >= 0).sum()
+
+
+def test_split_is_deterministic_for_a_seed():
+    manifest = fake_manifest()
+    for protocol in ("subject", "paper", "official"):
+        a = make_split(manifest, protocol, seed=3)
+        b = make_split(manifest.sample(frac=1, random_state=1), protocol, seed=3)  # row order must not matter
+        pd.testing.assert_frame_equal(a, b)
+    assert not make_split(manifest, "subject", seed=3).equals(make_split(manifest, "subject", seed=4))
+
+
+def test_paper_split_by_image_keeps_class_ratios():
+    manifest = fake_manifest()
+    split = make_split(manifest, "paper", seed=0)
+    j = _joined(manifest, split)
+    assert set(j["source"]) <= {"fold_0", "fold_1", "fold_2"}  # over the training folds only
+    ratio = (j["y"] == 1).mean()
+    for name in ("train", "val", "test"):
+        part = j[j["split"] == name]
+        assert abs((part["y"] == 1).mean() - ratio) < 0.02
+        assert abs(len(part) / len(j) - {"train": 0.6, "val": 0.2, "test": 0.2}[name]) < 0.01
+    # the leak it is flagged for: subjects shared between train and test
+    assert j.groupby("subject")["split"].nunique().max() > 1
+    assert protocol_info("paper").leaky and "leaky" in protocol_info("paper").label()
+    assert not protocol_info("subject").leaky
+
+
+def test_paper_split_counts_match_the_paper():
+    # 7,272 ALL and 3,389 HEM images give the paper's 6,396 / 2,132 / 2,133
+    rows = [{"image_id": f"a{i}", "y": 1} for i in range(7272)] + [{"image_id": f"h{i}", "y": 0} for i in range(3389)]
+    manifest = pd.DataFrame(rows).assign(path="", label="", subject="", source="fold_0")
+    manifest["subject"] = manifest["image_id"]
+    counts = make_split(manifest, "paper", seed=0)["split"].value_counts()
+    assert abs(counts["train"] - 6396) <= 2 and abs(counts["val"] - 2132) <= 2 and abs(counts["test"] - 2133) <= 2
+
+
+def test_official_split():
+    manifest = fake_manifest()
+    j = _joined(manifest, make_split(manifest, "official"))
+    assert set(j.loc[j["split"] == "train", "source"]) == {"fold_0", "fold_1"}
+    assert set(j.loc[j["split"] == "val", "source"]) == {"fold_2"}
+    assert set(j.loc[j["split"] == "test", "source"]) == {"prelim"}
+
+
+@pytest.mark.parametrize(
+    "manifest, protocol, err",
+    [
+        (fake_manifest(with_prelim=False), "official", "official split needs labelled prelim images for test"),
+        (fake_manifest().query("y != 0"), "subject", "has only ALL images"),
+        (fake_manifest(n_all_subjects=2, with_prelim=False), "subject", "needs at least 3 ALL subjects"),
+        (fake_manifest().assign(subject=""), "subject", "needs the subject of every image"),
+        (fake_manifest(), "random", "The split protocol must be one of"),
+    ],
+)
+def test_split_errors(manifest, protocol, err):
+    with pytest.raises((DataError, ConfigError), match=err):
+        make_split(manifest, protocol)
+
+
+def test_bad_fractions():
+    with pytest.raises(ConfigError, match="three positive numbers"):
+        make_split(fake_manifest(), "subject", fractions=(0.5, 0.5, 0.5))
+
+
+def test_grouped_kfold_covers_every_subject_once_as_test():
+    manifest = fake_manifest()
+    tests = []
+    for fold in range(5):
+        split = grouped_kfold(manifest, k=5, fold=fold, seed=0)
+        j = _joined(manifest, split)
+        assert j.groupby("subject")["split"].nunique().max() == 1
+        tests.append(set(j.loc[j["split"] == "test", "subject"]))
+    assert set().union(*tests) == set(manifest.loc[manifest["y"] >= 0, "subject"])
+    assert sum(len(t) for t in tests) == len(set().union(*tests))  # disjoint test folds
+    with pytest.raises(ConfigError, match="fold must be an integer in"):
+        grouped_kfold(manifest, k=5, fold=5)
+
+
+def test_check_split_refuses_shared_subjects():
+    manifest = fake_manifest()
+    leaky = make_split(manifest, "paper", seed=0)
+    with pytest.raises(DataError, match="appear in more than one split"):
+        check_split(manifest, leaky, "subject")
+
+
+def test_split_file_round_trip(tmp_path):
+    manifest = fake_manifest()
+    split = make_split(manifest, "subject")
+    save_split(split, tmp_path / "s.csv")
+    pd.testing.assert_frame_equal(load_split(tmp_path / "s.csv", manifest), split)
+    with pytest.raises(DataError, match="not in the dataset"):
+        load_split(tmp_path / "s.csv", manifest.iloc[:10])
+
+
+def test_balance_training_like_the_paper():
+    train = pd.DataFrame({"image_id": [f"a{i}" for i in range(4432)] + [f"h{i}" for i in range(1964)],
+                          "y": [1] * 4432 + [0] * 1964})
+    bal = balance_training(train, seed=0)
+    assert (bal["y"] == 1).sum() == 3198 and (bal["y"] == 0).sum() == 3198
+    assert set(bal.loc[bal["y"] == 1, "transform"]) == {"none"}
+    added = bal[(bal["y"] == 0) & (bal["transform"] != "none")]
+    assert len(added) == 1234 and added["image_id"].is_unique  # each augmented once
+    assert set(added["transform"]) == {"flip_h", "flip_v", "rot90", "rot180", "rot270"}
+    assert bal.loc[bal["y"] == 1, "image_id"].is_unique
+    pd.testing.assert_frame_equal(bal, balance_training(train, seed=0))
+
+
+def test_apply_transform():
+    image = np.arange(2 * 2 * 3).reshape(2, 2, 3)
+    assert (apply_transform(image, "flip_h")[0, 0] == image[0, 1]).all()
+    assert (apply_transform(image, "flip_v")[0, 0] == image[1, 0]).all()
+    assert (apply_transform(apply_transform(image, "rot90"), "rot270") == image).all()
+    with pytest.raises(ConfigError, match="transform must be one of"):
+        apply_transform(image, "shear")

@@ -1,0 +1,118 @@
+"""cnmc_core.ensemble.members: what the analysis pages can use, groups of alignable members,
+leaf runs through nested ensembles, and the image files behind predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cnmc_core.ensemble import members as K
+from cnmc_core.ensemble.search import run_search
+from cnmc_core.exceptions import DataError, RunError
+
+
+# --------------------------------------------------------------------------- catalog
+def write_run(root: Path, run_id: str, ids, *, state="completed", protocol="subject",
+              model=True, data=None) -> Path:
+    path = root / "runs" / run_id
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({
+        "run_id": run_id, "kind": "run", "name": "demo", "model": "cnn", "image_size": 32,
+        "split_protocol": protocol, "dataset_fingerprint": "fp", "created": 1.0,
+        **({"data": str(data)} if data else {})}))
+    (path / "status.json").write_text(json.dumps({"state": state, "error": "boom" if
+                                                  state == "failed" else None}))
+    if state == "completed":
+        rows = [{"image_id": i, "split": s, "y": k % 2, "prob": 0.3 + 0.4 * (k % 2)}
+                for s in ("val", "test") for k, i in enumerate(ids)]
+        pd.DataFrame(rows).to_csv(path / "predictions.csv", index=False)
+        (path / "metrics.json").write_text(json.dumps({"test": {"weighted_f1": 0.9}}))
+    if model:
+        (path / "model.keras").write_bytes(b"not really a model")
+    return path
+
+
+@pytest.fixture
+def store(tmp_path):
+    root = tmp_path / "artifacts"
+    a = write_run(root, "20260101-000001-demo-aaaa", ["x1", "x2", "x3", "x4"], data="/data/a")
+    b = write_run(root, "20260101-000002-demo-bbbb", ["x1", "x2", "x3", "x4"])
+    c = write_run(root, "20260101-000003-demo-cccc", ["x1", "x2", "x3", "x9"])
+    write_run(root, "20260101-000004-demo-dddd", [], state="failed")
+    bad = root / "runs" / "20260101-000005-damaged"
+    bad.mkdir()
+    (bad / "config.json").write_text("{")
+    (bad / "status.json").write_text("{not json")
+    return {"root": root, "a": a, "b": b, "c": c}
+
+
+def test_list_members_groups_alignable_runs_and_explains_the_rest(store):
+    members, skipped = K.list_members(store["root"])
+    assert list(members.columns) == K.MEMBER_COLUMNS
+    assert set(members["member_id"]) == {store[k].name for k in "abc"}
+    group = members.set_index("member_id")["group"]
+    assert group[store["a"].name] == group[store["b"].name] != group[store["c"].name]
+    assert members["test_weighted_f1"].tolist() == [0.9, 0.9, 0.9]
+    assert members["label"].tolist() == ["demo-cccc", "demo-bbbb", "demo-aaaa"]
+    reasons = dict(zip(skipped["member_id"], skipped["state"]))
+    assert reasons == {"20260101-000004-demo-dddd": "failed", "20260101-000005-damaged": "damaged"}
+    assert "boom" in skipped["reason"].tolist()
+
+
+def test_list_members_of_an_empty_workspace(tmp_path):
+    members, skipped = K.list_members(tmp_path / "nothing")
+    assert members.empty and skipped.empty and list(members.columns) == K.MEMBER_COLUMNS
+
+
+def test_workspace_signature_changes_when_a_run_finishes(store):
+    before = K.members_signature(store["root"])
+    assert K.members_signature(store["root"]) == before
+    status = store["root"] / "runs" / "20260101-000004-demo-dddd" / "status.json"
+    status.write_text(json.dumps({"state": "completed"}))
+    assert K.members_signature(store["root"]) != before
+
+
+def test_short_labels_stay_unique():
+    ids = ["20260101-demo-aaaa", "20260102-demo-aaaa", "ens-ga-20260101-000000-abc123"]
+    assert K.short_labels(ids, ["demo", "demo", ""], ["run", "run", "ensemble"]) == \
+        ["20260101-demo-aaaa", "20260102-demo-aaaa", "ens-ga-abc123"]
+
+
+def test_leaf_runs_and_data_source_through_nested_ensembles(store):
+    root = store["root"]
+    ens1, _ = run_search([store["a"], store["b"]], method="weighted",
+                             params={"weighted": {"weights": [3, 1]}}, compare=("mean",),
+                             n_boot=0, out_dir=root / "ensembles", ensemble_id="e1")
+    ens2, _ = run_search([ens1, store["b"]], method="mean", compare=("mean",), n_boot=0,
+                             out_dir=root / "ensembles", ensemble_id="e2")
+    leaves = dict(K.leaf_runs(ens2))
+    assert leaves[store["a"]] == pytest.approx(0.375)
+    assert leaves[store["b"]] == pytest.approx(0.625)
+    assert K.data_source(ens2) == "/data/a"
+    assert K.data_source(store["b"]) is None
+    members, _ = K.list_members(root)
+    assert members.set_index("member_id").loc["e2", "has_model"]
+    # A moved workspace: member paths recorded in config.json no longer exist.
+    config = json.loads((ens2 / "config.json").read_text())
+    config["member_paths"] = ["/gone/e1", "/gone/b"]
+    (ens2 / "config.json").write_text(json.dumps(config))
+    assert dict(K.leaf_runs(ens2))[store["a"]] == pytest.approx(0.375)
+
+
+def test_leaf_runs_refuses_a_run_without_model(store):
+    (store["a"] / "model.keras").unlink()
+    with pytest.raises(RunError, match="has no model.keras"):
+        K.leaf_runs(store["a"])
+
+
+def test_image_paths_of_a_dataset(tmp_path):
+    from conftest import make_kaggle_tree
+
+    data = make_kaggle_tree(tmp_path / "data", n_all=1, n_hem=1, per_subject=1)
+    paths = K.image_paths(data)
+    assert "UID_1_1_1_all.bmp" in paths and Path(paths["UID_1_1_1_all.bmp"]).is_file()
+    with pytest.raises(DataError):
+        K.image_paths(tmp_path / "missing")

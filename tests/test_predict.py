@@ -1,0 +1,63 @@
+"""cnmc_core.predict and cnmc_core.explain.members: scoring and explaining new images with runs and
+ensembles; results tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import cell_image
+
+from cnmc_core import predict as I
+from cnmc_core.ensemble.search import run_search
+from cnmc_core.exceptions import ConfigError
+from cnmc_core.explain import members as X
+
+
+# --------------------------------------------------------------------------- scoring
+def test_score_and_explain_with_runs_and_an_ensemble(workspace, tmp_path):
+    runs = workspace["runs"]
+    image = cell_image(size=200, radius=60, seed=5)
+    probs = I.score_runs(runs[:2], [image, image[::-1]])
+    assert set(probs) == {runs[0].name, runs[1].name}
+    assert all(p.shape == (2,) and ((p >= 0) & (p <= 1)).all() for p in probs.values())
+    ens, _ = run_search(runs[:2], method="weighted", params={"weighted": {"weights": [1, 3]}},
+                            compare=("mean",), n_boot=0, out_dir=tmp_path, ensemble_id="e")
+    cache: dict = {}
+    p_ens = I.score_member(ens, [image, image[::-1]], cache)
+    np.testing.assert_allclose(p_ens, 0.25 * probs[runs[0].name] + 0.75 * probs[runs[1].name],
+                               rtol=1e-5)
+    assert set(cache) == {runs[0].name, runs[1].name}
+    ex = X.explain_selection(runs[:2], image, method="gradcam", target="predicted")
+    assert len(ex.members) == 2 and ex.ensemble_heatmap is not None
+    assert {m.target for m in ex.members} == {"all" if ex.ensemble_prob >= 0.5 else "hem"}
+    assert ex.ensemble_heatmap.min() >= 0 and ex.ensemble_heatmap.max() <= 1
+    prepared, cam = X.run_heatmaps(runs[0], [image], target="hem")
+    assert prepared.shape[1:3] == cam.heatmaps.shape[1:3]
+    with pytest.raises(ConfigError, match="at least one run"):
+        X.explain_selection([], image)
+
+
+def test_group_label_names_protocol_dataset_counts_and_members():
+    import pandas as pd
+
+    from cnmc_core.ensemble.members import group_label
+
+    members = pd.DataFrame({"group": ["g", "g", "h"], "protocol": ["subject"] * 3,
+                            "dataset": ["0123456789abcdef"] * 3, "n_val": [1361] * 3, "n_test": [363] * 3})
+    assert group_label(members, "g") == "subject protocol, dataset 01234567: 1,361 val / 363 test images, 2 run(s)"
+    assert group_label(members, "h", "member(s)").endswith("1 member(s)")
+
+
+def test_comparable_groups_and_default_members():
+    import pandas as pd
+
+    from cnmc_core.ensemble.members import comparable_groups, default_members
+
+    members = pd.DataFrame({"group": ["a", "b", "b", "c", "c", "c"],
+                            "member_id": ["r1", "r2", "e1", "r3", "r4", "r5"],
+                            "kind": ["run", "run", "ensemble", "run", "run", "run"]})
+    assert comparable_groups(members) == ["c", "b"]  # largest first, singletons left out
+    assert comparable_groups(members[members["group"] == "a"]) == ["a"]  # unless all are single
+    assert default_members(members[members["group"] == "c"], 2) == ["r3", "r4"]
+    ens_only = pd.DataFrame({"group": ["g", "g"], "member_id": ["e1", "e2"], "kind": ["ensemble"] * 2})
+    assert default_members(ens_only, 4) == ["e1", "e2"]

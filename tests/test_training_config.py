@@ -1,0 +1,79 @@
+"""Presets, overrides and --set type checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnmc_core.exceptions import ConfigError
+from cnmc_core.models.registry import list_models
+from cnmc_core.training.config import (
+    apply_set,
+    list_presets,
+    load_preset,
+    resolve_config,
+)
+
+DEMO = ("demo_scratch", "demo_vgg16", "demo_resnet50_v1", "demo_resnet50_v2")
+
+
+def test_every_preset_loads_and_names_a_registered_model():
+    names = list_presets()
+    assert set(DEMO) <= set(names)
+    for name in names:
+        config = load_preset(name)
+        assert config["model"] in list_models(), name
+        if name.startswith("paper_"):
+            assert config["paper_reported"]["protocol"].startswith("paper"), name
+            assert config["split_protocol"] == "paper" and config["balance"], name
+        else:
+            assert config["weights"] == "none" and config["image_size"] <= 96, name
+
+
+def test_paper_presets_carry_the_paper_numbers():
+    best = load_preset("paper_scratch_dd256")
+    assert best["image_size"] == 300 and best["batch_size"] == 32
+    assert best["stages"][0]["learning_rate"] == 1e-3 and best["paper_reported"]["test_weighted_f1"] == 0.9076
+    vgg = load_preset("paper_vgg16_block4")
+    assert [s["learning_rate"] for s in vgg["stages"]] == [1e-3, 1e-5]
+    assert vgg["stages"][1]["trainable"] == {"blocks": ["block2", "block3", "block4"]}
+    assert load_preset("paper_resnet50_conv4_v2")["stages"][0]["optimizer"] == "rmsprop"
+    assert load_preset("paper_resnet50_conv4_v1")["paper_reported"]["test_weighted_f1"] == 0.9416
+
+
+def test_resolve_config_options_and_sets():
+    config = resolve_config("demo_scratch", data="/d", epochs=2, seed=5, split_protocol="paper",
+                            sets=["stages.0.learning_rate=1e-4", "balance=false", "model_args.dropout=0.3"])
+    assert config["data"] == "/d" and config["seed"] == 5 and config["split_protocol"] == "paper"
+    assert config["stages"][0]["epochs"] == 2 and config["stages"][0]["learning_rate"] == 1e-4
+    assert config["balance"] is False and config["model_args"] == {"batch_norm": True, "dropout": 0.3}
+
+
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["epochs=3"], "unknown key 'epochs'"),
+        (["balance=maybe"], "'balance' must be bool; got 'maybe'"),
+        (["batch_size=3.5"], "'batch_size' must be int; got 3.5"),
+        (["stages.0.learning_rate=fast"], "'stages.0.learning_rate' must be float; got 'fast'"),
+        (["stages.4.epochs=1"], "the config has stages 0..0"),
+        (["stages.0.momentum=1"], "unknown stage key 'momentum'"),
+        (["split_protocol=random"], "'split_protocol' must be one of \\['subject', 'paper', 'official'\\]"),
+        (["seed"], "--set expects key=value"),
+        (["image_size=0"], "'image_size' must be a positive integer"),
+    ],
+)
+def test_bad_sets(sets, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_set(load_preset("demo_scratch"), sets)
+
+
+def test_unknown_preset_lists_known_ones():
+    with pytest.raises(ConfigError, match="Unknown preset 'nope'; known presets: demo_resnet50_v1"):
+        load_preset("nope")
+    with pytest.raises(ConfigError, match="Unknown preset"):
+        load_preset("../configs/demo_scratch")
+
+
+def test_bad_epochs():
+    with pytest.raises(ConfigError, match="--epochs must be a positive integer"):
+        resolve_config("demo_scratch", epochs=0)
