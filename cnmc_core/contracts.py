@@ -1,11 +1,13 @@
-"""The shared contracts of the project, defined once and imported everywhere.
+"""The shared contracts of the project (DESIGN.md), defined once and imported everywhere.
 
-- Labels: ``y = 1`` is ALL (malignant, the positive class), ``y = 0`` is HEM (normal).
-- Manifest columns, image sources and image file extensions.
-- Split names: the data splits ``train``/``val``/``test``, and the two splits every run and
-  ensemble is scored on (``val``, ``test``).
-- Split protocols (``subject``, ``paper``, ``official``) with the one that leaks subjects flagged.
-- Run and ensemble folder file names and run states.
+- Labels: ``y = 1`` is ALL (malignant, "cancer", the positive class), ``y = 0`` is HEM
+  ("normal"); every stored or shown probability is P(ALL). :data:`CLASSES` is indexed by ``y``.
+- The manifest: its columns, the image sources and the image file extensions scanned.
+- Splits: :data:`DATA_SPLITS` (``train``/``val``/``test``) that a split protocol assigns, and
+  :data:`SCORED_SPLITS` (``val``, ``test``) that every run and ensemble is scored on.
+- Split protocols (:data:`PROTOCOLS`): every run records the one it used and every score shown
+  names it through :func:`protocol_label`, which marks the protocol that leaks subjects.
+- Run and ensemble folders: their file names and the states of ``status.json``.
 """
 
 from __future__ import annotations
@@ -14,19 +16,60 @@ from dataclasses import dataclass
 
 from cnmc_core.exceptions import ConfigError
 
-__all__ = ['CONFIG', 'STATUS', 'HISTORY', 'PREDICTIONS', 'METRICS', 'MODEL', 'LOG', 'RUN_FILES', 'CANCEL_FLAG', 'STATES', 'ACTIVE_STATES', 'IMAGE_EXTENSIONS', 'MANIFEST_COLUMNS', 'SOURCES', 'LABEL_TO_Y', 'DATA_SPLITS', 'ProtocolInfo', 'PROTOCOLS', 'protocol_info', 'PREDICTION_COLUMNS', 'SCORED_SPLITS']
+__all__ = [
+    "CLASSES",
+    "CLASS_TITLES",
+    "CLASS_SHORT",
+    "LABEL_TO_Y",
+    "class_title",
+    "MANIFEST_COLUMNS",
+    "SOURCES",
+    "IMAGE_EXTENSIONS",
+    "DATA_SPLITS",
+    "SCORED_SPLITS",
+    "ProtocolInfo",
+    "PROTOCOLS",
+    "protocol_info",
+    "protocol_label",
+    "CONFIG",
+    "STATUS",
+    "HISTORY",
+    "PREDICTIONS",
+    "METRICS",
+    "MODEL",
+    "LOG",
+    "RUN_FILES",
+    "CANCEL_FLAG",
+    "PREDICTION_COLUMNS",
+    "STATES",
+    "ACTIVE_STATES",
+]
 
-CONFIG, STATUS, HISTORY, PREDICTIONS, METRICS, MODEL, LOG = (
-    "config.json", "status.json", "history.jsonl", "predictions.csv", "metrics.json", "model.keras", "log.txt")
-RUN_FILES = (CONFIG, STATUS, HISTORY, PREDICTIONS, METRICS, MODEL, LOG)
-CANCEL_FLAG = "cancel.request"
-STATES = ("queued", "running", "completed", "failed", "cancelled")
-ACTIVE_STATES = ("queued", "running")
-IMAGE_EXTENSIONS = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+# --------------------------------------------------------------------------- labels
+#: Class names by label: ``CLASSES[y]``; 0 is HEM (normal), 1 is ALL (malignant).
+CLASSES = ("hem", "all")
+#: How a class is written beside a number or in a legend.
+CLASS_TITLES = {"hem": "HEM (normal)", "all": "ALL (cancer)"}
+#: The short form, for axis labels and table cells.
+CLASS_SHORT = {"hem": "HEM", "all": "ALL"}
+LABEL_TO_Y = {"all": 1, "hem": 0}
+
+
+def class_title(y: int, short: bool = False) -> str:
+    """``"ALL (cancer)"`` for ``y = 1`` and ``"HEM (normal)"`` for ``y = 0`` (``ALL``/``HEM``
+    with ``short``)."""
+    name = CLASSES[int(y)]
+    return CLASS_SHORT[name] if short else CLASS_TITLES[name]
+
+
+# --------------------------------------------------------------------------- manifest
 MANIFEST_COLUMNS = ["image_id", "path", "label", "y", "subject", "source", "width", "height"]
 SOURCES = ("fold_0", "fold_1", "fold_2", "prelim", "final", "unknown")
-LABEL_TO_Y = {"all": 1, "hem": 0}
+IMAGE_EXTENSIONS = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+# --------------------------------------------------------------------------- splits
 DATA_SPLITS = ("train", "val", "test")
+SCORED_SPLITS = ("val", "test")
 
 
 @dataclass(frozen=True)
@@ -65,5 +108,20 @@ def protocol_info(name: str) -> ProtocolInfo:
     return PROTOCOLS[name]
 
 
+def protocol_label(name) -> str:
+    """How a protocol is printed beside a score: its :meth:`ProtocolInfo.label` (the leaky one
+    says so), or the recorded value as it is when it is not a known protocol ("" for none)."""
+    if name in PROTOCOLS:
+        return PROTOCOLS[name].label()
+    return "" if name is None or name != name else str(name)
+
+
+# --------------------------------------------------------------------------- run folders
+CONFIG, STATUS, HISTORY, PREDICTIONS, METRICS, MODEL, LOG = (
+    "config.json", "status.json", "history.jsonl", "predictions.csv", "metrics.json", "model.keras", "log.txt")
+RUN_FILES = (CONFIG, STATUS, HISTORY, PREDICTIONS, METRICS, MODEL, LOG)
+CANCEL_FLAG = "cancel.request"
+#: Columns every ``predictions.csv`` has (a ``subject`` column follows where subjects are known).
 PREDICTION_COLUMNS = ("image_id", "split", "y", "prob")
-SCORED_SPLITS = ("val", "test")
+STATES = ("queued", "running", "completed", "failed", "cancelled")
+ACTIVE_STATES = ("queued", "running")

@@ -14,7 +14,13 @@ from typing import Callable
 
 from cnmc_core.workspace.paths import artifacts_dir, demo_data_dir
 
-__all__ = ['DEMO_PRESETS', 'demo_data_root', 'demo_dataset_exists', 'create_demo_dataset', 'queue_demo_runs']
+__all__ = [
+    "DEMO_PRESETS",
+    "demo_data_root",
+    "demo_dataset_exists",
+    "create_demo_dataset",
+    "queue_demo_runs",
+]
 
 # The paper's ensemble members (scratch CNN + VGG16 + ResNet50 v1 + v2), sized for a CPU.
 DEMO_PRESETS = ("demo_scratch", "demo_vgg16", "demo_resnet50_v1", "demo_resnet50_v2")

@@ -13,10 +13,20 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from cnmc_core.contracts import CLASS_SHORT
 from cnmc_core.exceptions import CnmcError, ConfigError, RunError
 from cnmc_core.workspace.fileio import read_json
 
-__all__ = ['prepare_for_run', 'score_runs', 'member_threshold', 'score_member', 'format_prob', 'results_frame', 'results_csv']
+__all__ = [
+    "prepare_for_run",
+    "score_runs",
+    "member_threshold",
+    "score_member",
+    "format_prob",
+    "results_frame",
+    "results_csv",
+]
+
 
 def _run_config(run_path: Path) -> dict:
     try:
@@ -155,7 +165,8 @@ def results_frame(names: Sequence[str], member_probs: dict[str, np.ndarray],
             raise ConfigError("Give the final probabilities when several members are scored.")
         final = next(iter(member_probs.values()))
     frame[f"P(ALL) {final_name}"] = np.round(np.asarray(final, dtype=float), 6)
-    frame["predicted"] = np.where(np.asarray(final) >= float(threshold), "ALL", "HEM")
+    frame["predicted"] = np.where(np.asarray(final) >= float(threshold), CLASS_SHORT["all"],
+                                  CLASS_SHORT["hem"])
     frame["threshold"] = float(threshold)
     return frame
 

@@ -148,8 +148,10 @@ def test_threshold_rules_in_fit():
         (lambda: E.GeneticWeights(crossover_rate=1.5),
          r"The 'crossover_rate' parameter of GeneticWeights must be a float in the range "
          r"\[0.0, 1.0\]. Got 1.5 instead."),
-        (lambda: E.GeneticWeights(seed=-1), r"'seed' parameter of GeneticWeights must be a "
-                                            r"non-negative int or None"),
+        (lambda: E.GeneticWeights(seed=-1), r"'seed' parameter of GeneticWeights must be an int "
+                                            r"in the range \[0, 4294967295\]. Got -1 instead."),
+        (lambda: E.GeneticWeights(seed=2**32), r"'seed' parameter of GeneticWeights must be an "
+                                               r"int in the range \[0, 4294967295\]"),
         (lambda: E.GeneticWeights(callback=3), r"'callback' parameter .* must be a callable"),
         (lambda: E.GeneticWeights(elitism=100), r"'elitism' parameter .* smaller than "
                                                 r"population_size \(100\)"),

@@ -12,7 +12,6 @@ _EXPORTS = {
     'runs_table': 'experiments',
     'default_selection': 'experiments',
     'metrics_table': 'experiments',
-    'CLASS_TITLES': 'experiments',
     'confusion_frame': 'experiments',
     'row_normalised': 'experiments',
     'confusion_difference': 'experiments',

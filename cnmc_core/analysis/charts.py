@@ -18,7 +18,19 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ['CLASS_COLORS', 'DIVERSITY_METRICS', 'miss_histogram_figure', 'upset_figure', 'diversity_matrix', 'diversity_figure', 'confusion_figure', 'roc_figure', 'selected_keys']
+from cnmc_core.contracts import CLASS_SHORT, CLASS_TITLES, CLASSES
+
+__all__ = [
+    "CLASS_COLORS",
+    "DIVERSITY_METRICS",
+    "miss_histogram_figure",
+    "upset_figure",
+    "diversity_matrix",
+    "diversity_figure",
+    "confusion_figure",
+    "roc_figure",
+    "selected_keys",
+]
 
 #: One colour per class everywhere: HEM (normal) blue, ALL (cancer) red.
 CLASS_COLORS = {"hem": "#4C78A8", "all": "#E45756"}
@@ -50,7 +62,7 @@ def miss_histogram_figure(histogram: pd.DataFrame, title: str | None = None) -> 
     """
     k = histogram.index.to_numpy()
     fig = go.Figure()
-    for cls, name in (("hem", "HEM (normal)"), ("all", "ALL (cancer)")):
+    for cls, name in CLASS_TITLES.items():
         fig.add_bar(x=k, y=histogram[cls].to_numpy(), name=name, marker_color=CLASS_COLORS[cls],
                     customdata=k, hovertemplate="%{y} " + name + " images missed by %{x} "
                     "model(s)<extra></extra>")
@@ -89,7 +101,7 @@ def upset_figure(intersections: pd.DataFrame, members: Sequence[str],
     xs = np.arange(n)
     rows = inter.index.to_numpy()
     if n:
-        for cls, cname in (("hem", "HEM (normal)"), ("all", "ALL (cancer)")):
+        for cls, cname in CLASS_TITLES.items():
             fig.add_bar(x=xs, y=inter[cls].to_numpy(), name=cname,
                         marker_color=CLASS_COLORS[cls], customdata=rows,
                         hovertemplate="%{y} " + cname + "<extra></extra>", row=1, col=2)
@@ -189,7 +201,7 @@ def confusion_figure(confusion: Sequence[Sequence[int]], title: str | None = Non
     rows = cm.sum(axis=1, keepdims=True)
     pct = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
     text = [[f"{int(cm[i, j]):,}<br>{pct[i, j]:.1%}" for j in range(2)] for i in range(2)]
-    classes = ["HEM", "ALL"]
+    classes = [CLASS_SHORT[c] for c in CLASSES]
     fig = go.Figure(go.Heatmap(z=pct, x=[f"predicted {c}" for c in classes],
                                y=[f"true {c}" for c in classes], zmin=0, zmax=1,
                                colorscale="Blues", showscale=False, text=text,

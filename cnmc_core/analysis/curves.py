@@ -13,7 +13,15 @@ import pandas as pd
 
 from cnmc_core.exceptions import CnmcError
 
-__all__ = ['ema', 'debiased_ema', 'history_frame', 'history_metrics', 'smooth_curves', 'stage_boundaries']
+__all__ = [
+    "ema",
+    "debiased_ema",
+    "history_frame",
+    "history_metrics",
+    "smooth_curves",
+    "stage_boundaries",
+]
+
 
 def ema(values: Iterable[float], weight: float) -> np.ndarray:
     """The plain exponential moving average ``s_t = w s_(t-1) + (1 - w) x_t`` with ``s_0 = 0``

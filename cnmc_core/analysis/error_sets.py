@@ -20,10 +20,19 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from cnmc_core.contracts import CLASS_SHORT
 from cnmc_core.ensemble.align import AlignedPredictions, SplitData
 from cnmc_core.exceptions import ConfigError
 
-__all__ = ['CLASS_FILTERS', 'ErrorSet', 'filter_class', 'histogram_set', 'intersection_set', 'unique_set', 'gallery_rows']
+__all__ = [
+    "CLASS_FILTERS",
+    "ErrorSet",
+    "filter_class",
+    "histogram_set",
+    "intersection_set",
+    "unique_set",
+    "gallery_rows",
+]
 
 #: The class filter's choices: every image, the normal cells only, the cancer cells only.
 CLASS_FILTERS = ("both", "hem", "all")
@@ -119,7 +128,7 @@ def gallery_rows(aligned: AlignedPredictions, split: str, image_ids: Sequence[st
     y = data.y[idx]
     right = (probs >= t[None, :]) == y.astype(bool)[:, None]
     frame = pd.DataFrame({"image_id": data.image_id[idx].astype(str), "y": y.astype(int),
-                          "true": np.where(y == 1, "ALL", "HEM"),
+                          "true": np.where(y == 1, CLASS_SHORT["all"], CLASS_SHORT["hem"]),
                           "n_wrong": (~right).sum(axis=1).astype(int)})
     for j, member in enumerate(aligned.members):
         frame[f"prob:{member}"] = probs[:, j]

@@ -24,7 +24,18 @@ import pandas as pd
 
 from cnmc_core.exceptions import CnmcError
 
-__all__ = ['correctness_matrix', 'miss_histogram', 'miss_intersections', 'unique_correct', 'unique_wrong', 'per_class_breakdown', 'pairwise_diversity', 'analyse_errors', 'format_error_summary']
+__all__ = [
+    "correctness_matrix",
+    "miss_histogram",
+    "miss_intersections",
+    "unique_correct",
+    "unique_wrong",
+    "per_class_breakdown",
+    "pairwise_diversity",
+    "analyse_errors",
+    "format_error_summary",
+]
+
 
 def correctness_matrix(
     y,

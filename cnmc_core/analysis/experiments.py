@@ -13,12 +13,24 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from cnmc_core.contracts import CONFIG, METRICS, PREDICTIONS
+from cnmc_core.contracts import CLASS_TITLES, CLASSES, CONFIG, METRICS, PREDICTIONS
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.workspace.fileio import read_json
 from cnmc_core.workspace.listing import display_name
 
-__all__ = ['runs_table', 'default_selection', 'metrics_table', 'CLASS_TITLES', 'confusion_frame', 'row_normalised', 'confusion_difference', 'load_curve_points', 'flatten_config', 'config_diff', 'read_log_tail']
+__all__ = [
+    "runs_table",
+    "default_selection",
+    "metrics_table",
+    "confusion_frame",
+    "row_normalised",
+    "confusion_difference",
+    "load_curve_points",
+    "flatten_config",
+    "config_diff",
+    "read_log_tail",
+]
+
 
 def _ci_text(value, low, high) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -128,7 +140,6 @@ def metrics_table(paths: Sequence[str | os.PathLike], split: str = "test",
         "precision_all", "precision_hem", "threshold", "n", "n_all", "n_hem"])
 
 
-CLASS_TITLES = ("HEM (normal)", "ALL (cancer)")
 
 
 def confusion_frame(path: str | os.PathLike, split: str = "test") -> pd.DataFrame | None:
@@ -139,8 +150,8 @@ def confusion_frame(path: str | os.PathLike, split: str = "test") -> pd.DataFram
     matrix = report.get("confusion")
     if matrix is None:
         return None
-    return pd.DataFrame(np.asarray(matrix, dtype=int), index=[f"true {c}" for c in CLASS_TITLES],
-                        columns=[f"predicted {c}" for c in CLASS_TITLES])
+    return pd.DataFrame(np.asarray(matrix, dtype=int), index=[f"true {CLASS_TITLES[c]}" for c in CLASSES],
+                        columns=[f"predicted {CLASS_TITLES[c]}" for c in CLASSES])
 
 
 def row_normalised(confusion: pd.DataFrame) -> pd.DataFrame:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from cnmc_core.exceptions import ConfigError
 
-__all__ = ['print_progress', 'register']
+__all__ = ["print_progress", "register"]
+
 
 def print_progress(label: str):
     """A ``progress(done, total)`` callback that draws one updating line on stderr."""

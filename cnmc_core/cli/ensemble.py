@@ -18,7 +18,7 @@ import sys
 
 from cnmc_core.exceptions import ConfigError
 
-__all__ = ['register']
+__all__ = ["register"]
 
 _ALL_METHODS = ("mean", "ga", "greedy", "dirichlet", "slsqp", "stacking")
 #: The GA's size on the command line: flag, GeneticWeights parameter, its default, what it sets.

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from cnmc_core.exceptions import CnmcError
 
-__all__ = ['COMMAND_MODULES', 'build_parser', 'main']
+__all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 # Modules that contribute verbs, in the order they appear in --help.
 COMMAND_MODULES = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ['register', 'handler']
+__all__ = ["register", "handler"]
 
 _EPILOG = """\
 Defaults: 25 ALL + 12 HEM subjects in fold_0/1/2, 4 + 2 unseen subjects in the labelled

@@ -7,7 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
-__all__ = ['register']
+__all__ = ["register"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a preset; prints progress and, last, the run folder",

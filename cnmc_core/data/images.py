@@ -25,7 +25,17 @@ import numpy as np
 
 from cnmc_core.exceptions import DataError
 
-__all__ = ['MAX_PIXELS', 'read_image', 'to_rgb', 'MAX_UPLOAD_BYTES', 'UPLOAD_EXTENSIONS', 'UploadedImage', 'image_size_from_header', 'decode_upload', 'check_uploads']
+__all__ = [
+    "MAX_PIXELS",
+    "read_image",
+    "to_rgb",
+    "MAX_UPLOAD_BYTES",
+    "UPLOAD_EXTENSIONS",
+    "UploadedImage",
+    "image_size_from_header",
+    "decode_upload",
+    "check_uploads",
+]
 
 # Larger images are refused before decoding: a 450x450 cell never needs this much, and a huge
 # file would stall the scan and the cache build.

@@ -31,7 +31,18 @@ from cnmc_core.data.images import read_image
 from cnmc_core.exceptions import DataError
 from cnmc_core.workspace.fileio import atomic_write_csv
 
-__all__ = ['PRELIM_CSV_COLUMNS', 'ScanResult', 'parse_image_name', 'read_prelim_labels', 'scan_dataset', 'summarize_manifest', 'save_manifest', 'load_manifest', 'manifest_fingerprint', 'resolve_manifest']
+__all__ = [
+    "PRELIM_CSV_COLUMNS",
+    "ScanResult",
+    "parse_image_name",
+    "read_prelim_labels",
+    "scan_dataset",
+    "summarize_manifest",
+    "save_manifest",
+    "load_manifest",
+    "manifest_fingerprint",
+    "resolve_manifest",
+]
 
 PRELIM_CSV_COLUMNS = ("Patient_ID", "new_names", "labels")
 _NAME_RE = re.compile(r"^UID_([A-Za-z]*\d+)_(\d+)_(\d+)_(all|hem)$", re.IGNORECASE)

@@ -31,7 +31,21 @@ from cnmc_core.data.images import read_image
 from cnmc_core.exceptions import ConfigError, DataError
 from cnmc_core.workspace.paths import cache_dir
 
-__all__ = ['CACHE_VERSION', 'SERIAL_BELOW', 'MIN_SIZE', 'MAX_SIZE', 'crop_to_cell', 'clahe_y', 'resize', 'check_input_size', 'preprocess_image', 'preprocess_file', 'ImageCache', 'cache_key', 'build_cache']
+__all__ = [
+    "CACHE_VERSION",
+    "SERIAL_BELOW",
+    "MIN_SIZE",
+    "MAX_SIZE",
+    "crop_to_cell",
+    "clahe_y",
+    "resize",
+    "check_input_size",
+    "preprocess_image",
+    "preprocess_file",
+    "ImageCache",
+    "cache_key",
+    "build_cache",
+]
 
 # Bump when the preprocessing itself changes, so old caches are not reused.
 CACHE_VERSION = 1

@@ -22,7 +22,17 @@ from cnmc_core.contracts import DATA_SPLITS, protocol_info
 from cnmc_core.exceptions import ConfigError, DataError
 from cnmc_core.workspace.fileio import atomic_write_csv
 
-__all__ = ['TRANSFORMS', 'AUGMENT_TRANSFORMS', 'make_split', 'grouped_kfold', 'check_split', 'save_split', 'load_split', 'balance_training', 'apply_transform']
+__all__ = [
+    "TRANSFORMS",
+    "AUGMENT_TRANSFORMS",
+    "make_split",
+    "grouped_kfold",
+    "check_split",
+    "save_split",
+    "load_split",
+    "balance_training",
+    "apply_transform",
+]
 
 TRANSFORMS = ("none", "flip_h", "flip_v", "rot90", "rot180", "rot270")
 AUGMENT_TRANSFORMS = TRANSFORMS[1:]

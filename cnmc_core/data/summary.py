@@ -17,15 +17,28 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from cnmc_core.contracts import IMAGE_EXTENSIONS
+from cnmc_core.contracts import CLASS_TITLES, IMAGE_EXTENSIONS
 from cnmc_core.data.manifest import ScanResult, load_manifest, scan_dataset
 from cnmc_core.exceptions import DataError
 from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json, read_json
 from cnmc_core.workspace.paths import artifacts_dir
 
-__all__ = ['CLASS_LABELS', 'SCANS_DIR', 'tree_signature', 'scan_is_stored', 'scan_cached', 'class_counts', 'subject_counts', 'split_summary', 'sample_images', 'preprocessing_steps', 'thumbnail']
+__all__ = [
+    "CLASS_LABELS",
+    "SCANS_DIR",
+    "tree_signature",
+    "scan_is_stored",
+    "scan_cached",
+    "class_counts",
+    "subject_counts",
+    "split_summary",
+    "sample_images",
+    "preprocessing_steps",
+    "thumbnail",
+]
 
-CLASS_LABELS = {"all": "ALL (cancer)", "hem": "HEM (normal)", "": "unlabelled"}
+#: Column and legend names of the classes (``label`` values), unlabelled images included.
+CLASS_LABELS = {"all": CLASS_TITLES["all"], "hem": CLASS_TITLES["hem"], "": "unlabelled"}
 SCANS_DIR = "scans"
 
 

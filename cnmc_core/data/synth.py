@@ -70,7 +70,25 @@ from cnmc_core.data.synth_cells import (
 )
 from cnmc_core.exceptions import ConfigError
 
-__all__ = ['DEFAULT_SUBJECTS_ALL', 'DEFAULT_SUBJECTS_HEM', 'DEFAULT_CELLS_PER_SUBJECT', 'DEFAULT_SEED', 'ROOT_NAME', 'TRAIN_DIR', 'PRELIM_DIR', 'LABELS_CSV_NAME', 'LABELS_CSV_DIR', 'FINAL_DIR', 'INFO_NAME', 'GENERATOR_VERSION', 'ProgressFn', 'SynthSummary', 'default_unseen_subjects', 'plan_dataset', 'generate_dataset']
+__all__ = [
+    "DEFAULT_SUBJECTS_ALL",
+    "DEFAULT_SUBJECTS_HEM",
+    "DEFAULT_CELLS_PER_SUBJECT",
+    "DEFAULT_SEED",
+    "ROOT_NAME",
+    "TRAIN_DIR",
+    "PRELIM_DIR",
+    "LABELS_CSV_NAME",
+    "LABELS_CSV_DIR",
+    "FINAL_DIR",
+    "INFO_NAME",
+    "GENERATOR_VERSION",
+    "ProgressFn",
+    "SynthSummary",
+    "default_unseen_subjects",
+    "plan_dataset",
+    "generate_dataset",
+]
 
 DEFAULT_SUBJECTS_ALL = 25
 DEFAULT_SUBJECTS_HEM = 12

@@ -12,7 +12,19 @@ import numpy as np
 
 from cnmc_core.exceptions import ConfigError
 
-__all__ = ['DEFAULT_SIZE', 'MIN_SIZE', 'MAX_SIZE', 'REFERENCE_SIZE', 'STAIN_BRIGHT_DIR', 'SubjectProfile', 'make_subject_profile', 'render_cell', 'check_render_size', 'SubjectTask', 'render_subject']
+__all__ = [
+    "DEFAULT_SIZE",
+    "MIN_SIZE",
+    "MAX_SIZE",
+    "REFERENCE_SIZE",
+    "STAIN_BRIGHT_DIR",
+    "SubjectProfile",
+    "make_subject_profile",
+    "render_cell",
+    "check_render_size",
+    "SubjectTask",
+    "render_subject",
+]
 
 DEFAULT_SIZE = 450
 MIN_SIZE = 32

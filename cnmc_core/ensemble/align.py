@@ -18,7 +18,8 @@ from cnmc_core.contracts import PREDICTION_COLUMNS, SCORED_SPLITS
 from cnmc_core.exceptions import CnmcError, RunError
 from cnmc_core.workspace.fileio import read_json
 
-__all__ = ['MemberPredictions', 'SplitData', 'AlignedPredictions', 'load_predictions', 'align_runs']
+__all__ = ["MemberPredictions", "SplitData", "AlignedPredictions", "load_predictions", "align_runs"]
+
 
 @dataclass
 class MemberPredictions:

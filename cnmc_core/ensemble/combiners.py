@@ -20,7 +20,20 @@ from cnmc_core.metrics.classification import (
 )
 from cnmc_core.validation import check_param
 
-__all__ = ['parse_threshold_rule', 'choose_threshold', 'to_simplex', 'Fitness', 'Combiner', 'MeanEnsemble', 'WeightedAverage', 'GreedySelection', 'DirichletSearch', 'SLSQPWeights', 'StackingEnsemble']
+__all__ = [
+    "parse_threshold_rule",
+    "choose_threshold",
+    "to_simplex",
+    "Fitness",
+    "Combiner",
+    "MeanEnsemble",
+    "WeightedAverage",
+    "GreedySelection",
+    "DirichletSearch",
+    "SLSQPWeights",
+    "StackingEnsemble",
+]
+
 
 def parse_threshold_rule(rule: float | str) -> tuple[str, float | None]:
     """Parse ``0.5`` / ``"0.5"``, ``"best"`` or ``"sensitivity:0.98"``.

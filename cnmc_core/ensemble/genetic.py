@@ -10,7 +10,7 @@ import numpy as np
 from cnmc_core.ensemble.combiners import Combiner, Fitness, to_simplex
 from cnmc_core.exceptions import ConfigError
 
-__all__ = ['GeneticWeights']
+__all__ = ["GeneticWeights"]
 
 # Memory guards of the GA (float64 history, float64 + bool population x images per generation):
 # 800 MB and ~2.3 GB; the paper's GA uses 1,010 values and 100 x n_val.

@@ -30,7 +30,16 @@ from cnmc_core.ensemble.store import save_ensemble
 from cnmc_core.exceptions import ConfigError
 from cnmc_core.metrics.classification import binary_report
 
-__all__ = ['SLIDER_METHODS', 'METHOD_TITLES', 'normalise_weights', 'ensemble_probs', 'live_reports', 'fit_method', 'comparison_table', 'save_live_ensemble']
+__all__ = [
+    "SLIDER_METHODS",
+    "METHOD_TITLES",
+    "normalise_weights",
+    "ensemble_probs",
+    "live_reports",
+    "fit_method",
+    "comparison_table",
+    "save_live_ensemble",
+]
 
 #: Methods whose result is a weighted average, so sliders can show it (stacking is not one).
 SLIDER_METHODS = ("mean", "ga", "greedy", "dirichlet", "slsqp")

@@ -34,7 +34,22 @@ from cnmc_core.exceptions import CnmcError, RunError
 from cnmc_core.workspace.fileio import read_json
 from cnmc_core.workspace.status import check_completed
 
-__all__ = ['MEMBER_COLUMNS', 'SKIPPED_COLUMNS', 'MAX_NESTING', 'members_signature', 'list_members', 'short_labels', 'member_paths', 'data_source', 'image_paths', 'ensemble_weights', 'leaf_runs', 'group_label', 'comparable_groups', 'default_members']
+__all__ = [
+    "MEMBER_COLUMNS",
+    "SKIPPED_COLUMNS",
+    "MAX_NESTING",
+    "members_signature",
+    "list_members",
+    "short_labels",
+    "member_paths",
+    "data_source",
+    "image_paths",
+    "ensemble_weights",
+    "leaf_runs",
+    "group_label",
+    "comparable_groups",
+    "default_members",
+]
 
 MEMBER_COLUMNS = ["member_id", "kind", "label", "model", "protocol", "dataset", "group",
                   "n_val", "n_test", "val_weighted_f1", "test_weighted_f1", "has_model",

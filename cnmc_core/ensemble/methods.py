@@ -17,7 +17,7 @@ from cnmc_core.ensemble.combiners import (
 from cnmc_core.ensemble.genetic import GeneticWeights
 from cnmc_core.exceptions import ConfigError
 
-__all__ = ['COMBINERS', 'make_combiner', 'method_params']
+__all__ = ["COMBINERS", "make_combiner", "method_params"]
 
 #: Combination methods by name.
 COMBINERS: dict[str, type[Combiner]] = {

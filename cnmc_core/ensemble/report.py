@@ -15,7 +15,7 @@ from cnmc_core.ensemble.methods import make_combiner, method_params
 from cnmc_core.metrics.bootstrap import full_report, paired_bootstrap_diff
 from cnmc_core.metrics.classification import binary_report, weighted_f1
 
-__all__ = ['PAPER_RESULTS', 'compare_methods', 'format_report']
+__all__ = ["PAPER_RESULTS", "compare_methods", "format_report"]
 
 #: The paper's ensemble results (test, its own random split by image: leaky), for display.
 PAPER_RESULTS = (

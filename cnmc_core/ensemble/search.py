@@ -58,7 +58,7 @@ from cnmc_core.workspace.layout import (
 from cnmc_core.workspace.paths import ensembles_dir
 from cnmc_core.workspace.status import Heartbeat, proc_start_time
 
-__all__ = ['HISTORY_FLUSH_SECONDS', 'MAX_LINES_PER_RESTART', 'GAHistory', 'run_search']
+__all__ = ["HISTORY_FLUSH_SECONDS", "MAX_LINES_PER_RESTART", "GAHistory", "run_search"]
 
 #: The longest time GA generations wait in memory before they are appended to history.jsonl.
 HISTORY_FLUSH_SECONDS = 1.0

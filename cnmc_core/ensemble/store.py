@@ -25,7 +25,8 @@ from cnmc_core.metrics.bootstrap import full_report
 from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json, check_name
 from cnmc_core.workspace.paths import ensembles_dir
 
-__all__ = ['new_ensemble_id', 'base_config', 'fitted_config', 'ensemble_outputs', 'save_ensemble']
+__all__ = ["new_ensemble_id", "base_config", "fitted_config", "ensemble_outputs", "save_ensemble"]
+
 
 def new_ensemble_id(aligned: AlignedPredictions, method: str, seed: int, threshold) -> str:
     digest = hashlib.sha1(

@@ -18,7 +18,8 @@ from cnmc_core.explain.inputs import (
     to_model_size,
 )
 
-__all__ = ['activations', 'dead_channels', 'activation_grid']
+__all__ = ["activations", "dead_channels", "activation_grid"]
+
 
 def activations(model: keras.Model, image: np.ndarray, layer: str) -> np.ndarray:
     """The feature maps of ``layer`` for one image.

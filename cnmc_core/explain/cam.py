@@ -37,7 +37,7 @@ from cnmc_core.explain.inputs import (
     to_model_size,
 )
 
-__all__ = ['CAM_TARGETS', 'CAM_METHODS', 'ZERO_TOL', 'CamResult', 'normalise_maps', 'gradcam']
+__all__ = ["CAM_TARGETS", "CAM_METHODS", "ZERO_TOL", "CamResult", "normalise_maps", "gradcam"]
 
 CAM_TARGETS = ("all", "hem", "predicted")
 CAM_METHODS = ("gradcam", "gradcam++")

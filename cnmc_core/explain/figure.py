@@ -9,7 +9,8 @@ import numpy as np
 from cnmc_core.exceptions import ConfigError, DataError
 from cnmc_core.explain.members import Explanation
 
-__all__ = ['overlay', 'render_figure']
+__all__ = ["overlay", "render_figure"]
+
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4,
             colormap: int = cv2.COLORMAP_JET) -> np.ndarray:
@@ -65,7 +66,6 @@ def render_figure(explanation: Explanation) -> np.ndarray:
     """A figure a person can read: per model the image it saw and the overlay (or activation
     grid), with P(ALL), the layer and the class; for an ensemble also the combined map."""
     import cv2
-
 
     panels = []
     for m in explanation.members:

@@ -13,7 +13,17 @@ from keras import layers
 
 from cnmc_core.exceptions import ConfigError, DataError
 
-__all__ = ['input_size', 'single_input', 'as_batch', 'to_model_size', 'spatial_layer', 'is_spatial', 'list_feature_layers', 'default_cam_layer', 'output_dense']
+__all__ = [
+    "input_size",
+    "single_input",
+    "as_batch",
+    "to_model_size",
+    "spatial_layer",
+    "is_spatial",
+    "list_feature_layers",
+    "default_cam_layer",
+    "output_dense",
+]
 
 _CONV_TYPES = (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D,
                layers.Conv2DTranspose)

@@ -22,7 +22,17 @@ from cnmc_core.explain.cam import ZERO_TOL, normalise_maps
 from cnmc_core.predict import prepare_for_run, score_member
 from cnmc_core.workspace.fileio import read_json
 
-__all__ = ['ensemble_heatmap', 'EXPLAIN_METHODS', 'MemberExplanation', 'Explanation', 'expand_members', 'explain_path', 'run_heatmaps', 'explain_selection']
+__all__ = [
+    "ensemble_heatmap",
+    "EXPLAIN_METHODS",
+    "MemberExplanation",
+    "Explanation",
+    "expand_members",
+    "explain_path",
+    "run_heatmaps",
+    "explain_selection",
+]
+
 
 def ensemble_heatmap(heatmaps_by_member: Mapping[str, np.ndarray] | Sequence[np.ndarray],
                      weights: Mapping[str, float] | Sequence[float] | None = None,

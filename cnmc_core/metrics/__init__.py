@@ -9,7 +9,6 @@ from __future__ import annotations
 from importlib import import_module
 
 _EXPORTS = {
-    'CLASS_NAMES': 'classification',
     'COUNT_METRICS': 'classification',
     'check_labels': 'classification',
     'check_probs': 'classification',

@@ -21,7 +21,7 @@ from cnmc_core.metrics.classification import (
     safe_div,
 )
 
-__all__ = ['bootstrap_ci', 'paired_bootstrap_diff', 'full_report']
+__all__ = ["bootstrap_ci", "paired_bootstrap_diff", "full_report"]
 
 _BOOT_METRICS = COUNT_METRICS + ("roc_auc",)
 # Resamples drawn per chunk in the bootstrap: a constant, so results depend on the seed only.

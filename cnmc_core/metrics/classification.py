@@ -29,10 +29,25 @@ import numpy as np
 
 from cnmc_core.exceptions import CnmcError
 
-__all__ = ['CLASS_NAMES', 'COUNT_METRICS', 'check_labels', 'check_probs', 'check_threshold', 'confusion', 'safe_div', 'metrics_from_counts', 'weighted_f1', 'weighted_f1_many', 'weighted_f1_pred', 'roc_curve_points', 'pr_curve_points', 'roc_auc', 'binary_report', 'best_f1_threshold', 'sensitivity_threshold']
+__all__ = [
+    "COUNT_METRICS",
+    "check_labels",
+    "check_probs",
+    "check_threshold",
+    "confusion",
+    "safe_div",
+    "metrics_from_counts",
+    "weighted_f1",
+    "weighted_f1_many",
+    "weighted_f1_pred",
+    "roc_curve_points",
+    "pr_curve_points",
+    "roc_auc",
+    "binary_report",
+    "best_f1_threshold",
+    "sensitivity_threshold",
+]
 
-#: Class names by label: 0 is HEM (normal), 1 is ALL (malignant).
-CLASS_NAMES = ("hem", "all")
 #: Metrics that depend only on the confusion counts (usable in the bootstrap), plus ``roc_auc``.
 COUNT_METRICS = (
     "accuracy",

@@ -14,7 +14,8 @@ from keras import layers
 from cnmc_core.exceptions import ConfigError
 from cnmc_core.models.layers import ImageNetPreprocess
 
-__all__ = ['build_scratch', 'BACKBONE_INITS', 'build_transfer']
+__all__ = ["build_scratch", "BACKBONE_INITS", "build_transfer"]
+
 
 def _check_rate(name: str, value: Any) -> float:
     if not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:

@@ -11,7 +11,7 @@ from keras import layers
 
 from cnmc_core.exceptions import ConfigError
 
-__all__ = ['FINE_TUNE_RULES', 'head_layer_names', 'backbone_layer_names', 'set_trainable']
+__all__ = ["FINE_TUNE_RULES", "head_layer_names", "backbone_layer_names", "set_trainable"]
 
 #: Accepted forms of a fine-tuning rule (see :func:`set_trainable`).
 FINE_TUNE_RULES = ('"none"', '"all"', '{"from_layer": NAME}', '{"blocks": [PREFIX, ...]}',

@@ -15,7 +15,7 @@ import numpy as np
 from cnmc_core.contracts import MODEL
 from cnmc_core.exceptions import RunError
 
-__all__ = ['load_model_cached', 'clear_model_cache', 'predict_images', 'save_model']
+__all__ = ["load_model_cached", "clear_model_cache", "predict_images", "save_model"]
 
 _CACHE: "OrderedDict[tuple, keras.Model]" = OrderedDict()
 _CACHE_LOCK = threading.Lock()

@@ -11,7 +11,7 @@ from keras import layers
 
 from cnmc_core.exceptions import ConfigError
 
-__all__ = ['ImageNetPreprocess']
+__all__ = ["ImageNetPreprocess"]
 
 # Keras' "caffe" preprocessing: BGR channel order, ImageNet mean subtracted, no scaling.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)

@@ -39,7 +39,19 @@ import keras
 from cnmc_core.exceptions import ConfigError
 from cnmc_core.models.builders import BACKBONE_INITS
 
-__all__ = ['WEIGHTS_CHOICES', 'MOBILENET_V2_SIZES', 'ModelSpec', 'register_model', 'list_models', 'model_defaults', 'keras_models_dir', 'imagenet_file_name', 'imagenet_weights_file', 'check_model', 'create_model']
+__all__ = [
+    "WEIGHTS_CHOICES",
+    "MOBILENET_V2_SIZES",
+    "ModelSpec",
+    "register_model",
+    "list_models",
+    "model_defaults",
+    "keras_models_dir",
+    "imagenet_file_name",
+    "imagenet_weights_file",
+    "check_model",
+    "create_model",
+]
 
 #: Accepted forms of ``weights=``: these two strings, or the path of a backbone ``.h5`` file.
 WEIGHTS_CHOICES = ("none", "imagenet")

@@ -12,6 +12,7 @@ from cnmc_core.models.registry import ModelSpec, register_model
 
 __all__ = []
 
+
 def _stages(ft_rule: Any, fe_opt: str = "adam", fe_lr: float = 1e-3, ft_opt: str = "adam",
             ft_lr: float = 1e-5) -> tuple:
     """Two-stage transfer learning: feature extraction (base frozen) then fine-tuning."""

@@ -14,7 +14,8 @@ from cnmc_core.workspace.layout import append_history
 from cnmc_core.workspace.queue import cancel_requested
 from cnmc_core.workspace.status import Heartbeat
 
-__all__ = ['CancelledError', 'make_callbacks']
+__all__ = ["CancelledError", "make_callbacks"]
+
 
 class CancelledError(Exception):
     """The run was cancelled by the user."""

@@ -17,7 +17,18 @@ from typing import Any, Iterable
 from cnmc_core.contracts import PROTOCOLS
 from cnmc_core.exceptions import ConfigError
 
-__all__ = ['PRESETS_DIR', 'OPTIMIZERS', 'SCHEMA', 'STAGE_SCHEMA', 'DEFAULTS', 'list_presets', 'load_preset', 'validate_config', 'apply_set', 'resolve_config']
+__all__ = [
+    "PRESETS_DIR",
+    "OPTIMIZERS",
+    "SCHEMA",
+    "STAGE_SCHEMA",
+    "DEFAULTS",
+    "list_presets",
+    "load_preset",
+    "validate_config",
+    "apply_set",
+    "resolve_config",
+]
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
 OPTIMIZERS = ("adam", "rmsprop", "sgd")

@@ -17,7 +17,8 @@ from cnmc_core.exceptions import DataError
 from cnmc_core.models.io import predict_images
 from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json, read_json
 
-__all__ = ['evaluate_run']
+__all__ = ["evaluate_run"]
+
 
 def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, split: str = "all",
                  source: str | None = None, artifacts: str | os.PathLike | None = None,

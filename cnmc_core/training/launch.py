@@ -19,7 +19,8 @@ from cnmc_core.data.splits import make_split
 from cnmc_core.exceptions import ConfigError
 from cnmc_core.training.config import load_preset, resolve_config
 
-__all__ = ['check_config', 'preset_models', 'form_defaults', 'build_run_config', 'launch_checked']
+__all__ = ["check_config", "preset_models", "form_defaults", "build_run_config", "launch_checked"]
+
 
 def check_config(config: dict) -> pd.DataFrame:
     """Check, before any training starts, everything that can fail early.

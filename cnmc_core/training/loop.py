@@ -38,7 +38,8 @@ from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json, read
 from cnmc_core.workspace.queue import cancel_requested, queue_slot
 from cnmc_core.workspace.status import Heartbeat, proc_start_time
 
-__all__ = ['library_versions', 'train_run']
+__all__ = ["library_versions", "train_run"]
+
 
 def library_versions() -> dict:
     """Versions recorded in every run's config."""

@@ -18,7 +18,8 @@ from cnmc_core.data.preprocess import build_cache
 from cnmc_core.data.splits import apply_transform, balance_training, make_split
 from cnmc_core.exceptions import ConfigError, DataError
 
-__all__ = ['DataBundle', 'prepare_data', 'make_dataset', 'training_arrays', 'split_arrays']
+__all__ = ["DataBundle", "prepare_data", "make_dataset", "training_arrays", "split_arrays"]
+
 
 @dataclass
 class DataBundle:

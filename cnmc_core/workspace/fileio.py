@@ -17,7 +17,16 @@ from typing import IO, Any, Callable
 
 from cnmc_core.exceptions import CnmcError
 
-__all__ = ['SAFE_NAME_RE', 'atomic_write', 'atomic_write_text', 'atomic_write_json', 'atomic_write_csv', 'read_json', 'check_name', 'json_safe']
+__all__ = [
+    "SAFE_NAME_RE",
+    "atomic_write",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_write_csv",
+    "read_json",
+    "check_name",
+    "json_safe",
+]
 
 SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 

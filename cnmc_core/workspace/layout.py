@@ -24,7 +24,16 @@ from cnmc_core.workspace.fileio import atomic_write_json, check_name
 from cnmc_core.workspace.paths import artifacts_root, runs_dir
 from cnmc_core.workspace.status import effective_status, wall_time, write_status
 
-__all__ = ['run_path', 'make_unique_folder', 'create_run', 'append_history', 'read_history', 'delete_run', 'resolve_member']
+__all__ = [
+    "run_path",
+    "make_unique_folder",
+    "create_run",
+    "append_history",
+    "read_history",
+    "delete_run",
+    "resolve_member",
+]
+
 
 def run_path(run_id_or_dir: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
     """The folder of a run given its id (checked: no path escapes the runs folder) or its path.

@@ -17,7 +17,18 @@ from cnmc_core.workspace.fileio import read_json
 from cnmc_core.workspace.paths import ensembles_dir, runs_dir
 from cnmc_core.workspace.status import effective_status
 
-__all__ = ['list_runs', 'EXPERIMENT_COLUMNS', 'list_experiments', 'display_name', 'files_signature', 'workspace_counts', 'STATE_ICONS', 'run_progress', 'experiment_status']
+__all__ = [
+    "list_runs",
+    "EXPERIMENT_COLUMNS",
+    "list_experiments",
+    "display_name",
+    "files_signature",
+    "workspace_counts",
+    "STATE_ICONS",
+    "run_progress",
+    "experiment_status",
+]
+
 
 def _iso(ts: float | None) -> str:
     return _dt.datetime.fromtimestamp(ts).isoformat(timespec="seconds") if ts else ""

@@ -9,7 +9,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ['artifacts_dir', 'runs_dir', 'ensembles_dir', 'cache_dir', 'demo_data_dir', 'artifacts_root']
+__all__ = [
+    "artifacts_dir",
+    "runs_dir",
+    "ensembles_dir",
+    "cache_dir",
+    "demo_data_dir",
+    "artifacts_root",
+]
+
 
 def artifacts_dir(root: str | os.PathLike | None = None) -> Path:
     """The artifacts folder (created if missing)."""

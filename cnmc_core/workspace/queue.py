@@ -27,7 +27,7 @@ from cnmc_core.workspace.status import (
     write_status,
 )
 
-__all__ = ['QUEUE_DIR', 'launch_run', 'cancel_run', 'cancel_requested', 'queue_slot']
+__all__ = ["QUEUE_DIR", "launch_run", "cancel_run", "cancel_requested", "queue_slot"]
 
 QUEUE_DIR = ".queue"
 

@@ -15,7 +15,15 @@ from cnmc_core.exceptions import ConfigError
 from cnmc_core.workspace.fileio import atomic_write_json, read_json
 from cnmc_core.workspace.paths import artifacts_dir
 
-__all__ = ['SETTINGS_FILE', 'load_settings', 'save_settings', 'chosen_dataset', 'set_chosen_dataset', 'chosen_protocol', 'set_chosen_protocol']
+__all__ = [
+    "SETTINGS_FILE",
+    "load_settings",
+    "save_settings",
+    "chosen_dataset",
+    "set_chosen_dataset",
+    "chosen_protocol",
+    "set_chosen_protocol",
+]
 
 SETTINGS_FILE = "workspace.json"
 _KEYS = {"dataset": (str, type(None)), "split_protocol": (str,)}

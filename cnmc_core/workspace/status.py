@@ -19,7 +19,19 @@ from cnmc_core.contracts import ACTIVE_STATES, CONFIG, STATUS
 from cnmc_core.exceptions import CnmcError, RunError
 from cnmc_core.workspace.fileio import atomic_write_json, json_safe, read_json
 
-__all__ = ['STALE_SECONDS', 'HEARTBEAT_SECONDS', 'wall_time', 'read_status', 'write_status', 'proc_start_time', 'process_alive', 'effective_status', 'error_text', 'Heartbeat', 'check_completed']
+__all__ = [
+    "STALE_SECONDS",
+    "HEARTBEAT_SECONDS",
+    "wall_time",
+    "read_status",
+    "write_status",
+    "proc_start_time",
+    "process_alive",
+    "effective_status",
+    "error_text",
+    "Heartbeat",
+    "check_completed",
+]
 
 STALE_SECONDS = 20.0
 HEARTBEAT_SECONDS = 2.0
