@@ -82,3 +82,43 @@ def model_members(empty_text: str):
         page_link("pages/2_Train.py", "Go to Train", icon=":material/model_training:")
         st.stop()
     return root, signature, members, usable
+
+
+def choose_models(usable, labels: dict[str, str], *, key: str, verb: str,
+                  max_runs: int | None = None, default_runs: list[str] | None = None,
+                  runs_first: bool = False):
+    """The model chooser of the Explain and Predict pages: several runs, or one saved ensemble.
+
+    Args:
+        usable: members with a saved model (see :func:`model_members`).
+        labels: display label of each member id.
+        key: prefix of the widgets' keys.
+        verb: what is done with the models, for the labels ("Explain with", "Score with").
+        max_runs: at most this many runs can be chosen.
+        default_runs: the runs chosen at first (default: the first one).
+        runs_first: offer runs before ensembles.
+
+    Returns:
+        ``(kind, chosen)``: ``"Runs"`` or ``"A saved ensemble"``, and the chosen member ids (one
+        for an ensemble). Stops the page with a warning when no run is chosen.
+    """
+    runs = usable[usable["kind"] == "run"]["member_id"].tolist()
+    ensembles = usable[usable["kind"] == "ensemble"]["member_id"].tolist()
+    kinds = (["Runs"] if runs else []) + (["A saved ensemble"] if ensembles else [])
+    if not runs_first:
+        kinds = kinds[::-1]
+    kind = st.radio(verb, kinds, horizontal=True, key=f"{key}_kind") if len(kinds) > 1 \
+        else kinds[0]
+    if kind == "Runs":
+        default = [r for r in (default_runs or runs[:1]) if r in runs][:max_runs] or runs[:1]
+        chosen = st.multiselect("Runs", runs, default=default, format_func=lambda m: labels[m],
+                                max_selections=max_runs, key=f"{key}_runs",
+                                help="With several runs, P(ALL) is their mean and their maps are "
+                                     "combined with equal weights.")
+        if not chosen:
+            st.warning("Choose at least one run.")
+            st.stop()
+        return kind, list(chosen)
+    ens = st.selectbox("Ensemble", ensembles, format_func=lambda m: labels[m],
+                       key=f"{key}_ensemble")
+    return kind, [ens]

@@ -22,6 +22,7 @@ __all__ = [
     "score_runs",
     "member_threshold",
     "score_member",
+    "score_selection",
     "format_prob",
     "results_frame",
     "results_csv",
@@ -136,6 +137,30 @@ def score_member(member_path: str | os.PathLike, images: Sequence[np.ndarray],
     return np.clip(probs @ w, 0.0, 1.0)
 
 
+def score_selection(paths: Sequence[str | os.PathLike], images: Sequence[np.ndarray],
+                    progress: Callable[[int, int, str], None] | None = None
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Score images with the runs or ensembles a user chose on the Predict page.
+
+    Returns:
+        ``(run_probs, final)``: each run's P(ALL) (an ensemble's runs included; ``{run folder
+        name: (n,) array}``), and the final P(ALL): the ensemble's (its weights or stacking
+        model) for one path, the mean of the chosen paths for several.
+
+    Raises:
+        RunError: as :func:`score_member`.
+    """
+    run_probs: dict[str, np.ndarray] = {}
+    finals = []
+    for k, p in enumerate(paths):
+        if progress is not None:
+            progress(k, len(paths), os.path.basename(str(p)))
+        finals.append(score_member(p, images, run_probs))
+    if progress is not None:
+        progress(len(paths), len(paths), "")
+    return run_probs, np.mean(np.column_stack(finals), axis=1)
+
+
 def format_prob(p: float, threshold: float = 0.5, digits: int = 3) -> str:
     """``p`` with ``digits`` decimals, or more (up to 6) where fewer would hide which side of
     ``threshold`` it is on (0.4996 is not shown as 0.500 when 0.5 is the threshold)."""
@@ -150,24 +175,26 @@ def format_prob(p: float, threshold: float = 0.5, digits: int = 3) -> str:
 def results_frame(names: Sequence[str], member_probs: dict[str, np.ndarray],
                   final: np.ndarray | None = None, threshold: float = 0.5,
                   final_name: str = "ensemble") -> pd.DataFrame:
-    """One row per image: ``file``, ``P(ALL) <member>`` per member, the final P(ALL) (the
-    ensemble's, or the only member's), ``predicted`` (``ALL``/``HEM`` at ``threshold``) and
-    ``threshold``."""
+    """One row per image, the columns that decide first: ``file``, the final ``P(ALL)
+    <final_name>`` (the ensemble's, or the only member's), ``predicted`` (``ALL``/``HEM`` at
+    ``threshold``), ``threshold``, then ``P(ALL) <member>`` per member (none when the only
+    member is the final one)."""
     if not 0.0 <= float(threshold) <= 1.0:
         raise ConfigError(f"threshold must be in [0, 1]; got {threshold!r}.")
     # A name starting like a formula would run as one in a spreadsheet: quote it.
     frame = pd.DataFrame({"file": [f"'{n}" if str(n)[:1] in ("=", "+", "-", "@") else str(n)
                                    for n in names]})
-    for member, p in member_probs.items():
-        frame[f"P(ALL) {member}"] = np.round(np.asarray(p, dtype=float), 6)
+    members = dict(member_probs)
     if final is None:
-        if len(member_probs) != 1:
+        if len(members) != 1:
             raise ConfigError("Give the final probabilities when several members are scored.")
-        final = next(iter(member_probs.values()))
+        final = members.pop(next(iter(members)))
     frame[f"P(ALL) {final_name}"] = np.round(np.asarray(final, dtype=float), 6)
     frame["predicted"] = np.where(np.asarray(final) >= float(threshold), CLASS_SHORT["all"],
                                   CLASS_SHORT["hem"])
     frame["threshold"] = float(threshold)
+    for member, p in members.items():
+        frame[f"P(ALL) {member}"] = np.round(np.asarray(p, dtype=float), 6)
     return frame
 
 

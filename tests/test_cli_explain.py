@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cnmc_core.cli.main import main
-from cnmc_core.explain.members import expand_members, explain_path
+from cnmc_core.explain.members import explain_path, leaf_weights
 
 
 def _image(workspace):
@@ -35,7 +35,7 @@ def test_explain_ensemble_combines_members(workspace, tmp_path, capsys):
     assert main(["ensemble", *map(str, workspace["runs"]), "--method", "mean",
                  "--out", str(tmp_path / "ens")]) == 0
     ens = capsys.readouterr().out.strip().splitlines()[-1]
-    members = expand_members(ens)
+    members = leaf_weights([ens])
     assert sorted(m[1] for m in members) == sorted(workspace["runs"])
     assert sum(w for _, _, w in members) == pytest.approx(1.0)
     from cnmc_core.data.images import read_image
@@ -53,8 +53,8 @@ def test_explain_ensemble_combines_members(workspace, tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--method", "lime"], "--method must be one of"),
-        (["--class", "cancer"], "--class must be one of"),
+        (["--method", "lime"], "'--method' parameter must be one of"),
+        (["--class", "cancer"], "'--class' parameter must be one of"),
         (["--layer", "nope"], "nope"),
     ],
 )

@@ -77,8 +77,11 @@ def test_format_prob_never_hides_the_side_of_the_threshold(p, t, shown):
 def test_results_frame_and_csv():
     frame = I.results_frame(["=cmd.png", "b.png"], {"A": [0.2, 0.9], "B": [0.4, 0.7]},
                             np.array([0.3, 0.8]), 0.5, "mean")
-    assert frame.columns.tolist() == ["file", "P(ALL) A", "P(ALL) B", "P(ALL) mean",
-                                      "predicted", "threshold"]
+    # the columns that decide come first, the members after them
+    assert frame.columns.tolist() == ["file", "P(ALL) mean", "predicted", "threshold",
+                                      "P(ALL) A", "P(ALL) B"]
+    single = I.results_frame(["a.png"], {"A": [0.7]}, None, 0.5, "A")
+    assert single.columns.tolist() == ["file", "P(ALL) A", "predicted", "threshold"]
     assert frame["predicted"].tolist() == ["HEM", "ALL"]
     assert frame["file"][0] == "'=cmd.png"  # never a formula in a spreadsheet
     back = pd.read_csv(__import__("io").BytesIO(I.results_csv(frame)))

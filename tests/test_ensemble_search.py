@@ -318,7 +318,7 @@ def test_an_unfinished_search_is_never_used_as_a_model(art, tmp_path, capsys, st
     from conftest import cell_image, write_image
 
     from cnmc_core.ensemble.members import leaf_runs
-    from cnmc_core.explain.members import expand_members
+    from cnmc_core.explain.members import leaf_weights
     from cnmc_core.predict import score_member
 
     pid, start = (os.getpid(), R.proc_start_time(os.getpid())) if alive else _dead_pid()
@@ -327,7 +327,7 @@ def test_an_unfinished_search_is_never_used_as_a_model(art, tmp_path, capsys, st
                             heartbeat=time.time(), error=error,
                             message="ga: restart 1 of 2, generation 3 of 10")
     image = cell_image()
-    for call, use in ((lambda: expand_members(folder), "explained"),
+    for call, use in ((lambda: leaf_weights([folder]), "explained"),
                       (lambda: score_member(folder, [image]), "scored"),
                       (lambda: leaf_runs(folder), "used")):
         with pytest.raises(RunError) as info:

@@ -17,7 +17,7 @@ from cnmc_core.explain.activations import activation_grid, activations, dead_cha
 from cnmc_core.explain.cam import gradcam
 from cnmc_core.explain.figure import overlay
 from cnmc_core.explain.inputs import default_cam_layer, list_feature_layers
-from cnmc_core.explain.members import ensemble_heatmap
+from cnmc_core.explain.maps import ensemble_heatmap
 from cnmc_core.models.io import clear_model_cache, load_model_cached
 from cnmc_core.models.layers import ImageNetPreprocess
 from cnmc_core.models.registry import create_model, list_models, model_defaults

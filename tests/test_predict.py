@@ -31,10 +31,32 @@ def test_score_and_explain_with_runs_and_an_ensemble(workspace, tmp_path):
     assert len(ex.members) == 2 and ex.ensemble_heatmap is not None
     assert {m.target for m in ex.members} == {"all" if ex.ensemble_prob >= 0.5 else "hem"}
     assert ex.ensemble_heatmap.min() >= 0 and ex.ensemble_heatmap.max() <= 1
-    prepared, cam = X.run_heatmaps(runs[0], [image], target="hem")
-    assert prepared.shape[1:3] == cam.heatmaps.shape[1:3]
+    # a batch: one explanation per image, each run's map at the size of the image it saw
+    batch = X.explain_images(runs[:2], [image, image[::-1]], target="hem")
+    assert len(batch) == 2 and all(ex.target == "hem" for ex in batch)
+    assert all(m.heatmap.shape == m.image.shape[:2] for ex in batch for m in ex.members)
     with pytest.raises(ConfigError, match="at least one run"):
         X.explain_selection([], image)
+
+
+def test_explain_and_predict_agree_on_a_stacking_ensemble(workspace, tmp_path):
+    """The class a stacking ensemble's maps explain is the class its stacking model predicts
+    (the P(ALL) Predict shows), not the one its display weights would give."""
+    from cnmc_core.ensemble.search import run_search
+    from cnmc_core.predict import member_threshold, score_member
+
+    runs = workspace["runs"]
+    image = cell_image(size=96, radius=30, seed=3)
+    images = [image, image[::-1], cell_image(size=96, radius=22, seed=5)]
+    ens, _ = run_search(runs, method="stacking", compare=("mean",), n_boot=0, out_dir=tmp_path,
+                        ensemble_id="stack")
+    p = score_member(ens, images)
+    t = member_threshold(ens)
+    explained = X.explain_images([ens], images)
+    for ex, p_i in zip(explained, p):
+        assert ex.ensemble_prob == pytest.approx(float(p_i))
+        assert ex.target == ("all" if p_i >= t else "hem")
+        assert {m.target for m in ex.members} == {ex.target}
 
 
 def test_group_label_names_protocol_dataset_counts_and_members():

@@ -256,19 +256,38 @@ def preprocessing_steps(path: str | os.PathLike, size: int = 224,
     ]
 
 
-def thumbnail(path: str | os.PathLike, size: int = 160) -> np.ndarray:
-    """The image at ``path`` scaled so that its longer side is ``size`` pixels (RGB uint8).
+def thumbnail(source: str | os.PathLike | np.ndarray, size: int = 160,
+              crop: bool = False) -> np.ndarray:
+    """An image (a file or an RGB array) fitted to ``size`` pixels for display (RGB uint8).
+
+    Args:
+        source: an image file or an RGB ``uint8`` array.
+        size: the side of the result's longer edge.
+        crop: first crop to the cell and pad to a square (:func:`cnmc_core.data.preprocess.
+            crop_to_cell`), as the models see it; the result is then ``size`` x ``size``.
+
+    Shrinking uses area interpolation; enlarging by 2x or more uses nearest-neighbour so that a
+    small model input stays sharp, less than that bilinear.
 
     Raises:
-        DataError: unreadable image (the message names the file).
+        DataError: unreadable image, or no cell to crop (the message names the file).
     """
     import cv2
 
     from cnmc_core.data.images import read_image
+    from cnmc_core.data.preprocess import crop_to_cell
 
-    image = read_image(path)
+    image = source if isinstance(source, np.ndarray) else read_image(source)
+    if crop:
+        try:
+            image = crop_to_cell(image)
+        except DataError as exc:
+            raise DataError(f"{source if not isinstance(source, np.ndarray) else 'the image'}: "
+                            f"{exc}") from exc
     h, w = image.shape[:2]
     scale = size / max(h, w)
-    if scale >= 1:
+    if scale == 1:
         return image
-    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST if scale >= 2 else cv2.INTER_LINEAR
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                      interpolation=interp)

@@ -36,13 +36,10 @@ from cnmc_core.explain.inputs import (
     spatial_layer,
     to_model_size,
 )
+from cnmc_core.explain.maps import CAM_METHODS, CAM_TARGETS, normalise_maps
 
-__all__ = ["CAM_TARGETS", "CAM_METHODS", "ZERO_TOL", "CamResult", "normalise_maps", "gradcam"]
+__all__ = ["CamResult", "gradcam"]
 
-CAM_TARGETS = ("all", "hem", "predicted")
-CAM_METHODS = ("gradcam", "gradcam++")
-# A heatmap whose maximum is below this is "all zero": normalising it would amplify float noise.
-ZERO_TOL = 1e-12
 
 
 @dataclass
@@ -69,18 +66,6 @@ class CamResult:
     zero_flags: np.ndarray
     channel_weights: np.ndarray
     method: str
-
-
-def normalise_maps(cams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Divide each map by its max; maps without a positive value become zeros and are flagged."""
-    cams = np.nan_to_num(cams, nan=0.0, posinf=0.0, neginf=0.0)
-    cams = np.maximum(cams, 0.0)
-    peak = cams.reshape(len(cams), -1).max(axis=1) if cams.size else np.zeros(len(cams))
-    zero = ~(peak > ZERO_TOL)
-    out = np.zeros_like(cams, dtype="float32")
-    ok = ~zero
-    out[ok] = cams[ok] / peak[ok].reshape(-1, *([1] * (cams.ndim - 1)))
-    return out, zero
 
 
 _TARGET_MODE = {"all": 0, "hem": 1, "predicted": 2}

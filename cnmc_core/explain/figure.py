@@ -9,7 +9,7 @@ import numpy as np
 from cnmc_core.exceptions import ConfigError, DataError
 from cnmc_core.explain.members import Explanation
 
-__all__ = ["overlay", "render_figure"]
+__all__ = ["overlay", "overlay_panel", "explanation_panels", "render_figure"]
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4,
@@ -48,6 +48,38 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4,
     colour = cv2.cvtColor(cv2.applyColorMap(hm8, colormap), cv2.COLOR_BGR2RGB).astype("float32")
     out = (1.0 - alpha) * img + alpha * colour
     return np.clip(np.round(out), 0, 255).astype("uint8")
+
+
+def overlay_panel(explanation: Explanation, side: int = 224) -> np.ndarray:
+    """The explanation's map for the whole (combined, or the only run's) over the image the
+    runs saw, ``side`` x ``side`` RGB (the Predict page's panel)."""
+    base = explanation.base_image
+    heat = explanation.heatmap
+    if heat is None:
+        raise DataError("This explanation has no heatmap (activations): show its grids instead.")
+    return cv2.resize(overlay(base, cv2.resize(heat, (base.shape[1], base.shape[0]))),
+                      (side, side), interpolation=cv2.INTER_LINEAR)
+
+
+def explanation_panels(explanation: Explanation, labels: dict[str, str] | None = None,
+                       side: int = 240) -> list[tuple[np.ndarray, str]]:
+    """The panels of the Explain page, ``(RGB image side x side, caption)``: the cell as the
+    models saw it, each run's map over it (P(ALL), weight, a note for an all-zero map), and the
+    combined map with the P(ALL) of the models together."""
+    from cnmc_core.data.summary import thumbnail
+    from cnmc_core.predict import format_prob
+
+    labels = labels or {}
+    panels = [(thumbnail(explanation.base_image, side), "the cell as the models see it (cropped)")]
+    for m in explanation.members:
+        note = " · no positive evidence (map all zero)" if m.zero else ""
+        panels.append((thumbnail(overlay(m.image, m.heatmap), side),
+                       f"{labels.get(m.name, m.name)} · P(ALL) {format_prob(m.prob)} · weight "
+                       f"{m.weight:.2f}{note}"))
+    if explanation.ensemble_heatmap is not None:
+        panels.append((overlay_panel(explanation, side),
+                       f"combined (weighted) · P(ALL) {format_prob(explanation.ensemble_prob)}"))
+    return panels
 
 
 def _panel(image: np.ndarray, lines: list[str], side: int = 320) -> np.ndarray:

@@ -10,97 +10,28 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
-from cnmc_core.data.preprocess import preprocess_image
-from cnmc_core.exceptions import ConfigError, DataError, RunError
-from cnmc_core.explain.cam import CAM_TARGETS as TARGETS
-from cnmc_core.explain.cam import ZERO_TOL, normalise_maps
+from cnmc_core.exceptions import ConfigError, RunError
+from cnmc_core.explain.maps import CAM_TARGETS as TARGETS
+from cnmc_core.explain.maps import ensemble_heatmap
 from cnmc_core.predict import prepare_for_run, score_member
-from cnmc_core.workspace.fileio import read_json
+from cnmc_core.validation import check_choice
 
 __all__ = [
-    "ensemble_heatmap",
     "EXPLAIN_METHODS",
     "MemberExplanation",
     "Explanation",
-    "expand_members",
+    "leaf_weights",
+    "explain_images",
     "explain_path",
-    "run_heatmaps",
     "explain_selection",
+    "run_feature_layers",
+    "activation_view",
 ]
-
-
-def ensemble_heatmap(heatmaps_by_member: Mapping[str, np.ndarray] | Sequence[np.ndarray],
-                     weights: Mapping[str, float] | Sequence[float] | None = None,
-                     size: tuple[int, int] | None = None, normalize: bool = False) -> np.ndarray:
-    """Weighted combination of the members' heatmaps of one image.
-
-    Each member's map is first scaled to [0, 1] by its own maximum (an all-zero map stays zero),
-    then resized (bilinear) to a common grid, then averaged with the weights scaled to sum 1.
-    The result is 1 only where every weighted member puts its maximum.
-
-    Args:
-        heatmaps_by_member: ``{member: (h_i, w_i)}`` or a list of 2-D maps.
-        weights: ``{member: w}`` (same keys) or a list (same order); default equal. Non-negative,
-            not all zero.
-        size: ``(h, w)`` of the common grid; default the largest member map.
-        normalize: rescale the result so that its maximum is 1 (when it is not all zero).
-
-    Returns:
-        ``(h, w)`` float32 in [0, 1].
-
-    Raises:
-        ConfigError: no members, weights that do not match the members, negative or all-zero
-            weights. DataError: a map that is not 2-D.
-    """
-    if isinstance(heatmaps_by_member, Mapping):
-        names = list(heatmaps_by_member)
-        maps = [heatmaps_by_member[k] for k in names]
-    else:
-        maps = list(heatmaps_by_member)
-        names = list(range(len(maps)))
-    if not maps:
-        raise ConfigError("ensemble_heatmap needs at least one member heatmap.")
-    if weights is None:
-        w = np.ones(len(maps))
-    elif isinstance(weights, Mapping):
-        if set(weights) != set(names):
-            raise ConfigError(
-                f"weights must name exactly the members {sorted(map(str, names))}; got "
-                f"{sorted(map(str, weights))}."
-            )
-        w = np.array([float(weights[k]) for k in names])
-    else:
-        w = np.asarray(list(weights), dtype="float64")
-        if w.shape != (len(maps),):
-            raise ConfigError(f"weights must have one value per member ({len(maps)}); got "
-                              f"{len(w)}.")
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ConfigError(
-            f"weights must be finite, non-negative and not all zero; got {w.tolist()}.")
-    w = w / w.sum()
-    arrays = []
-    for name, m in zip(names, maps):
-        m = np.asarray(m, dtype="float32")
-        if m.ndim != 2 or m.size == 0:
-            raise DataError(f"heatmap of member {name!r} must be 2-D; got shape {m.shape}.")
-        arrays.append(m)
-    if size is None:
-        size = max((m.shape for m in arrays), key=lambda s: s[0] * s[1])
-    h, w_px = int(size[0]), int(size[1])
-    total = np.zeros((h, w_px), dtype="float64")
-    normed, _ = normalise_maps(np.stack([
-        cv2.resize(m, (w_px, h), interpolation=cv2.INTER_LINEAR) for m in arrays]))
-    for weight, m in zip(w, normed):
-        total += weight * m
-    total = np.clip(total, 0.0, 1.0)
-    if normalize and total.max() > ZERO_TOL:
-        total = total / total.max()
-    return total.astype("float32")
 
 
 EXPLAIN_METHODS = ("gradcam", "gradcam++", "activations")
@@ -115,7 +46,7 @@ class MemberExplanation:
     image: np.ndarray  # the preprocessed image the model saw (RGB uint8)
     prob: float  # P(ALL)
     layer: str
-    target: str  # "all" or "hem"
+    target: str  # "all" or "hem" ("-" for activations)
     heatmap: np.ndarray | None = None  # (h, w) in [0, 1] for Grad-CAM methods
     zero: bool = False
     grid: np.ndarray | None = None  # activation grid (RGB uint8) for method "activations"
@@ -123,150 +54,223 @@ class MemberExplanation:
 
 @dataclass
 class Explanation:
-    """Explanations of one image by a run (one member) or an ensemble (several)."""
+    """Explanations of one image by one run, or by several runs together (an ensemble, a choice
+    of runs): each run's map, and their combination.
+
+    Attributes:
+        source: the run or ensemble folder names explained (joined by ``+``).
+        method: ``gradcam``, ``gradcam++`` or ``activations``.
+        members: one :class:`MemberExplanation` per run (an ensemble's runs, weights multiplied
+            through nested ensembles).
+        ensemble_heatmap: the runs' maps combined with their weights (None for one run, or for
+            activations).
+        ensemble_prob: P(ALL) of the models together, as they decide (an ensemble's weighted vote
+            or stacking model; the mean of several chosen models); None for a single run.
+        target: the class every map explains (``all`` or ``hem``; ``-`` for activations).
+        threshold: the threshold that decided the predicted class.
+    """
 
     source: str
     method: str
     members: list[MemberExplanation] = field(default_factory=list)
     ensemble_heatmap: np.ndarray | None = None
     ensemble_prob: float | None = None
+    target: str = "-"
+    threshold: float = 0.5
+
+    @property
+    def prob(self) -> float:
+        """P(ALL) that decides: the combination's, or the only run's."""
+        return self.ensemble_prob if self.ensemble_prob is not None else self.members[0].prob
+
+    @property
+    def heatmap(self) -> np.ndarray | None:
+        """The map to show for the whole: the combined map, or the only run's."""
+        return self.ensemble_heatmap if self.ensemble_heatmap is not None else \
+            self.members[0].heatmap
+
+    @property
+    def base_image(self) -> np.ndarray:
+        """The largest of the preprocessed images the runs saw (the combined map is drawn on it)."""
+        return max((m.image for m in self.members), key=lambda a: a.shape[0])
 
 
-def expand_members(path: str | os.PathLike) -> list[tuple[str, Path, float]]:
-    """``[(name, run folder, weight)]`` of a run (itself, weight 1) or an ensemble (its runs,
-    weights multiplied through nested ensembles and summing to 1): see
-    :func:`cnmc_core.ensemble.members.leaf_runs`.
+def _path_weights(paths: Sequence[Path], weights: Sequence[float] | None) -> np.ndarray:
+    if not paths:
+        raise ConfigError("Choose at least one run or ensemble to explain.")
+    w = np.ones(len(paths)) if weights is None else np.asarray(list(weights), dtype=np.float64)
+    if w.shape != (len(paths),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ConfigError(f"weights must be {len(paths)} non-negative numbers, not all zero (one "
+                          f"per run or ensemble); got {list(np.ravel(w))}.")
+    return w / w.sum()
+
+
+def leaf_weights(paths: Sequence[str | os.PathLike], weights: Sequence[float] | None = None,
+                 use: str = "explained") -> list[tuple[str, Path, float]]:
+    """``[(run name, run folder, weight)]`` of the runs that several runs or ensembles are made
+    of: each path's weight (default equal) times its own leaf weights
+    (:func:`cnmc_core.ensemble.members.leaf_runs`), a run met twice counted once with the sum,
+    weights summing to 1.
 
     Raises:
-        RunError: not a run or ensemble folder, a run without a model, a member that is gone, or
-            an ensemble that is not completed (a search still running, failed, cancelled or
-            killed: the message gives its state and what to do) or has no fitted weights.
+        ConfigError: no path, or bad weights. RunError: not a run or ensemble folder, a run
+            without a model, a member that is gone, or an ensemble that is not completed (the
+            message gives its state and what to do) or has no fitted weights.
     """
     from cnmc_core.ensemble.members import leaf_runs
 
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise RunError(f"{path} is not a run or ensemble folder (no config.json).")
-    return [(run.name, run, weight) for run, weight in leaf_runs(path, "explained")]
+    paths = [Path(p) for p in paths]
+    w = _path_weights(paths, weights)
+    merged: dict[Path, float] = {}
+    for path, wp in zip(paths, w):
+        if not (path / "config.json").is_file():
+            raise RunError(f"{path} is not a run or ensemble folder (no config.json).")
+        for run, wr in leaf_runs(path, use):
+            merged[run] = merged.get(run, 0.0) + float(wp * wr)
+    return [(run.name, run, weight) for run, weight in merged.items()]
 
 
-def explain_path(path: str | os.PathLike, image: np.ndarray, method: str = "gradcam",
-                 layer: str | None = None, target: str = "predicted") -> Explanation:
-    """Explain a raw RGB image (as read from a C-NMC file) with a run or an ensemble.
+def _check_choice(method: str, target: str) -> None:
+    check_choice(method, "--method", EXPLAIN_METHODS)
+    check_choice(target, "--class", TARGETS)
+
+
+def explain_images(paths: Sequence[str | os.PathLike], images: Sequence[np.ndarray], *,
+                   method: str = "gradcam", target: str = "predicted", layer: str | None = None,
+                   weights: Sequence[float] | None = None, threshold: float | None = None,
+                   progress: Callable[[int, int, str], None] | None = None) -> list[Explanation]:
+    """Explain raw RGB images (as read from C-NMC files) with runs or ensembles, together.
+
+    The one way the maps of several models are combined, for the Explain and Predict pages and
+    the ``explain`` verb alike:
+
+    1. P(ALL) of the models together is what they decide: each path scored as it combines its
+       members (:func:`cnmc_core.predict.score_member`: an ensemble's weighted vote, or its
+       stacking model), the paths averaged with ``weights`` (default equal).
+    2. The class explained is ``target`` (``all``/``hem``), or with ``"predicted"`` the class
+       that P(ALL) gives at ``threshold`` (default: the only path's own threshold, else 0.5),
+       the same for every run, so that their maps can be combined.
+    3. Every run the paths are made of (:func:`leaf_weights`) explains that class on the image
+       prepared as its training images were; the maps are combined with the runs' weights by
+       :func:`ensemble_heatmap`. For a stacking ensemble those are its display weights (its
+       positive coefficients), while its P(ALL) and class come from the stacking model.
 
     Args:
-        path: a run folder (with ``model.keras``) or an ensemble folder.
-        image: the raw image; each model gets it preprocessed as its run was trained.
-        method: ``gradcam``, ``gradcam++`` or ``activations``.
-        layer: the layer (default: the model's Grad-CAM layer, or its first conv layer for
-            activations). With an ensemble it must exist in every member.
-        target: ``all``, ``hem`` or ``predicted`` (the class each model predicts; for the
-            ensemble map, the class the ensemble predicts).
+        paths: run or ensemble folders.
+        images: raw RGB images.
+        method: ``gradcam``, ``gradcam++`` or ``activations`` (the activation grid of ``layer``,
+            default each model's first convolution).
+        layer: the layer to explain (default: each model's Grad-CAM layer); it must exist in every
+            run.
+        progress: called as ``progress(done, total, run name)`` while the runs are worked through.
+
+    Returns:
+        One :class:`Explanation` per image, in order.
+
+    Raises:
+        ConfigError: no path, a bad method, class, layer, threshold or weights. RunError: a run
+            without a loadable model, or an ensemble that cannot be used (see
+            :func:`leaf_weights`).
     """
     from cnmc_core.explain.activations import activation_grid, activations
     from cnmc_core.explain.cam import gradcam
     from cnmc_core.explain.inputs import list_feature_layers
     from cnmc_core.models.io import load_model_cached
+    from cnmc_core.predict import member_threshold
 
-    if method not in EXPLAIN_METHODS:
-        raise ConfigError(f"--method must be one of {list(EXPLAIN_METHODS)}; got {method!r}.")
-    if target not in TARGETS:
-        raise ConfigError(f"--class must be one of {list(TARGETS)}; got {target!r}.")
-    members = expand_members(path)
-    result = Explanation(source=str(path), method=method)
-    prepared = []
-    for name, run_dir, weight in members:
-        config = read_json(run_dir / "config.json")
-        model = load_model_cached(run_dir / "model.keras")
-        seen = preprocess_image(image, int(config["image_size"]), clahe=bool(config.get("clahe", False)))
-        prepared.append((name, weight, model, seen))
-    total = sum(w for _, w, _, _ in prepared) or 1.0
-    probs = []
-    for name, weight, model, seen in prepared:
-        # predict_on_batch: model.predict builds a new tf.function per call (retracing warnings)
-        prob = float(np.asarray(model.predict_on_batch(seen[None].astype(np.float32))).reshape(-1)[0])
-        probs.append(prob)
-    ens_prob = float(np.dot([w for _, w, _, _ in prepared], probs) / total)
-    result.ensemble_prob = ens_prob if len(prepared) > 1 else None
-    for (name, weight, model, seen), prob in zip(prepared, probs):
+    _check_choice(method, target)
+    paths = [Path(p) for p in paths]
+    w = _path_weights(paths, weights)
+    leaves = leaf_weights(paths, w)
+    images = list(images)
+    if threshold is None:
+        threshold = member_threshold(paths[0]) if len(paths) == 1 else 0.5
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ConfigError(f"threshold must be in [0, 1]; got {threshold!r}.")
+    run_probs: dict[str, np.ndarray] = {}
+    together = np.column_stack([score_member(p, images, run_probs) for p in paths]) @ w
+    classes = np.full(len(images), "-", dtype=object) if method == "activations" else \
+        np.where(together >= threshold, "all", "hem") if target == "predicted" else \
+        np.full(len(images), target, dtype=object)
+    single = len(leaves) == 1 and len(paths) == 1 and paths[0] == leaves[0][1]
+    out = [Explanation(source="+".join(p.name for p in paths), method=method,
+                       ensemble_prob=None if single else float(together[i]),
+                       target=str(classes[i]), threshold=float(threshold))
+           for i in range(len(images))]
+    for k, (name, run, weight) in enumerate(leaves):
+        if progress is not None:
+            progress(k, len(leaves), name)
+        model = load_model_cached(run / "model.keras")
+        seen = np.stack([prepare_for_run(image, run) for image in images])
+        probs = run_probs[run.name]
         if method == "activations":
             use = layer or list_feature_layers(model)[0]
-            maps = activations(model, seen, use)
-            result.members.append(MemberExplanation(name, weight, seen, prob, use, "-", grid=activation_grid(maps)))
+            for i in range(len(images)):
+                grid = activation_grid(activations(model, seen[i], use))
+                out[i].members.append(MemberExplanation(name, weight, seen[i], float(probs[i]),
+                                                        use, "-", grid=grid))
             continue
-        if target == "predicted":
-            # one class for the whole ensemble, so that the member maps can be combined
-            basis = ens_prob if len(prepared) > 1 else prob
-            cls = "all" if basis >= 0.5 else "hem"
-        else:
-            cls = target
-        cam = gradcam(model, seen, layer=layer, target=cls, method=method)
-        result.members.append(MemberExplanation(name, weight, seen, prob, cam.layer, cls,
-                                                heatmap=cam.heatmaps[0], zero=bool(cam.zero_flags[0])))
-    if method != "activations" and len(result.members) > 1:
-        result.ensemble_heatmap = ensemble_heatmap({m.name: m.heatmap for m in result.members},
-                                                   {m.name: m.weight for m in result.members})
-    return result
+        cams = {}
+        for cls in ("all", "hem"):
+            idx = np.flatnonzero(classes == cls)
+            if idx.size:
+                cams[cls] = (idx, gradcam(model, seen[idx], layer=layer, target=cls, method=method))
+        for cls, (idx, cam) in cams.items():
+            for j, i in enumerate(idx):
+                out[i].members.append(MemberExplanation(
+                    name, weight, seen[i], float(probs[i]), cam.layer, cls,
+                    heatmap=cam.heatmaps[j], zero=bool(cam.zero_flags[j])))
+    if progress is not None:
+        progress(len(leaves), len(leaves), "")
+    if method != "activations":
+        for ex in out:
+            if len(ex.members) > 1:
+                ex.ensemble_heatmap = ensemble_heatmap([m.heatmap for m in ex.members],
+                                                       [m.weight for m in ex.members])
+    return out
 
 
-def run_heatmaps(run_path: str | os.PathLike, images: Sequence[np.ndarray], *,
-                 method: str = "gradcam", target: str = "predicted") -> tuple[np.ndarray, object]:
-    """Grad-CAM maps of a run for RGB images: ``(prepared images (n, s, s, 3), CamResult)``;
-    the maps are at the prepared images' size (the crop the model saw)."""
-    from cnmc_core.explain.cam import gradcam
-    from cnmc_core.models.io import load_model_cached
-
-    rp = Path(run_path)
-    model = load_model_cached(rp / "model.keras")
-    batch = np.stack([prepare_for_run(im, rp) for im in images])
-    return batch, gradcam(model, batch, target=target, method=method)
+def explain_path(path: str | os.PathLike, image: np.ndarray, method: str = "gradcam",
+                 layer: str | None = None, target: str = "predicted") -> Explanation:
+    """Explain one raw RGB image with a run or an ensemble (:func:`explain_images`)."""
+    return explain_images([path], [image], method=method, target=target, layer=layer)[0]
 
 
 def explain_selection(paths: Sequence[str | os.PathLike], image: np.ndarray, *,
                       method: str = "gradcam", target: str = "predicted",
-                      weights: Sequence[float] | None = None):
-    """Explain one raw RGB image with several runs (or ensembles) together.
+                      weights: Sequence[float] | None = None) -> Explanation:
+    """Explain one raw RGB image with several runs or ensembles together
+    (:func:`explain_images`)."""
+    return explain_images(paths, [image], method=method, target=target, weights=weights)[0]
 
-    One path is :func:`cnmc_core.explain.members.explain_path` itself. With several, each is
-    explained for the same class (with ``target="predicted"``: the class their weighted vote
-    predicts at 0.5, so that the maps can be combined), and their maps are combined with
-    ``weights`` (default equal; an ensemble's own weights multiply in).
 
-    Returns:
-        a :class:`cnmc_core.explain.members.Explanation` (``ensemble_heatmap`` and
-        ``ensemble_prob`` set when more than one model is involved).
+def run_feature_layers(run_path: str | os.PathLike) -> list[str]:
+    """The convolution and pooling layers of a run's model, in graph order (what the activations
+    view offers).
 
     Raises:
-        ConfigError: no path, bad weights, method or target. RunError: a run without a model.
+        RunError: the run has no loadable ``model.keras``.
     """
-    from dataclasses import replace
+    from cnmc_core.explain.inputs import list_feature_layers
+    from cnmc_core.models.io import load_model_cached
 
-    from cnmc_core.explain.cam import CAM_TARGETS as TARGETS
+    return list_feature_layers(load_model_cached(Path(run_path) / "model.keras"))
 
-    paths = [Path(p) for p in paths]
-    if not paths:
-        raise ConfigError("Choose at least one run to explain.")
-    if target not in TARGETS:
-        raise ConfigError(f"target must be one of {list(TARGETS)}; got {target!r}.")
-    if len(paths) == 1:
-        return explain_path(paths[0], image, method=method, target=target)
-    w = np.ones(len(paths)) if weights is None else np.asarray(list(weights), dtype=np.float64)
-    if w.shape != (len(paths),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-        raise ConfigError(f"weights must be {len(paths)} non-negative numbers, not all zero; "
-                          f"got {list(np.ravel(w))}.")
-    w = w / w.sum()
-    probs = np.array([float(score_member(p, [image])[0]) for p in paths])
-    ens_prob = float(probs @ w)
-    cls = target
-    if target == "predicted" or method == "activations":
-        cls = "all" if ens_prob >= 0.5 else "hem"
-    members = []
-    for p, wi in zip(paths, w):
-        part = explain_path(p, image, method=method, target=cls)
-        members += [replace(m, weight=float(wi * m.weight)) for m in part.members]
-    result = Explanation(source="+".join(p.name for p in paths), method=method, members=members,
-                         ensemble_prob=ens_prob)
-    if method != "activations":
-        result.ensemble_heatmap = ensemble_heatmap(
-            [m.heatmap for m in members], [max(m.weight, 0.0) for m in members])
-    return result
+
+def activation_view(run_path: str | os.PathLike, image: np.ndarray, layer: str,
+                    max_channels: int = 32) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The activation grid of ``layer`` for a raw RGB image prepared as the run's training images
+    were: ``(grid RGB uint8, (h, w, channels) of the layer's maps)``; the first ``max_channels``
+    channels are drawn, each on its own range, dead channels crossed out.
+
+    Raises:
+        ConfigError: an unknown layer. RunError: no loadable model.
+    """
+    from cnmc_core.explain.activations import activation_grid, activations
+    from cnmc_core.models.io import load_model_cached
+
+    run_path = Path(run_path)
+    model = load_model_cached(run_path / "model.keras")
+    maps = activations(model, prepare_for_run(image, run_path), layer)
+    return activation_grid(maps, max_channels=max_channels, colormap=cv2.COLORMAP_VIRIDIS), \
+        tuple(maps.shape)
