@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
-import plotly.express as px
 import streamlit as st
 
+from cnmc_core.analysis.run_charts import subject_counts_figure
 from cnmc_core.contracts import PROTOCOLS
 from cnmc_core.data.summary import (
     CLASS_LABELS,
@@ -130,11 +130,7 @@ def contents(manifest, skipped, notes, labels_csv) -> None:
     if by_subject.empty:
         right.info("No labelled image.")
     else:
-        fig = px.bar(by_subject, x="subject", y="images", color="class", hover_data=["sources"],
-                     color_discrete_map={"ALL (cancer)": "#d62728", "HEM (normal)": "#1f77b4"})
-        fig.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10), legend_title_text="",
-                          xaxis=dict(type="category", categoryorder="array",
-                                     categoryarray=by_subject["subject"].tolist(), title="subject"))
+        fig = subject_counts_figure(by_subject)
         right.plotly_chart(fig, width="stretch", key="subjects_chart")
     if labels_csv:
         st.caption(f"Preliminary-phase labels read from `{labels_csv}`.")

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from cnmc_core.analysis.curves import history_frame
 from cnmc_core.analysis.experiments import read_log_tail
+from cnmc_core.analysis.run_charts import live_curves_figure
 from cnmc_core.contracts import PROTOCOLS
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.training.config import list_presets
@@ -129,16 +129,6 @@ def launch_form() -> None:
                        icon=":material/check_circle:")
 
 
-def curve_figure(history, metrics: list[str], title: str) -> go.Figure:
-    fig = go.Figure()
-    for m in metrics:
-        if m in history.columns:
-            fig.add_scatter(x=history["epoch"], y=history[m], mode="lines+markers", name=m)
-    fig.update_layout(height=220, margin=dict(l=10, r=10, t=30, b=10), title=dict(text=title, font_size=13),
-                      xaxis_title="epoch", legend=dict(orientation="h", y=-0.3))
-    return fig
-
-
 @st.fragment(run_every=2)
 def live_runs() -> None:
     """The queue and the running runs; reruns every 2 s and the whole page when one finishes."""
@@ -171,13 +161,10 @@ def live_runs() -> None:
                 else:
                     st.toast(f"Cancelling {row.run_id}: it stops after the current batch.")
             st.progress(fraction, text=f"{STATE_ICONS.get(status.get('state'), '')} {text}")
-            history = history_frame(row.path)
+            history = history_frame(row.path)  # read once: both panels show the same epochs
             if not history.empty:
-                left, right = st.columns(2)
-                left.plotly_chart(curve_figure(history, ["loss", "val_loss"], "loss"), width="stretch",
-                                  key=f"loss-{row.run_id}")
-                right.plotly_chart(curve_figure(history, ["accuracy", "val_accuracy"], "accuracy"),
-                                   width="stretch", key=f"acc-{row.run_id}")
+                st.plotly_chart(live_curves_figure(history), width="stretch",
+                                key=f"curves-{row.run_id}")
     recent = runs[~runs["state"].isin(["queued", "running"])].head(3)
     if len(recent):
         st.markdown("**Recently finished**")

@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.colors import qualitative
 
 from cnmc_core.analysis.curves import (
     history_frame,
     history_metrics,
-    smooth_curves,
-    stage_boundaries,
 )
 from cnmc_core.analysis.experiments import (
     config_diff,
@@ -29,18 +24,21 @@ from cnmc_core.analysis.experiments import (
     default_selection,
     load_curve_points,
     metrics_table,
-    row_normalised,
+    read_configs,
     runs_table,
 )
+from cnmc_core.analysis.run_charts import (
+    learning_curve_figure,
+    roc_pr_figures,
+    run_color,
+    run_confusion_figure,
+)
 from cnmc_core.exceptions import CnmcError
-from cnmc_core.workspace.fileio import read_json
 from cnmc_core.workspace.listing import list_experiments
 from cnmc_core.workspace.paths import artifacts_dir
 from page_common import use_app_navigation
 
 ROOT = artifacts_dir()
-COLORS = qualitative.Plotly
-CLASS_SHORT = ["HEM", "ALL"]
 
 
 def _mtime(path: str, name: str) -> float:
@@ -60,9 +58,9 @@ def load_curves(path: str, split: str, mtime: float):
     return load_curve_points(path, split)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def load_config(path: str, mtime: float) -> dict:
-    return read_json(os.path.join(path, "config.json"))
+@st.cache_data(show_spinner=False, max_entries=16)
+def load_configs(paths: tuple, names: tuple, mtimes: tuple):
+    return read_configs(dict(zip(names, paths)))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -97,15 +95,9 @@ def protocol_warnings(selected) -> None:
                    "train and test.", icon=":material/warning:")
 
 
-def color_of(selected, name: str) -> str:
-    """One colour per run, from its row among the selected ones: the same in every chart."""
-    names = list(selected["name"])
-    return COLORS[names.index(name) % len(COLORS)] if name in names else "#888888"
-
-
-def _rgba(hex_color: str, alpha: float) -> str:
-    h = hex_color.lstrip("#")
-    return f"rgba({int(h[0:2], 16)}, {int(h[2:4], 16)}, {int(h[4:6], 16)}, {alpha})"
+def colors_of(selected) -> dict[str, str]:
+    """Each selected run's colour, from its id: the same on every page and in every selection."""
+    return {row.name: run_color(row.run_id) for row in selected.itertuples()}
 
 
 def learning_curves(selected) -> None:
@@ -132,31 +124,8 @@ def learning_curves(selected) -> None:
                          help="Exponential moving average with the start-up bias removed (TensorBoard's "
                               "smoothing); restarted at each stage. The raw values stay as a faint line.")
     w = weight if smoothing != "none" else 0.0
-    fig = go.Figure()
-    boundaries = 0
-    for name, history in histories.items():
-        color = color_of(selected, name)
-        if metric not in history.columns:
-            continue
-        curve = smooth_curves(history, metric, w, x_axis)
-        if w > 0:
-            fig.add_scatter(x=curve["x"], y=curve["raw"], mode="lines", name=f"{name} (raw)",
-                            line=dict(color=_rgba(color, 0.3), width=1), showlegend=False, hoverinfo="skip")
-        fig.add_scatter(x=curve["x"], y=curve["smooth"] if w > 0 else curve["raw"], mode="lines+markers",
-                        name=name, line=dict(color=color, width=2.5), marker=dict(size=5),
-                        customdata=curve["stage"], hovertemplate="%{y:.4f} (%{customdata})")
-        for x, stage in stage_boundaries(history, x_axis):
-            boundaries += 1
-            fig.add_vline(x=x, line=dict(color=color, dash="dash", width=1),
-                          annotation_text=f"{stage}", annotation_position="top left",
-                          annotation_font=dict(size=11, color=color))
-    fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10), yaxis_title=metric,
-                      xaxis_title="epoch" if x_axis == "epoch" else "seconds since the first epoch began",
-                      legend=dict(orientation="h", y=-0.22), hovermode="x unified")
-    if log_y:
-        fig.update_yaxes(type="log")
-    if x_axis == "epoch":
-        fig.update_xaxes(tickformat="d", dtick=1 if max(len(h) for h in histories.values()) <= 20 else None)
+    fig, boundaries = learning_curve_figure(histories, metric, colors=colors_of(selected),
+                                            weight=w, x=x_axis, log_y=log_y)
     st.plotly_chart(fig, width="stretch", key="curves_chart")
     skipped = [r.name for r in selected.itertuples() if r.kind == "run" and r.name not in histories]
     if skipped:
@@ -164,25 +133,6 @@ def learning_curves(selected) -> None:
     if boundaries:
         st.caption("Dashed vertical lines mark where a training stage begins (feature extraction, then "
                    "fine-tuning); smoothing restarts there.")
-
-
-def confusion_figure(counts, title: str, diff: bool = False) -> go.Figure:
-    share = row_normalised(counts).to_numpy() if not diff else counts.to_numpy()
-    if diff:
-        text = [[f"{v * 100:+.1f} pp" for v in row] for row in share]
-        # colour by "better for A": more right on the diagonal, fewer errors off it
-        z, colorscale, zmin, zmax = share * 100 * np.array([[1, -1], [-1, 1]]), "RdBu", -100, 100
-    else:
-        n = counts.to_numpy()
-        text = [[f"{n[i, j]:,}<br>{share[i, j] * 100:.1f}%" for j in range(2)] for i in range(2)]
-        z, colorscale, zmin, zmax = share * 100, "Blues", 0, 100
-    fig = go.Figure(go.Heatmap(
-        z=z, x=[f"pred {c}" for c in CLASS_SHORT], y=[f"true {c}" for c in CLASS_SHORT], text=text,
-        texttemplate="%{text}", textfont=dict(size=15), colorscale=colorscale, zmin=zmin, zmax=zmax,
-        zmid=0 if diff else None, showscale=False, hoverinfo="skip"))
-    fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10), title=dict(text=title, font_size=13),
-                      yaxis=dict(autorange="reversed"))
-    return fig
 
 
 def confusion_section(selected, split: str) -> None:
@@ -201,7 +151,7 @@ def confusion_section(selected, split: str) -> None:
     for start in range(0, len(names), per_row):
         cols = st.columns(per_row)
         for col, name in zip(cols, names[start:start + per_row]):
-            col.plotly_chart(confusion_figure(matrices[name], name), width="stretch", key=f"cm-{name}")
+            col.plotly_chart(run_confusion_figure(matrices[name], name), width="stretch", key=f"cm-{name}")
     if len(names) < 2:
         st.caption("Select two finished runs to see the difference of their confusion matrices.")
         return
@@ -217,7 +167,7 @@ def confusion_section(selected, split: str) -> None:
     except CnmcError as exc:
         st.error(f"{exc}")
         return
-    c[2].plotly_chart(confusion_figure(diff, f"{a} minus {b}", diff=True), width="stretch", key="cm-diff")
+    c[2].plotly_chart(run_confusion_figure(diff, f"{a} minus {b}", diff=True), width="stretch", key="cm-diff")
     c[2].caption("Blue: A does better than B in that cell (more images right on the diagonal, fewer "
                  "errors off it); red: worse.")
 
@@ -232,22 +182,7 @@ def roc_pr_section(selected, split: str) -> None:
     if not curves:
         st.info(f"None of the selected runs has {split} predictions with both classes yet.")
         return
-    roc, pr = go.Figure(), go.Figure()
-    roc.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="#bbbbbb", dash="dot"), name="chance",
-                    hoverinfo="skip")
-    for name, p in curves.items():
-        color = color_of(selected, name)
-        roc.add_scatter(x=p["fpr"], y=p["tpr"], mode="lines", name=f"{name} (AUC {p['roc_auc']:.3f})",
-                        line=dict(color=color, width=2, shape="hv"))
-        pr.add_scatter(x=p["recall"], y=p["precision"], mode="lines",
-                       name=f"{name} (AP {p['average_precision']:.3f}, ROC AUC {p['roc_auc']:.3f})",
-                       line=dict(color=color, width=2, shape="vh"))
-    layout = dict(height=400, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25),
-                  showlegend=True)  # plotly hides a one-trace legend, and the legend carries the AUC
-    roc.update_layout(title="ROC (positive class: ALL)", xaxis_title="false positive rate (HEM called ALL)",
-                      yaxis_title="true positive rate (ALL found)", **layout)
-    pr.update_layout(title="Precision-recall (positive class: ALL)", xaxis_title="recall of ALL",
-                     yaxis_title="precision of ALL", yaxis_range=[0, 1.02], **layout)
+    roc, pr = roc_pr_figures(curves, colors_of(selected))
     left, right = st.columns(2)
     left.plotly_chart(roc, width="stretch", key="roc_chart")
     right.plotly_chart(pr, width="stretch", key="pr_chart")
@@ -259,12 +194,10 @@ def config_section(selected) -> None:
         st.caption("Select two or more runs to see how their configs differ.")
         return
     hide = st.toggle("Hide fields that are identical in every selected run", value=True, key="hide_identical")
-    configs = {}
-    for row in selected.itertuples():
-        try:
-            configs[row.name] = load_config(row.path, _mtime(row.path, "config.json"))
-        except CnmcError as exc:
-            st.error(f"{row.name}: {exc}")
+    configs, problems = load_configs(tuple(selected["path"]), tuple(selected["name"]),
+                                     tuple(_mtime(p, "config.json") for p in selected["path"]))
+    for name, why in problems.items():
+        st.error(f"{name}: its config cannot be read ({why}).")
     diff = config_diff(configs, hide_identical=hide)
     if diff.empty:
         st.info("The selected configs are identical (apart from ids and creation times).")

@@ -33,6 +33,7 @@ from cnmc_core.analysis.error_sets import (
     unique_set,
 )
 from cnmc_core.analysis.errors import analyse_errors
+from cnmc_core.data.summary import thumbnail
 from cnmc_core.ensemble.align import align_runs
 from cnmc_core.ensemble.members import (
     comparable_groups,
@@ -62,18 +63,12 @@ def load_image_paths(source: str) -> dict[str, str]:
 
 
 @st.cache_data(show_spinner=False, max_entries=2048)
-def thumbnail(path: str, size: int = 150) -> np.ndarray | None:
+def load_thumbnail(path: str, size: int = 150) -> np.ndarray | None:
     """The cell cropped as the models see it, ``size`` px; None when it cannot be read."""
-    import cv2
-
-    from cnmc_core.data.images import read_image
-    from cnmc_core.data.preprocess import crop_to_cell
-
     try:
-        image = crop_to_cell(read_image(path))
+        return thumbnail(path, size, crop=True)
     except (CnmcError, OSError):
         return None
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
 # ------------------------------------------------------------------------------ the page
@@ -252,7 +247,7 @@ else:
         for col, (_, r) in zip(cols, part.iloc[start:start + per_row].iterrows()):
             with col:
                 path = files.get(r["image_id"])
-                img = thumbnail(path) if path else None
+                img = load_thumbnail(path) if path else None
                 if img is not None:
                     st.image(img, width="stretch")
                 else:

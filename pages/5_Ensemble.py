@@ -25,12 +25,12 @@ from cnmc_core.ensemble.live import (
     live_reports,
     normalise_weights,
     save_live_ensemble,
+    saved_ensembles_of,
 )
 from cnmc_core.ensemble.members import comparable_groups, default_members, group_label
 from cnmc_core.ensemble.report import PAPER_RESULTS, compare_methods
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.metrics.classification import best_f1_threshold
-from cnmc_core.workspace.fileio import read_json
 from cnmc_core.workspace.paths import ensembles_dir
 from page_common import use_app_navigation, workspace_members
 
@@ -282,26 +282,19 @@ live_ensemble(aligned, list(chosen), labels, paths, seed, ga_params)
 
 
 # ---------------------------------------------------------------------------- saved ensembles
-saved = members[(members["kind"] == "ensemble")]
-matching = []
-for row in saved.itertuples():
-    try:
-        config = read_json(os.path.join(row.path, "config.json"))
-    except (CnmcError, OSError):
-        continue
-    if sorted(config.get("members") or []) == sorted(chosen):
-        matching.append((row.member_id, config))
+saved = members[members["kind"] == "ensemble"]
+matching = {e["id"]: e for e in saved_ensembles_of(dict(zip(saved["member_id"], saved["path"])),
+                                                   chosen)}
 if matching:
     st.subheader("Saved ensembles of these members")
-    pick = st.selectbox("Saved ensemble", [m for m, _ in matching], key="ens_saved",
+    pick = st.selectbox("Saved ensemble", list(matching), key="ens_saved",
                         format_func=lambda m: labels.get(m, m))
-    config = dict(matching)[pick]
-    st.caption(f"Method {config.get('method')}, threshold {config.get('threshold')}, weights "
-               + ", ".join(f"{labels.get(k, k)} {v:.3f}"
-                           for k, v in (config.get("weights") or {}).items()))
+    config = matching[pick]
+    st.caption(f"Method {config['method']}, threshold {config['threshold']}, weights "
+               + ", ".join(f"{labels.get(k, k)} {v:.3f}" for k, v in config["weights"].items()))
     if st.button("Load its weights into the sliders", key="ens_load_saved"):
-        st.session_state[PENDING] = {"weights": config.get("weights") or {},
-                                     "threshold": config.get("threshold", 0.5),
+        st.session_state[PENDING] = {"weights": config["weights"],
+                                     "threshold": config["threshold"],
                                      "source": f"saved ensemble {pick}"}
         st.rerun()
 

@@ -17,6 +17,7 @@ _EXPORTS = {
     'confusion_difference': 'experiments',
     'load_curve_points': 'experiments',
     'flatten_config': 'experiments',
+    'read_configs': 'experiments',
     'config_diff': 'experiments',
     'read_log_tail': 'experiments',
     'ema': 'curves',
@@ -50,6 +51,13 @@ _EXPORTS = {
     'confusion_figure': 'charts',
     'roc_figure': 'charts',
     'selected_keys': 'charts',
+    'RUN_PALETTE': 'run_charts',
+    'run_color': 'run_charts',
+    'learning_curve_figure': 'run_charts',
+    'live_curves_figure': 'run_charts',
+    'run_confusion_figure': 'run_charts',
+    'roc_pr_figures': 'run_charts',
+    'subject_counts_figure': 'run_charts',
 }
 __all__ = sorted(_EXPORTS)
 

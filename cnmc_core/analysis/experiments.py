@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ __all__ = [
     "confusion_difference",
     "load_curve_points",
     "flatten_config",
+    "read_configs",
     "config_diff",
     "read_log_tail",
 ]
@@ -235,6 +236,30 @@ def _norm(value):
     if isinstance(value, list):
         return tuple(_norm(v) for v in value)
     return value
+
+
+def read_configs(paths: Mapping[str, str | os.PathLike]) -> tuple[dict[str, dict], dict[str, str]]:
+    """Each run's or ensemble's ``config.json``, for a config diff.
+
+    Args:
+        paths: ``{name: run or ensemble folder}``.
+
+    Returns:
+        ``(configs, problems)``: ``{name: config}`` of the readable ones, and ``{name: why}`` of
+        the others (missing, not JSON, not an object: a damaged folder is named, not fatal).
+    """
+    configs, problems = {}, {}
+    for name, path in paths.items():
+        try:
+            config = read_json(Path(path) / CONFIG)
+        except (OSError, CnmcError, UnicodeDecodeError) as exc:
+            problems[name] = str(exc)
+            continue
+        if not isinstance(config, dict):
+            problems[name] = f"{Path(path) / CONFIG} holds {type(config).__name__}, not an object"
+            continue
+        configs[name] = config
+    return configs, problems
 
 
 def config_diff(configs: dict[str, dict], hide_identical: bool = True,

@@ -49,6 +49,7 @@ _EXPORTS = {
     'fit_method': 'live',
     'comparison_table': 'live',
     'save_live_ensemble': 'live',
+    'saved_ensembles_of': 'live',
     'MEMBER_COLUMNS': 'members',
     'SKIPPED_COLUMNS': 'members',
     'MAX_NESTING': 'members',

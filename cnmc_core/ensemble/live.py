@@ -39,6 +39,7 @@ __all__ = [
     "fit_method",
     "comparison_table",
     "save_live_ensemble",
+    "saved_ensembles_of",
 ]
 
 #: Methods whose result is a weighted average, so sliders can show it (stacking is not one).
@@ -196,3 +197,37 @@ def save_live_ensemble(aligned: AlignedPredictions, weights: Sequence[float], th
     return save_ensemble(aligned, comb, method="weighted", threshold_rule=t, seed=seed,
                          out_dir=out_dir, ensemble_id=name or None, comparison=comparison,
                          n_boot=n_boot)
+
+
+def saved_ensembles_of(ensemble_paths: dict[str, str | os.PathLike], members: Sequence[str]
+                       ) -> list[dict]:
+    """The saved ensembles made of exactly ``members`` (in any order), to load their weights into
+    the sliders: ``[{"id", "method", "threshold", "weights" {member: w}}]`` in the order given.
+
+    Args:
+        ensemble_paths: ``{ensemble id: folder}`` of the completed ensembles to look through.
+        members: the member ids chosen on the page.
+
+    A folder whose ``config.json`` cannot be read, or that gives no weights, is left out: it is
+    listed as damaged by the workspace listing, not here.
+    """
+    from cnmc_core.exceptions import CnmcError
+    from cnmc_core.workspace.fileio import read_json
+
+    wanted = sorted(members)
+    out = []
+    for eid, path in ensemble_paths.items():
+        try:
+            config = read_json(Path(path) / "config.json")
+        except (OSError, CnmcError, UnicodeDecodeError):
+            continue
+        if not isinstance(config, dict) or sorted(map(str, config.get("members") or [])) != wanted:
+            continue
+        weights = config.get("weights")
+        if not isinstance(weights, dict) or not weights:
+            continue
+        threshold = config.get("threshold", 0.5)
+        out.append({"id": eid, "method": config.get("method"),
+                    "threshold": float(threshold) if isinstance(threshold, (int, float)) else 0.5,
+                    "weights": {str(k): float(v) for k, v in weights.items()}})
+    return out
