@@ -122,3 +122,43 @@ def choose_models(usable, labels: dict[str, str], *, key: str, verb: str,
     ens = st.selectbox("Ensemble", ensembles, format_func=lambda m: labels[m],
                        key=f"{key}_ensemble")
     return kind, [ens]
+
+
+def choose_group_members(members, labels: dict[str, str], *, key: str, noun: str, title: str,
+                         default_n: int, max_n: int, help: str, too_few: str):
+    """The member chooser of the Errors and Ensemble pages: a group of members scored on the same
+    images (see :func:`cnmc_core.ensemble.members.comparable_groups`), then members of it.
+
+    Args:
+        members: :func:`cnmc_core.ensemble.members.list_members`'s members frame.
+        labels: display label of each member id.
+        key: prefix of the widgets' keys.
+        noun: how the group's members are counted (``run(s)``, ``member(s)``).
+        title: the members selector's label.
+        default_n, max_n: members chosen at first, and at most.
+        help: the group selector's help.
+        too_few: what to do when the group holds one member only.
+
+    Returns:
+        ``(chosen ids, their folders)``. Stops the page with a warning when fewer than two are
+        chosen.
+    """
+    from cnmc_core.ensemble.members import (
+        comparable_groups,
+        default_members,
+        group_label,
+    )
+
+    group = st.selectbox("Runs scored on the same images", comparable_groups(members),
+                         format_func=lambda g: group_label(members, g, noun), key=f"{key}_group",
+                         help=help)
+    in_group = members[members["group"] == group]
+    options = in_group["member_id"].tolist()
+    chosen = st.multiselect(title, options, default=default_members(in_group, default_n),
+                            format_func=lambda m: labels[m], max_selections=max_n,
+                            key=f"{key}_members_{group}")
+    if len(chosen) < 2:
+        st.warning(f"Choose at least two {noun.replace('(s)', 's')}." if len(options) >= 2
+                   else too_few)
+        st.stop()
+    return list(chosen), tuple(in_group.set_index("member_id").loc[chosen, "path"])

@@ -27,12 +27,11 @@ from cnmc_core.ensemble.live import (
     save_live_ensemble,
     saved_ensembles_of,
 )
-from cnmc_core.ensemble.members import comparable_groups, default_members, group_label
 from cnmc_core.ensemble.report import PAPER_RESULTS, compare_methods
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.metrics.classification import best_f1_threshold
 from cnmc_core.workspace.paths import ensembles_dir
-from page_common import use_app_navigation, workspace_members
+from page_common import choose_group_members, use_app_navigation, workspace_members
 
 METHOD_BUTTONS = {
     "mean": "Equal weights",
@@ -87,54 +86,9 @@ def class_table(rep: dict) -> pd.DataFrame:
     })
 
 
-# ------------------------------------------------------------------------------ the page
-use_app_navigation()
-st.title("Ensemble")
-st.caption("Weighted soft vote of finished runs. The weights are fitted on the validation split, "
-           "so its score is optimistic: **the test column is the honest number**.")
-
-root, signature, members = workspace_members(
-    "combined", "No completed run yet. Train at least two runs on the same dataset and split "
-    "protocol (Train page), then combine them here.")
-
-labels = dict(zip(members["member_id"], members["label"]))
-groups = comparable_groups(members)
-group = st.selectbox("Runs scored on the same images", groups,
-                     format_func=lambda g: group_label(members, g, "member(s)"),
-                     key="ens_group",
-                     help="An ensemble needs members scored on the same images, with the same "
-                          "split protocol and dataset.")
-in_group = members[members["group"] == group]
-options = in_group["member_id"].tolist()
-default = default_members(in_group, 4)
-chosen = st.multiselect("Members", options, default=default, format_func=lambda m: labels[m],
-                        key=f"ens_members_{group}", max_selections=16)
-if len(chosen) < 2:
-    st.warning("Choose at least two members." if len(options) >= 2 else
-               "Only one completed run was scored on these images. Train another model with the "
-               "same dataset and split protocol (Train page) to build an ensemble.")
-    st.stop()
-paths = tuple(in_group.set_index("member_id").loc[chosen, "path"])
-try:
-    aligned = load_aligned(paths, signature)
-except CnmcError as exc:
-    st.error(f"These members cannot be combined: {exc} Choose members from one group.")
-    st.stop()
-
-with st.expander("Genetic algorithm settings (the paper's by default)"):
-    g1, g2, g3, g4 = st.columns(4)
-    ga_pop = g1.number_input("Population", 2, 1000, 100, key="ens_ga_pop")
-    ga_gen = g2.number_input("Generations", 1, 1000, 100, key="ens_ga_gen")
-    ga_restarts = g3.number_input("Restarts", 1, 50, 10, key="ens_ga_restarts")
-    seed = int(g4.number_input("Seed", 0, 2**31 - 1, 0, key="ens_seed"))
-    st.caption("Tournament k=5, average crossover 0.4, mutation 0.005 (renormalised), fitness = "
-               "weighted F1 on val at 0.5. Also seeds the random search and the bootstrap.")
-ga_params = (("population_size", int(ga_pop)), ("generations", int(ga_gen)),
-             ("restarts", int(ga_restarts)))
-
-
 @st.fragment
 def live_ensemble(aligned, chosen: list[str], labels: dict[str, str], paths: tuple[str, ...],
+                  root, signature: tuple,
                   seed: int, ga_params: tuple) -> None:
     """Sliders, method buttons, live metrics and saving: reruns alone on every slider move."""
     def apply(result: dict) -> None:
@@ -278,57 +232,95 @@ def live_ensemble(aligned, chosen: list[str], labels: dict[str, str], paths: tup
                          "member of another ensemble.")
 
 
-live_ensemble(aligned, list(chosen), labels, paths, seed, ga_params)
+# ------------------------------------------------------------------------------ the page
+def main() -> None:
+    use_app_navigation()
+    st.title("Ensemble")
+    st.caption("Weighted soft vote of finished runs. The weights are fitted on the validation split, "
+               "so its score is optimistic: **the test column is the honest number**.")
 
+    root, signature, members = workspace_members(
+        "combined", "No completed run yet. Train at least two runs on the same dataset and split "
+        "protocol (Train page), then combine them here.")
 
-# ---------------------------------------------------------------------------- saved ensembles
-saved = members[members["kind"] == "ensemble"]
-matching = {e["id"]: e for e in saved_ensembles_of(dict(zip(saved["member_id"], saved["path"])),
-                                                   chosen)}
-if matching:
-    st.subheader("Saved ensembles of these members")
-    pick = st.selectbox("Saved ensemble", list(matching), key="ens_saved",
-                        format_func=lambda m: labels.get(m, m))
-    config = matching[pick]
-    st.caption(f"Method {config['method']}, threshold {config['threshold']}, weights "
-               + ", ".join(f"{labels.get(k, k)} {v:.3f}" for k, v in config["weights"].items()))
-    if st.button("Load its weights into the sliders", key="ens_load_saved"):
-        st.session_state[PENDING] = {"weights": config["weights"],
-                                     "threshold": config["threshold"],
-                                     "source": f"saved ensemble {pick}"}
-        st.rerun()
-
-
-# ---------------------------------------------------------------------------- comparison
-st.subheader("Method comparison")
-st.caption("Each method is fitted on val and scored on the untouched test split, with a 95% "
-           "bootstrap CI (by subject when subjects are known) and the paired difference with "
-           "equal weights. The paper's figures come from its random split by image (leaky).")
-c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
-n_boot = int(c1.number_input("Bootstrap resamples", 0, 5000, 1000, step=100, key="ens_n_boot"))
-shown_key = ("ens_compare_shown", paths, seed, n_boot, ga_params)
-if c2.button("Compare the methods", icon=":material/table_chart:", key="ens_compare"):
-    st.session_state["ens_compare_shown"] = shown_key
-if st.session_state.get("ens_compare_shown") == shown_key:
+    labels = dict(zip(members["member_id"], members["label"]))
+    chosen, paths = choose_group_members(
+        members, labels, key="ens", noun="member(s)", title="Members", default_n=4, max_n=16,
+        help="An ensemble needs members scored on the same images, with the same split protocol "
+        "and dataset.", too_few="Only one completed run was scored on these images. Train another "
+        "model with the same dataset and split protocol (Train page) to build an ensemble.")
     try:
-        with st.spinner("Fitting every method on val and bootstrapping test..."):
-            rows = cached_comparison(paths, signature, seed, n_boot, ga_params)
+        aligned = load_aligned(paths, signature)
     except CnmcError as exc:
-        st.error(f"The comparison failed: {exc}")
+        st.error(f"These members cannot be combined: {exc} Choose members from one group.")
+        st.stop()
+
+    with st.expander("Genetic algorithm settings (the paper's by default)"):
+        g1, g2, g3, g4 = st.columns(4)
+        ga_pop = g1.number_input("Population", 2, 1000, 100, key="ens_ga_pop")
+        ga_gen = g2.number_input("Generations", 1, 1000, 100, key="ens_ga_gen")
+        ga_restarts = g3.number_input("Restarts", 1, 50, 10, key="ens_ga_restarts")
+        seed = int(g4.number_input("Seed", 0, 2**31 - 1, 0, key="ens_seed"))
+        st.caption("Tournament k=5, average crossover 0.4, mutation 0.005 (renormalised), fitness = "
+                   "weighted F1 on val at 0.5. Also seeds the random search and the bootstrap.")
+    ga_params = (("population_size", int(ga_pop)), ("generations", int(ga_gen)),
+                 ("restarts", int(ga_restarts)))
+
+
+    live_ensemble(aligned, list(chosen), labels, paths, root, signature, seed, ga_params)
+
+
+    # ---------------------------------------------------------------------------- saved ensembles
+    saved = members[members["kind"] == "ensemble"]
+    matching = {e["id"]: e for e in saved_ensembles_of(dict(zip(saved["member_id"], saved["path"])),
+                                                       chosen)}
+    if matching:
+        st.subheader("Saved ensembles of these members")
+        pick = st.selectbox("Saved ensemble", list(matching), key="ens_saved",
+                            format_func=lambda m: labels.get(m, m))
+        config = matching[pick]
+        st.caption(f"Method {config['method']}, threshold {config['threshold']}, weights "
+                   + ", ".join(f"{labels.get(k, k)} {v:.3f}" for k, v in config["weights"].items()))
+        if st.button("Load its weights into the sliders", key="ens_load_saved"):
+            st.session_state[PENDING] = {"weights": config["weights"],
+                                         "threshold": config["threshold"],
+                                         "source": f"saved ensemble {pick}"}
+            st.rerun()
+
+
+    # ---------------------------------------------------------------------------- comparison
+    st.subheader("Method comparison")
+    st.caption("Each method is fitted on val and scored on the untouched test split, with a 95% "
+               "bootstrap CI (by subject when subjects are known) and the paired difference with "
+               "equal weights. The paper's figures come from its random split by image (leaky).")
+    c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
+    n_boot = int(c1.number_input("Bootstrap resamples", 0, 5000, 1000, step=100, key="ens_n_boot"))
+    shown_key = ("ens_compare_shown", paths, seed, n_boot, ga_params)
+    if c2.button("Compare the methods", icon=":material/table_chart:", key="ens_compare"):
+        st.session_state["ens_compare_shown"] = shown_key
+    if st.session_state.get("ens_compare_shown") == shown_key:
+        try:
+            with st.spinner("Fitting every method on val and bootstrapping test..."):
+                rows = cached_comparison(paths, signature, seed, n_boot, ga_params)
+        except CnmcError as exc:
+            st.error(f"The comparison failed: {exc}")
+        else:
+            table = comparison_table(rows, labels)
+            number = st.column_config.NumberColumn(format="%.4f")
+            st.dataframe(table, hide_index=True, column_config={
+                c: number for c in ("threshold", "val wF1 (fitted)", "test wF1", "P hem", "P all",
+                                    "R hem", "R all", "test AUC", "vs mean")})
+            notes = sorted({r["note"] for r in rows if r.get("note")})
+            for note in notes:
+                st.caption(f"stacking: {note}")
+            paper = pd.DataFrame(PAPER_RESULTS).rename(columns={
+                "test_weighted_f1": "test wF1", "precision_hem": "P hem", "precision_all": "P all",
+                "recall_hem": "R hem", "recall_all": "R all", "test_auc": "test AUC"})
+            st.caption("The paper's reported ensembles (not comparable: split by image, so cells of "
+                       "one subject are in train and test):")
+            st.dataframe(paper, hide_index=True)
     else:
-        table = comparison_table(rows, labels)
-        number = st.column_config.NumberColumn(format="%.4f")
-        st.dataframe(table, hide_index=True, column_config={
-            c: number for c in ("threshold", "val wF1 (fitted)", "test wF1", "P hem", "P all",
-                                "R hem", "R all", "test AUC", "vs mean")})
-        notes = sorted({r["note"] for r in rows if r.get("note")})
-        for note in notes:
-            st.caption(f"stacking: {note}")
-        paper = pd.DataFrame(PAPER_RESULTS).rename(columns={
-            "test_weighted_f1": "test wF1", "precision_hem": "P hem", "precision_all": "P all",
-            "recall_hem": "R hem", "recall_all": "R all", "test_auc": "test AUC"})
-        st.caption("The paper's reported ensembles (not comparable: split by image, so cells of "
-                   "one subject are in train and test):")
-        st.dataframe(paper, hide_index=True)
-else:
-    st.caption("Click **Compare the methods** to fit them all (a few seconds).")
+        st.caption("Click **Compare the methods** to fit them all (a few seconds).")
+
+
+main()
