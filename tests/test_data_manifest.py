@@ -16,56 +16,10 @@ from cnmc_core.data.images import read_image
 from cnmc_core.data.manifest import (
     load_manifest,
     manifest_fingerprint,
-    parse_image_name,
-    read_prelim_labels,
     save_manifest,
     scan_dataset,
 )
 from cnmc_core.exceptions import DataError
-
-
-@pytest.mark.parametrize(
-    "name, subject, label",
-    [
-        ("UID_1_3_1_all.bmp", "1", "all"),
-        ("UID_h3_6_1_hem.bmp", "H3", "hem"),
-        ("UID_H3_6_1_hem.bmp", "H3", "hem"),
-        ("UID_51_180_2_all.bmp", "51", "all"),
-        ("uid_H40_24_14_HEM.BMP", "H40", "hem"),
-    ],
-)
-def test_parse_image_name(name, subject, label):
-    parsed = parse_image_name(name)
-    assert parsed["subject"] == subject and parsed["label"] == label
-
-
-@pytest.mark.parametrize("name", ["1.bmp", "UID_1_3_all.bmp", "foo_1_2_3_all.bmp", "UID_1_3_1_xyz.bmp"])
-def test_parse_image_name_rejects(name):
-    assert parse_image_name(name) is None
-
-
-def test_subject_3_and_h3_differ():
-    assert parse_image_name("UID_3_1_1_all.bmp")["subject"] != parse_image_name("UID_h3_1_1_hem.bmp")["subject"]
-
-
-def test_real_file_names_parse_like_the_real_manifest(real_samples):
-    ref = pd.read_csv(real_samples / "MANIFEST.csv", dtype=str)
-    for row in ref.itertuples():
-        parsed = parse_image_name(Path(row.file).name)
-        assert parsed is not None, row.file
-        assert parsed["subject"] == row.subject_id_normalized.upper()
-        assert parsed["label"] == row.label
-
-
-def test_real_labels_csv(real_samples):
-    labels = read_prelim_labels(real_samples / "C-NMC_test_prelim_phase_data_labels.csv")
-    assert len(labels) == 1867
-    assert set(labels["y"]) == {0, 1}
-    assert (labels["label"].map({"all": 1, "hem": 0}) == labels["y"]).all()
-    assert labels["subject"].nunique() == 28
-    assert labels.iloc[0].to_dict() == {
-        "new_name": "1.bmp", "image_id": "UID_57_29_1_all.bmp", "label": "all", "y": 1, "subject": "57",
-    }
 
 
 def test_scan_plain_layout_on_real_samples(real_samples):
@@ -197,29 +151,6 @@ def test_duplicate_image_ids(tmp_path):
     write_image(tmp_path / "b" / "all" / "UID_1_1_1_all.bmp", cell_image())
     with pytest.raises(DataError, match=r"Image id 'UID_1_1_1_all.bmp' occurs 2 times .* remove the extra copies"):
         scan_dataset(tmp_path)
-
-
-@pytest.mark.parametrize(
-    "text, message",
-    [
-        ("Patient_ID,labels\nUID_1_1_1_all.bmp,1\n", r"lacks column\(s\) \['new_names'\]"),
-        ("Patient_ID,new_names,labels\nUID_1_1_1_all.bmp,1.bmp,1\nUID_1_2_1_all.bmp,1.bmp,1\n",
-         r"lists new_names \['1.bmp'\] more than once"),
-    ],
-)
-def test_bad_labels_csv(tmp_path, text, message):
-    path = tmp_path / "C-NMC_test_prelim_phase_data_labels.csv"
-    path.write_text(text)
-    with pytest.raises(DataError, match=message):
-        read_prelim_labels(path)
-
-
-def test_labels_csv_unknown_label_rows_are_reported(tmp_path):
-    path = tmp_path / "labels.csv"
-    path.write_text("Patient_ID,new_names,labels\nUID_1_1_1_all.bmp,1.bmp,1\nUID_1_2_1_all.bmp,2.bmp,7\n")
-    labels = read_prelim_labels(path)
-    assert len(labels) == 1
-    assert labels.attrs["bad_rows"] == ["line 3: label '7' is not 0 (HEM) or 1 (ALL)"]
 
 
 def test_manifest_round_trip_and_fingerprint(tmp_path):

@@ -1,4 +1,4 @@
-"""Data: images and their limits, the manifest scan of C-NMC layouts, splits, preprocessing and its cache, Data page summaries, the synthetic stand-in.
+"""Data: images and their limits, C-NMC names and the labels CSV, the manifest scan of C-NMC layouts, splits, preprocessing and its cache, Data page summaries, the synthetic stand-in.
 
 Every public name of the subpackage can be imported from it; the submodule is imported
 on first use, so importing the package stays cheap.
@@ -18,10 +18,11 @@ _EXPORTS = {
     'image_size_from_header': 'images',
     'decode_upload': 'images',
     'check_uploads': 'images',
-    'PRELIM_CSV_COLUMNS': 'manifest',
+    'PRELIM_CSV_COLUMNS': 'names',
+    'parse_image_name': 'names',
+    'read_prelim_labels': 'names',
+    'find_labels_csv': 'names',
     'ScanResult': 'manifest',
-    'parse_image_name': 'manifest',
-    'read_prelim_labels': 'manifest',
     'scan_dataset': 'manifest',
     'summarize_manifest': 'manifest',
     'save_manifest': 'manifest',

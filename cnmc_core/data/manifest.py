@@ -11,7 +11,8 @@ Three layouts are recognised, searched recursively because the nesting varies be
 
 The manifest has one row per usable image with the columns of :data:`MANIFEST_COLUMNS`. Files
 that cannot be used are never dropped silently: they are listed in :attr:`ScanResult.skipped`
-with the reason, and counted in the summary.
+with the reason, and counted in the summary. File names and the labels CSV are read by
+:mod:`cnmc_core.data.names`.
 """
 
 from __future__ import annotations
@@ -28,14 +29,12 @@ import pandas as pd
 
 from cnmc_core.contracts import IMAGE_EXTENSIONS, LABEL_TO_Y, MANIFEST_COLUMNS
 from cnmc_core.data.images import read_image
+from cnmc_core.data.names import find_labels_csv, parse_image_name, read_prelim_labels
 from cnmc_core.exceptions import DataError
 from cnmc_core.workspace.fileio import atomic_write_csv
 
 __all__ = [
-    "PRELIM_CSV_COLUMNS",
     "ScanResult",
-    "parse_image_name",
-    "read_prelim_labels",
     "scan_dataset",
     "summarize_manifest",
     "save_manifest",
@@ -44,8 +43,6 @@ __all__ = [
     "resolve_manifest",
 ]
 
-PRELIM_CSV_COLUMNS = ("Patient_ID", "new_names", "labels")
-_NAME_RE = re.compile(r"^UID_([A-Za-z]*\d+)_(\d+)_(\d+)_(all|hem)$", re.IGNORECASE)
 _FOLD_RE = re.compile(r"^fold_([0-2])$", re.IGNORECASE)
 _NUMBERED_RE = re.compile(r"^\d+$")
 
@@ -88,92 +85,6 @@ class ScanResult:
         return "\n".join(lines)
 
 
-def parse_image_name(name: str) -> dict | None:
-    """Parse a C-NMC file name ``UID_<subject>_<image>_<cell>_<all|hem>.<ext>``.
-
-    The subject is the second token, upper-cased (``h3`` is ``H3``); the ``H`` of healthy
-    subjects is kept, so ``3`` and ``H3`` are different people.
-
-    Returns:
-        ``{"subject", "image_no", "cell_no", "label"}`` or ``None`` when the name does not follow
-        the pattern.
-    """
-    stem = Path(name).stem
-    match = _NAME_RE.match(stem)
-    if not match:
-        return None
-    subject, image_no, cell_no, label = match.groups()
-    return {
-        "subject": subject.upper(),
-        "image_no": int(image_no),
-        "cell_no": int(cell_no),
-        "label": label.lower(),
-    }
-
-
-def read_prelim_labels(path: str | os.PathLike) -> pd.DataFrame:
-    """Read the preliminary-phase labels CSV (``Patient_ID,new_names,labels``).
-
-    Returns:
-        A frame with columns ``new_name`` (``N.bmp``), ``image_id`` (the original file name),
-        ``label`` (``all``/``hem``), ``y`` and ``subject``; rows whose label is not 0 or 1 or
-        whose original name cannot be parsed are dropped and reported in ``attrs["bad_rows"]``.
-
-    Raises:
-        DataError: missing columns, or a file name listed twice.
-    """
-    path = Path(path)
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:  # pandas raises several types for unreadable CSVs
-        raise DataError(f"Cannot read labels CSV {path}: {exc}.") from exc
-    frame.columns = [c.strip() for c in frame.columns]
-    missing = [c for c in PRELIM_CSV_COLUMNS if c not in frame.columns]
-    if missing:
-        raise DataError(
-            f"Labels CSV {path} lacks column(s) {missing}; expected the columns "
-            f"{list(PRELIM_CSV_COLUMNS)} of C-NMC_test_prelim_phase_data_labels.csv "
-            f"(found {list(frame.columns)})."
-        )
-    for column in ("new_names", "Patient_ID"):
-        values = frame[column].str.strip()
-        dup = values[values.duplicated(keep=False)]
-        if len(dup):
-            raise DataError(
-                f"Labels CSV {path} lists {column} {sorted(set(dup))[:5]} more than once; "
-                "each file must appear once: fix or re-download the CSV."
-            )
-    rows, bad = [], []
-    for rownum, rec in enumerate(frame.itertuples(index=False), start=2):
-        original = rec.Patient_ID.strip()
-        label_code = rec.labels.strip()
-        parsed = parse_image_name(original)
-        if label_code not in ("0", "1"):
-            bad.append(f"line {rownum}: label {label_code!r} is not 0 (HEM) or 1 (ALL)")
-            continue
-        if parsed is None:
-            bad.append(f"line {rownum}: Patient_ID {original!r} is not a C-NMC file name")
-            continue
-        y = int(label_code)
-        if LABEL_TO_Y[parsed["label"]] != y:
-            bad.append(
-                f"line {rownum}: Patient_ID {original!r} says {parsed['label']} but label is {y}"
-            )
-            continue
-        rows.append(
-            {
-                "new_name": rec.new_names.strip(),
-                "image_id": original,
-                "label": parsed["label"],
-                "y": y,
-                "subject": parsed["subject"],
-            }
-        )
-    result = pd.DataFrame(rows, columns=["new_name", "image_id", "label", "y", "subject"])
-    result.attrs["bad_rows"] = bad
-    return result
-
-
 def _walk_files(root: Path) -> Iterable[Path]:
     """All files under ``root``, following symlinked folders once (loops are cut)."""
     seen: set[tuple[int, int]] = set()
@@ -207,19 +118,6 @@ def _classify_path(rel_parts: tuple[str, ...]) -> tuple[str, str | None]:
         if low in LABEL_TO_Y:
             folder_label = low
     return source, folder_label
-
-
-def _find_labels_csv(root: Path, files: list[Path]) -> Path | None:
-    candidates = [
-        f for f in files
-        if f.suffix.lower() == ".csv" and "prelim" in f.name.lower() and "label" in f.name.lower()
-    ]
-    if len(candidates) > 1:
-        raise DataError(
-            f"Found {len(candidates)} preliminary-phase labels CSVs under {root}: "
-            f"{[str(c) for c in candidates]}; keep one copy."
-        )
-    return candidates[0] if candidates else None
 
 
 def _check_image(path: Path) -> tuple[int, int, str | None]:
@@ -268,7 +166,7 @@ def scan_dataset(
     if not root.is_dir():
         raise DataError(f"Dataset root {root} is not a folder; give the folder that holds the images.")
     files = list(_walk_files(root))
-    csv_path = Path(labels_csv) if labels_csv is not None else _find_labels_csv(root, files)
+    csv_path = Path(labels_csv) if labels_csv is not None else find_labels_csv(root, files)
     prelim = read_prelim_labels(csv_path) if csv_path is not None else None
     prelim_by_name = (
         {row.new_name: row for row in prelim.itertuples(index=False)} if prelim is not None else {}
