@@ -171,3 +171,21 @@ def test_load_manifest_errors(tmp_path):
     (tmp_path / "bad.csv").write_text("image_id,path\na,b\n")
     with pytest.raises(DataError, match=r"lacks column\(s\) \['label', 'y', 'subject', 'source'\]"):
         load_manifest(tmp_path / "bad.csv")
+
+
+def test_images_over_the_pixel_limit_are_skipped_whatever_their_format(tmp_path):
+    # A 7000x7000 JPEG used to pass (only BMP and PNG headers were read for datasets) while the
+    # same-size PNG was refused: every format's header is read now, before decoding.
+    import cv2
+
+    write_image(tmp_path / "all" / "UID_1_1_1_all.bmp", cell_image())
+    write_image(tmp_path / "hem" / "UID_H1_1_1_hem.bmp", cell_image())
+    big = np.zeros((7000, 7000), np.uint8)
+    big[3000:4000, 3000:4000] = 120  # a cell, so only the size can refuse it
+    for ext in (".jpg", ".png"):
+        assert cv2.imwrite(str(tmp_path / "all" / f"UID_2_1_1_all{ext}"), big)
+        result = scan_dataset(tmp_path)
+        reasons = dict(zip(result.skipped["path"].map(lambda p: Path(p).name), result.skipped["reason"]))
+        assert reasons == {f"UID_2_1_1_all{ext}": "image too large"}, ext
+        assert sorted(result.manifest["image_id"]) == ["UID_1_1_1_all.bmp", "UID_H1_1_1_hem.bmp"]
+        os.remove(tmp_path / "all" / f"UID_2_1_1_all{ext}")

@@ -1,4 +1,4 @@
-"""Data: images and their limits, C-NMC names and the labels CSV, the manifest scan of C-NMC layouts, splits, preprocessing and its cache, Data page summaries, the synthetic stand-in.
+"""Data: files of a dataset tree, images and their limits, C-NMC names and labels CSV, the manifest scan of C-NMC layouts, splits, preprocessing and its cache, Data page summaries, the synthetic stand-in.
 
 Every public name of the subpackage can be imported from it; the submodule is imported
 on first use, so importing the package stays cheap.
@@ -15,9 +15,22 @@ _EXPORTS = {
     'MAX_UPLOAD_BYTES': 'images',
     'UPLOAD_EXTENSIONS': 'images',
     'UploadedImage': 'images',
-    'image_size_from_header': 'images',
+    'image_header': 'images',
+    'ImageRefused': 'images',
+    'MAX_FRAMES': 'images',
+    'HEADER_FORMATS': 'images',
+    'REASON_EMPTY': 'images',
+    'REASON_TOO_LARGE': 'images',
+    'REASON_UNDECODABLE': 'images',
     'decode_upload': 'images',
     'check_uploads': 'images',
+    'TreeListing': 'files',
+    'NotRegularFile': 'files',
+    'file_kind': 'files',
+    'not_regular_reason': 'files',
+    'walk_tree': 'files',
+    'open_regular_file': 'files',
+    'read_regular_file': 'files',
     'PRELIM_CSV_COLUMNS': 'names',
     'parse_image_name': 'names',
     'read_prelim_labels': 'names',

@@ -28,7 +28,7 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from cnmc_core.contracts import IMAGE_EXTENSIONS, LABEL_TO_Y, MANIFEST_COLUMNS
-from cnmc_core.data.images import read_image
+from cnmc_core.data.images import ImageRefused, read_image
 from cnmc_core.data.names import find_labels_csv, parse_image_name, read_prelim_labels
 from cnmc_core.exceptions import DataError
 from cnmc_core.workspace.fileio import atomic_write_csv
@@ -124,15 +124,8 @@ def _check_image(path: Path) -> tuple[int, int, str | None]:
     """Decode ``path``; returns (width, height, reason-or-None)."""
     try:
         image = read_image(path)
-    except DataError as exc:
-        text = str(exc)
-        if "empty" in text:
-            return 0, 0, "empty file"
-        if "limit" in text:
-            return 0, 0, "image too large"
-        if "decoded" in text:
-            return 0, 0, "cannot be decoded as an image (corrupt, truncated or not an image)"
-        return 0, 0, f"unreadable ({text})"
+    except ImageRefused as exc:
+        return 0, 0, exc.reason
     if not image.any():
         return image.shape[1], image.shape[0], "all-black image (no cell)"
     return image.shape[1], image.shape[0], None
