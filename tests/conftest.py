@@ -21,6 +21,44 @@ def real_samples() -> Path:
     return REAL_SAMPLES
 
 
+def run_unprivileged(code: str, *args: str, timeout: float = 120) -> str:
+    """Run ``python -c code args...`` where file permissions hold, and return its stdout.
+
+    As root, mode 000 does not stop a read (CAP_DAC_OVERRIDE): the child then runs under
+    ``setpriv --bounding-set -all --inh-caps -all``, still uid 0 but without any capability, so
+    the kernel checks permissions as for anyone. As another user it runs as is. Skips, with the
+    reason, when a folder cannot be made unreadable here.
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", code, *args]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: cannot drop the capability that reads mode-000 folders")
+        command = ["setpriv", "--bounding-set", "-all", "--inh-caps", "-all", *command]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                          cwd=Path(__file__).resolve().parents[1])
+    if proc.returncode == 3:
+        pytest.skip(f"a mode-000 folder stays readable here: {proc.stdout.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+#: Put first in the code given to :func:`run_unprivileged`: exits 3 if ``sys.argv[1]`` (a folder
+#: made mode 000) can still be listed, so a test never passes without the error it needs.
+CHECK_LOCKED = """
+import os, sys
+try:
+    os.listdir(sys.argv[1])
+except PermissionError:
+    pass
+else:
+    print("listed", sys.argv[1]); sys.exit(3)
+"""
+
+
 def cell_image(size: int = 96, radius: int = 30, color=(70, 30, 80), seed: int = 0) -> np.ndarray:
     """A purple disc with noise on pure black: the shape of a C-NMC image, RGB uint8."""
     import cv2

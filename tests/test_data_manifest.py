@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -189,3 +190,54 @@ def test_images_over_the_pixel_limit_are_skipped_whatever_their_format(tmp_path)
         assert reasons == {f"UID_2_1_1_all{ext}": "image too large"}, ext
         assert sorted(result.manifest["image_id"]) == ["UID_1_1_1_all.bmp", "UID_H1_1_1_hem.bmp"]
         os.remove(tmp_path / "all" / f"UID_2_1_1_all{ext}")
+
+
+def test_a_fifo_named_like_an_image_is_listed_not_opened(tmp_path):
+    import threading
+
+    write_image(tmp_path / "all" / "UID_1_1_1_all.bmp", cell_image())
+    write_image(tmp_path / "hem" / "UID_H1_1_1_hem.bmp", cell_image())
+    os.mkfifo(tmp_path / "all" / "UID_1_2_1_all.bmp")  # used to hang the scan forever
+    os.mkfifo(tmp_path / "C-NMC_test_prelim_phase_data_labels.csv")  # nor is a FIFO read as the CSV
+    results = []
+    scanner = threading.Thread(target=lambda: results.append(scan_dataset(tmp_path)), daemon=True)
+    scanner.start()
+    scanner.join(timeout=60)
+    if scanner.is_alive():  # free the stuck scan before failing
+        for name in ("all/UID_1_2_1_all.bmp", "C-NMC_test_prelim_phase_data_labels.csv"):
+            os.close(os.open(tmp_path / name, os.O_WRONLY | os.O_NONBLOCK))
+    assert not scanner.is_alive(), "the scan blocked on a FIFO"
+    result = results[0]
+    assert sorted(result.manifest["image_id"]) == ["UID_1_1_1_all.bmp", "UID_H1_1_1_hem.bmp"]
+    reasons = dict(zip(result.skipped["path"].map(lambda p: Path(p).name), result.skipped["reason"]))
+    assert reasons == {"UID_1_2_1_all.bmp": "not a regular file (a FIFO)",
+                       "C-NMC_test_prelim_phase_data_labels.csv": "not a regular file (a FIFO)"}
+    assert result.labels_csv is None
+    assert "Skipped 2 file(s)" in result.summary() and "not a regular file (a FIFO)" in result.summary()
+
+
+def test_a_folder_that_cannot_be_read_is_listed_with_its_reason(tmp_path):
+    from conftest import CHECK_LOCKED, run_unprivileged
+
+    write_image(tmp_path / "all" / "UID_1_1_1_all.bmp", cell_image())
+    write_image(tmp_path / "hem" / "UID_H1_1_1_hem.bmp", cell_image())
+    locked = tmp_path / "fold_more"
+    write_image(locked / "all" / "UID_2_1_1_all.bmp", cell_image())
+    code = CHECK_LOCKED + """
+import json
+from cnmc_core.data.manifest import scan_dataset
+result = scan_dataset(sys.argv[2])
+print(json.dumps({"ids": sorted(result.manifest["image_id"]), "skipped": result.skipped.to_dict("records"),
+                  "summary": result.summary()}))
+"""
+    locked.chmod(0)
+    try:
+        out = json.loads(run_unprivileged(code, str(locked), str(tmp_path)))
+    finally:
+        locked.chmod(0o755)
+    # its image used to vanish without a word
+    assert out["ids"] == ["UID_1_1_1_all.bmp", "UID_H1_1_1_hem.bmp"]
+    assert [row["path"] for row in out["skipped"]] == [str(locked)]
+    assert out["skipped"][0]["reason"].startswith("folder cannot be read (Permission denied)")
+    assert "Skipped 1 file(s)" in out["summary"] and str(locked) in out["summary"]
+    assert len(scan_dataset(tmp_path).manifest) == 3  # readable again: found

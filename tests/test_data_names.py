@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -87,3 +89,22 @@ def test_find_labels_csv_one_copy_or_a_clear_error(tmp_path):
     with pytest.raises(DataError, match=r"Found 2 preliminary-phase labels CSVs under .*keep one copy"):
         find_labels_csv(tmp_path, [first, second])
 
+
+def test_labels_csv_that_is_a_fifo_is_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "C-NMC_test_prelim_phase_data_labels.csv"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def read():
+        try:
+            read_prelim_labels(fifo)
+        except DataError as exc:
+            outcome.append(str(exc))
+
+    reader = threading.Thread(target=read, daemon=True)  # daemon: a hang cannot block pytest's exit
+    reader.start()
+    reader.join(timeout=20)
+    if reader.is_alive():  # let the stuck reader go before failing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert not reader.is_alive(), "read_prelim_labels blocked on a FIFO"
+    assert outcome and "Cannot read labels CSV" in outcome[0] and "not a regular file (a FIFO)" in outcome[0]

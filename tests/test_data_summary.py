@@ -103,3 +103,45 @@ def test_preprocessing_steps(workspace, tmp_path):
         preprocessing_steps(black, 64)
     with pytest.raises(ConfigError, match="size must be an integer"):
         preprocessing_steps(path, 3)
+
+
+def test_a_stored_scan_is_not_reused_once_a_locked_folder_opens(tmp_path):
+    import json
+
+    from conftest import CHECK_LOCKED, cell_image, run_unprivileged, write_image
+
+    data = tmp_path / "data"
+    write_image(data / "all" / "UID_1_1_1_all.bmp", cell_image())
+    write_image(data / "hem" / "UID_H1_1_1_hem.bmp", cell_image())
+    locked = data / "more"  # empty: only the walk's report of it tells the two states apart
+    locked.mkdir()
+    code = CHECK_LOCKED + """
+import json, os
+from cnmc_core.data.summary import scan_cached, tree_signature
+data, art = sys.argv[2], sys.argv[3]
+first, _ = scan_cached(data, art)
+signature = tree_signature(data)
+os.chmod(sys.argv[1], 0o755)  # its owner may, without any capability
+second, cached = scan_cached(data, art)
+print(json.dumps({"first": len(first.manifest), "skipped": first.skipped["path"].tolist(),
+                  "changed": tree_signature(data) != signature, "cached": cached,
+                  "second": len(second.manifest)}))
+"""
+    locked.chmod(0)
+    try:
+        out = json.loads(run_unprivileged(code, str(locked), str(data), str(tmp_path / "art")))
+    finally:
+        locked.chmod(0o755)
+    # the stored scan listed the folder as unreadable: it must not be shown once it opens
+    assert out == {"first": 2, "skipped": [str(locked)], "changed": True, "cached": False, "second": 2}
+
+
+def test_tree_signature_stats_a_fifo_without_opening_it(tmp_path):
+    import os
+
+    from cnmc_core.data.summary import tree_signature
+
+    (tmp_path / "a.bmp").write_bytes(b"BM")
+    before = tree_signature(tmp_path)
+    os.mkfifo(tmp_path / "b.bmp")
+    assert tree_signature(tmp_path) != before  # returns (a FIFO is listed, never read)

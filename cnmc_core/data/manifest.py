@@ -11,8 +11,9 @@ Three layouts are recognised, searched recursively because the nesting varies be
 
 The manifest has one row per usable image with the columns of :data:`MANIFEST_COLUMNS`. Files
 that cannot be used are never dropped silently: they are listed in :attr:`ScanResult.skipped`
-with the reason, and counted in the summary. File names and the labels CSV are read by
-:mod:`cnmc_core.data.names`.
+with the reason, and counted in the summary; so are folders that cannot be read and entries that
+are not regular files (a FIFO named ``x.bmp`` is listed, never opened: see
+:mod:`cnmc_core.data.files`). File names and the labels CSV are read by :mod:`cnmc_core.data.names`.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import pandas as pd
 
 from cnmc_core.contracts import IMAGE_EXTENSIONS, LABEL_TO_Y, MANIFEST_COLUMNS
+from cnmc_core.data.files import walk_tree
 from cnmc_core.data.images import ImageRefused, read_image
 from cnmc_core.data.names import find_labels_csv, parse_image_name, read_prelim_labels
 from cnmc_core.exceptions import DataError
@@ -85,25 +87,6 @@ class ScanResult:
         return "\n".join(lines)
 
 
-def _walk_files(root: Path) -> Iterable[Path]:
-    """All files under ``root``, following symlinked folders once (loops are cut)."""
-    seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        try:
-            st = os.stat(dirpath)
-        except OSError:
-            dirnames[:] = []
-            continue
-        key = (st.st_dev, st.st_ino)
-        if key in seen:  # a symlink loop or a second link to a folder already walked
-            dirnames[:] = []
-            continue
-        seen.add(key)
-        dirnames.sort()
-        for name in sorted(filenames):
-            yield Path(dirpath) / name
-
-
 def _classify_path(rel_parts: tuple[str, ...]) -> tuple[str, str | None]:
     """Source and folder label of a file from its folder names (relative to the root)."""
     source, folder_label = "unknown", None
@@ -158,14 +141,15 @@ def scan_dataset(
         raise DataError(f"Dataset root {root} does not exist; give the folder that holds the images.")
     if not root.is_dir():
         raise DataError(f"Dataset root {root} is not a folder; give the folder that holds the images.")
-    files = list(_walk_files(root))
+    listing = walk_tree(root)
+    files = [path for path, _ in listing.files]
     csv_path = Path(labels_csv) if labels_csv is not None else find_labels_csv(root, files)
     prelim = read_prelim_labels(csv_path) if csv_path is not None else None
     prelim_by_name = (
         {row.new_name: row for row in prelim.itertuples(index=False)} if prelim is not None else {}
     )
 
-    rows, skipped = [], []
+    rows, skipped = [], list(listing.skipped)
     for path in files:
         rel = path.relative_to(root).parts
         suffix = path.suffix.lower()
@@ -216,7 +200,8 @@ def scan_dataset(
             "package (C-NMC_training_data/fold_*, C-NMC_test_prelim_phase_data) and a plain "
             "ROOT/{all,hem}/ folder"
         )
-        extra = f" ({len(skipped)} other file(s) skipped, e.g. {skipped[0]['path']})" if skipped else ""
+        extra = (f" ({len(skipped)} other file(s) skipped, e.g. {skipped[0]['path']}: "
+                 f"{skipped[0]['reason']})" if skipped else "")
         raise DataError(
             f"No C-NMC image found under {root}{extra}. Looked recursively for the {looked}, "
             f"with extensions {', '.join(IMAGE_EXTENSIONS)}. Point ROOT at the dataset folder."

@@ -9,6 +9,7 @@ people. The CSV (``C-NMC_test_prelim_phase_data_labels.csv``) has the columns
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from cnmc_core.contracts import LABEL_TO_Y
+from cnmc_core.data.files import read_regular_file
 from cnmc_core.exceptions import DataError
 
 __all__ = ["PRELIM_CSV_COLUMNS", "parse_image_name", "read_prelim_labels", "find_labels_csv"]
@@ -56,11 +58,13 @@ def read_prelim_labels(path: str | os.PathLike) -> pd.DataFrame:
         whose original name cannot be parsed are dropped and reported in ``attrs["bad_rows"]``.
 
     Raises:
-        DataError: missing columns, or a file name listed twice.
+        DataError: an unreadable file (or not a regular file), missing columns, or a file name
+            listed twice.
     """
     path = Path(path)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        # read through read_regular_file: a FIFO given as the CSV is refused, not waited on
+        frame = pd.read_csv(io.BytesIO(read_regular_file(path)), dtype=str, keep_default_na=False)
     except Exception as exc:  # pandas raises several types for unreadable CSVs
         raise DataError(f"Cannot read labels CSV {path}: {exc}.") from exc
     frame.columns = [c.strip() for c in frame.columns]

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cnmc_core.contracts import CLASS_TITLES, IMAGE_EXTENSIONS
+from cnmc_core.data.files import walk_tree
 from cnmc_core.data.manifest import ScanResult, load_manifest, scan_dataset
 from cnmc_core.exceptions import DataError
 from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json, read_json
@@ -43,9 +44,13 @@ SCANS_DIR = "scans"
 
 
 def tree_signature(path: str | os.PathLike) -> str:
-    """A hash of every file under ``path`` (relative path, size, mtime), or of the file itself.
+    """A hash of what a scan of ``path`` would walk, or of the file itself.
 
-    Only ``stat`` calls: about 0.1 s for the 15,000 files of C-NMC.
+    Every regular file the scan sees (relative path, size, mtime) and every entry it lists as
+    skipped by the walk (a folder that cannot be read, a FIFO...), from the same walk
+    (:func:`~cnmc_core.data.files.walk_tree`): a folder that becomes readable changes the
+    signature, so the stored scan is not reused. Only ``stat`` calls: about 0.1 s for the
+    15,000 files of C-NMC.
 
     Raises:
         DataError: the path does not exist.
@@ -58,18 +63,11 @@ def tree_signature(path: str | os.PathLike) -> str:
         st = path.stat()
         digest.update(f"{path.name}|{st.st_size}|{st.st_mtime_ns}".encode())
         return digest.hexdigest()[:16]
-    entries = []
-    for folder, dirs, files in os.walk(path, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in files:
-            if name.startswith("."):
-                continue
-            full = os.path.join(folder, name)
-            try:
-                st = os.stat(full)
-            except OSError:
-                continue
-            entries.append(f"{os.path.relpath(full, path)}|{st.st_size}|{st.st_mtime_ns}")
+    listing = walk_tree(path)
+    entries = [f"{os.path.relpath(full, path)}|{st.st_size}|{st.st_mtime_ns}"
+               for full, st in listing.files]
+    entries += [f"{os.path.relpath(row['path'], path)}|skipped|{row['reason']}"
+                for row in listing.skipped]
     for entry in sorted(entries):
         digest.update(entry.encode())
         digest.update(b"\n")
