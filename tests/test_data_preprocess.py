@@ -74,9 +74,12 @@ def test_preprocess_image_size_and_errors():
     image = cell_image(size=200, radius=40)
     assert preprocess_image(image, 64).shape == (64, 64, 3)
     assert preprocess_image(image, 64, clahe=True).dtype == np.uint8
-    for bad in (0, 8, 5000, 64.0, "64"):
-        with pytest.raises(ConfigError, match=r"size must be an integer number of pixels in \[16, 1024\]"):
+    for bad in (0, 8, 5000, 64.0, "64", True, np.nan):
+        with pytest.raises(ConfigError, match=r"^The 'size' parameter must be an int in the range "
+                                              r"\[16, 1024\]. Got .* instead. Use the model's input side"):
             preprocess_image(image, bad)
+    assert preprocess_image(image, np.int64(16)).shape == (16, 16, 3)  # the bounds are allowed
+    assert preprocess_image(image, 1024).shape == (1024, 1024, 3)
 
 
 def test_preprocess_file_names_the_file(tmp_path):

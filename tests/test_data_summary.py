@@ -101,7 +101,7 @@ def test_preprocessing_steps(workspace, tmp_path):
     black = write_image(tmp_path / "black.png", np.zeros((20, 20, 3), np.uint8))
     with pytest.raises(DataError, match="all black"):
         preprocessing_steps(black, 64)
-    with pytest.raises(ConfigError, match="size must be an integer"):
+    with pytest.raises(ConfigError, match=r"The 'size' parameter must be an int in the range \[16, 1024\]. Got 3"):
         preprocessing_steps(path, 3)
 
 

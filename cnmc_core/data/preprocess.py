@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from cnmc_core.data.images import read_image
-from cnmc_core.exceptions import ConfigError, DataError
+from cnmc_core.exceptions import DataError
+from cnmc_core.validation import check_scalar
 from cnmc_core.workspace.paths import cache_dir
 
 __all__ = [
@@ -114,10 +115,21 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def check_input_size(size) -> int:
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not MIN_SIZE <= size <= MAX_SIZE:
-        raise ConfigError(f"size must be an integer number of pixels in [{MIN_SIZE}, {MAX_SIZE}]; got {size!r}.")
-    return int(size)
+def check_input_size(size, name: str = "size") -> int:
+    """Return ``size`` if it is a side in pixels preprocessing accepts (:data:`MIN_SIZE` to
+    :data:`MAX_SIZE`).
+
+    Args:
+        size: the side of the square output image.
+        name: the argument as the caller knows it (``size``, or the CLI's ``--size``).
+
+    Raises:
+        ConfigError: not an int (bools and floats too) or out of range; the message names
+            ``name``, the range and the value, and says what to use.
+    """
+    return check_scalar(size, name, "int", low=MIN_SIZE, high=MAX_SIZE,
+                        fix="Use the model's input side in pixels, e.g. 224 (the transfer "
+                            "models) or 300 (the paper's scratch CNN).")
 
 
 def preprocess_image(image: np.ndarray, size: int, clahe: bool = False) -> np.ndarray:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cnmc_core.exceptions import ConfigError
+from cnmc_core.validation import check_scalar
 
 __all__ = [
     "DEFAULT_SIZE",
@@ -332,13 +333,20 @@ def render_cell(
     return img
 
 
-def check_render_size(size) -> int:
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not MIN_SIZE <= size <= MAX_SIZE:
-        raise ConfigError(
-            f"size (--size) must be an integer from {MIN_SIZE} to {MAX_SIZE} pixels, got {size!r}; "
-            f"use e.g. --size 450 (the real images) or --size 128 (quick tests)."
-        )
-    return int(size)
+def check_render_size(size, name: str = "size") -> int:
+    """Return ``size`` if it is a side in pixels the renderer draws (:data:`MIN_SIZE` to
+    :data:`MAX_SIZE`).
+
+    Args:
+        size: the side of the square image.
+        name: the argument as the caller knows it (``size``; the CLI's flag is ``--size``).
+
+    Raises:
+        ConfigError: not an int (bools and floats too) or out of range; the message names
+            ``name``, the range and the value, and says what to use.
+    """
+    return check_scalar(size, name, "int", low=MIN_SIZE, high=MAX_SIZE,
+                        fix="Use e.g. --size 450 (the real images) or --size 128 (quick tests).")
 
 
 @dataclass
