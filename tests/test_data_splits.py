@@ -10,6 +10,7 @@ from cnmc_core.contracts import protocol_info
 from cnmc_core.data.splits import (
     apply_transform,
     balance_training,
+    check_fractions,
     check_split,
     grouped_kfold,
     load_split,
@@ -116,9 +117,33 @@ def test_split_errors(manifest, protocol, err):
         make_split(manifest, protocol)
 
 
-def test_bad_fractions():
-    with pytest.raises(ConfigError, match="three positive numbers"):
-        make_split(fake_manifest(), "subject", fractions=(0.5, 0.5, 0.5))
+@pytest.mark.parametrize("fractions, err", [
+    ((0.5, 0.5, 0.5), r"The 'fractions' parameter must sum to 1. Got \(0.5, 0.5, 0.5\) \(sum 1.5\)"),
+    ((float("nan"), 0.5, 0.5), r"must be a float in the range \(0, 1\). Got nan instead"),  # looped forever
+    ((float("inf"), 0.5, 0.5), r"must be a float in the range \(0, 1\). Got inf instead"),
+    ((0.0, 0.5, 0.5), r"Got 0.0 instead. Give three shares \(train, val, test\) above 0"),
+    ((-0.2, 0.6, 0.6), r"Got -0.2 instead"),
+    ((0.6, 0.4), r"must be three numbers. Got \(0.6, 0.4\) instead"),
+    (0.6, r"must be three numbers. Got 0.6 instead"),
+    (("0.6", "0.2", "0.2"), r"must be a float .* Got '0.6' instead"),
+])
+def test_bad_fractions(fractions, err):
+    with pytest.raises(ConfigError, match=err):
+        make_split(fake_manifest(), "subject", fractions=fractions)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True, "0"])
+def test_bad_seeds(seed):
+    with pytest.raises(ConfigError, match=r"The 'seed' parameter must be an int in the range \[0, 4294967295\]"):
+        make_split(fake_manifest(), "paper", seed=seed)
+    with pytest.raises(ConfigError, match=r"The 'seed' parameter must be an int"):
+        grouped_kfold(fake_manifest(), k=3, fold=0, seed=seed)
+
+
+def test_check_fractions_accepts_shares_summing_to_one():
+    assert check_fractions([0.6, 0.2, 0.2]) == (0.6, 0.2, 0.2)
+    assert check_fractions(np.array([1, 1, 1]) / 3) == pytest.approx((1 / 3,) * 3)
+    assert make_split(fake_manifest(), "subject", seed=2**32 - 1)["split"].nunique() == 3
 
 
 def test_grouped_kfold_covers_every_subject_once_as_test():
@@ -131,8 +156,11 @@ def test_grouped_kfold_covers_every_subject_once_as_test():
         tests.append(set(j.loc[j["split"] == "test", "subject"]))
     assert set().union(*tests) == set(manifest.loc[manifest["y"] >= 0, "subject"])
     assert sum(len(t) for t in tests) == len(set().union(*tests))  # disjoint test folds
-    with pytest.raises(ConfigError, match="fold must be an integer in"):
+    with pytest.raises(ConfigError, match=r"The 'fold' parameter must be an int in the range \[0, 4\]. "
+                                          r"Got 5 instead. Number the folds 0 to 4"):
         grouped_kfold(manifest, k=5, fold=5)
+    with pytest.raises(ConfigError, match=r"The 'k' parameter must be an int in the range \[3, inf\]. Got 2"):
+        grouped_kfold(manifest, k=2, fold=0)
 
 
 def test_check_split_refuses_shared_subjects():

@@ -1,4 +1,7 @@
 """CLI verbs for data: ``scan``, ``split``, ``preprocess``.
+
+Each verb checks its arguments, with the flag's name in the message, before it reads the dataset
+or writes anything.
 """
 
 from __future__ import annotations
@@ -79,20 +82,36 @@ def _scan(args) -> int:
     return 0
 
 
+def _number(text: str) -> float | str:
+    """A number given on the command line, or the text itself for the check to refuse."""
+    try:
+        return float(text)
+    except ValueError:
+        return text.strip()
+
+
 def _split(args) -> int:
     from cnmc_core.contracts import protocol_info
     from cnmc_core.data.manifest import resolve_manifest
-    from cnmc_core.data.splits import grouped_kfold, make_split, save_split
+    from cnmc_core.data.splits import (
+        check_fractions,
+        check_kfold,
+        grouped_kfold,
+        make_split,
+        save_split,
+    )
+    from cnmc_core.validation import check_seed
 
-    try:
-        fractions = tuple(float(x) for x in args.fractions.split(","))
-    except ValueError:
-        raise ConfigError(f"--fractions must be three numbers like 0.6,0.2,0.2; got {args.fractions!r}.") from None
+    # every argument is checked before the dataset is read (a scan can take minutes)
+    fractions = check_fractions([_number(x) for x in args.fractions.split(",")], "--fractions")
+    check_seed(args.seed, "--seed")
     info = protocol_info(args.protocol)
-    manifest = resolve_manifest(args.manifest)
     if args.kfold is not None:
         if args.protocol != "subject":
             raise ConfigError("--kfold is subject-grouped; use it with --protocol subject (the default).")
+        check_kfold(args.kfold, args.fold, args.seed, ("--kfold", "--fold", "--seed"))
+    manifest = resolve_manifest(args.manifest)
+    if args.kfold is not None:
         split = grouped_kfold(manifest, k=args.kfold, fold=args.fold, seed=args.seed)
         name = f"subject {args.kfold}-fold, fold {args.fold}"
     else:
@@ -115,8 +134,9 @@ def _split(args) -> int:
 
 def _preprocess(args) -> int:
     from cnmc_core.data.manifest import resolve_manifest
-    from cnmc_core.data.preprocess import build_cache
+    from cnmc_core.data.preprocess import build_cache, check_input_size
 
+    check_input_size(args.size, "--size")  # before the dataset is read
     manifest = resolve_manifest(args.root, progress=print_progress("verifying images"))
     cache = build_cache(manifest, args.size, clahe=args.clahe, root=args.artifacts, n_jobs=args.jobs,
                         progress=print_progress("preprocessing"), force=args.force)

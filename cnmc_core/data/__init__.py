@@ -44,6 +44,8 @@ _EXPORTS = {
     'resolve_manifest': 'manifest',
     'TRANSFORMS': 'splits',
     'AUGMENT_TRANSFORMS': 'splits',
+    'check_fractions': 'splits',
+    'check_kfold': 'splits',
     'make_split': 'splits',
     'grouped_kfold': 'splits',
     'check_split': 'splits',

@@ -20,11 +20,14 @@ import pandas as pd
 
 from cnmc_core.contracts import DATA_SPLITS, protocol_info
 from cnmc_core.exceptions import ConfigError, DataError
+from cnmc_core.validation import check_scalar, check_seed
 from cnmc_core.workspace.fileio import atomic_write_csv
 
 __all__ = [
     "TRANSFORMS",
     "AUGMENT_TRANSFORMS",
+    "check_fractions",
+    "check_kfold",
     "make_split",
     "grouped_kfold",
     "check_split",
@@ -38,13 +41,32 @@ TRANSFORMS = ("none", "flip_h", "flip_v", "rot90", "rot180", "rot270")
 AUGMENT_TRANSFORMS = TRANSFORMS[1:]
 
 
-def _check_fractions(fractions) -> tuple[float, float, float]:
-    fr = tuple(float(f) for f in fractions)
-    if len(fr) != 3 or any(f <= 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
-        raise ConfigError(
-            f"fractions must be three positive numbers (train, val, test) summing to 1; got {fractions}."
-        )
-    return fr
+def check_fractions(fractions, name: str = "fractions") -> tuple[float, float, float]:
+    """Return ``fractions`` as three floats if they are train/val/test shares: each finite and
+    in (0, 1), summing to 1 (within 1e-6).
+
+    Args:
+        fractions: the three shares (a sequence of numbers).
+        name: the argument as the caller knows it (``fractions``, or the CLI's ``--fractions``).
+
+    Raises:
+        ConfigError: not three numbers, a share that is NaN, infinite, 0 or less, 1 or more, or
+            shares that do not sum to 1; the message names ``name``, the rule and the value.
+    """
+    example = "Give three shares (train, val, test) above 0 that sum to 1, e.g. 0.6,0.2,0.2."
+    try:
+        values = tuple(fractions)
+    except TypeError:
+        values = ()
+    if len(values) != 3:
+        raise ConfigError(f"The {name!r} parameter must be three numbers. Got {fractions!r} "
+                          f"instead. {example}")
+    shares = tuple(check_scalar(v, name, "float", low=0, high=1, closed="neither", fix=example)
+                   for v in values)
+    if abs(sum(shares) - 1) > 1e-6:
+        raise ConfigError(f"The {name!r} parameter must sum to 1. Got {fractions!r} (sum "
+                          f"{sum(shares):g}) instead. {example}")
+    return shares
 
 
 def _deal(n: int, fractions: tuple[float, float, float]) -> np.ndarray:
@@ -116,11 +138,13 @@ def make_split(
         split then image id. Unlabelled images are left out.
 
     Raises:
-        ConfigError: unknown protocol or bad fractions.
+        ConfigError: unknown protocol, bad fractions (:func:`check_fractions`) or a seed NumPy
+            does not take (:func:`~cnmc_core.validation.check_seed`).
         DataError: the data cannot be split that way (no subjects, one class, missing folds...).
     """
     protocol_info(protocol)
-    fractions = _check_fractions(fractions)
+    check_seed(seed)
+    fractions = check_fractions(fractions)
     labelled = _labelled(manifest)
     rng = np.random.default_rng(seed)
     if protocol == "subject":
@@ -177,6 +201,21 @@ def make_split(
     return result
 
 
+def check_kfold(k, fold, seed=0, names: tuple[str, str, str] = ("k", "fold", "seed")) -> None:
+    """Check the arguments of :func:`grouped_kfold` (``names``: as the caller knows them, e.g.
+    the CLI's ``("--kfold", "--fold", "--seed")``).
+
+    Raises:
+        ConfigError: ``k`` not an int >= 3 (test, val and train folds), ``fold`` not an int
+            from 0 to ``k - 1``, or ``seed`` not one NumPy takes.
+    """
+    k = check_scalar(k, names[0], "int", low=3,
+                     fix="k-fold needs at least 3 folds (test, val and train), e.g. 5.")
+    check_scalar(fold, names[1], "int", low=0, high=k - 1,
+                 fix=f"Number the folds 0 to {k - 1}: fold i is test and fold i + 1 val.")
+    check_seed(seed, names[2])
+
+
 def grouped_kfold(manifest: pd.DataFrame, k: int = 5, fold: int = 0, seed: int = 0) -> pd.DataFrame:
     """Subject-grouped, class-stratified k-fold: fold ``fold`` is test, the next one val.
 
@@ -185,11 +224,12 @@ def grouped_kfold(manifest: pd.DataFrame, k: int = 5, fold: int = 0, seed: int =
 
     Returns:
         ``image_id``, ``split`` as :func:`make_split`.
+
+    Raises:
+        ConfigError: bad ``k``, ``fold`` or ``seed`` (see :func:`check_kfold`).
+        DataError: fewer subjects of a class than folds, or no subjects.
     """
-    if not isinstance(k, int) or k < 3:
-        raise ConfigError(f"k must be an integer >= 3 (test, val and train folds); got {k!r}.")
-    if not isinstance(fold, int) or not 0 <= fold < k:
-        raise ConfigError(f"fold must be an integer in [0, {k - 1}]; got {fold!r}.")
+    check_kfold(k, fold, seed)
     labelled = _labelled(manifest)
     _require_subjects(labelled, "kfold")
     _require_both_classes(labelled, "The dataset")
