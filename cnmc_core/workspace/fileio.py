@@ -3,15 +3,17 @@
 Files that another process may read while we write them (``status.json``, ``metrics.json``,
 ``predictions.csv``, manifests, splits) are written to a temporary file in the same folder and
 moved over the target with :func:`os.replace`, which is atomic on POSIX: a reader sees the old
-file or the new one, never half of one.
+file or the new one, never half of one. The file gets the mode ``open()`` would give a new file
+(0o666 less the umask), like every other file of the workspace.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
-import tempfile
+import secrets
 from pathlib import Path
 from typing import IO, Any, Callable
 
@@ -31,8 +33,25 @@ __all__ = [
 SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new file beside ``path``, created as ``open()`` would create it: mode 0o666 less the
+    umask (``mkstemp`` gives 0o600, so files replaced through it were private while every other
+    file of the workspace was not)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # 48 random bits taken: try another name
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path.parent))
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], mode: str = "w") -> Path:
     """Write ``path`` atomically: ``write(fh)`` fills a temporary file that then replaces it.
+
+    The file gets the mode a new file gets from ``open()``: 0o666 less the process umask (0o644
+    with the usual umask 022).
 
     Args:
         path: the target file; its folder must exist.
@@ -43,7 +62,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], mode: str
         The target path. On any error the target is left as it was and the temporary file removed.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
         kwargs = {"encoding": "utf-8", "newline": ""} if "b" not in mode else {}
         with os.fdopen(fd, mode, **kwargs) as fh:
