@@ -131,8 +131,9 @@ def image_header(source: bytes | bytearray | memoryview | np.ndarray | str | os.
     if isinstance(source, (str, os.PathLike)):
         with open_regular_file(source) as fh:
             return _checked_header(fh, name or str(source))
-    data = source.tobytes() if isinstance(source, np.ndarray) else bytes(source)
-    return _checked_header(io.BytesIO(data), name or "the image")
+    if not isinstance(source, bytes):  # bytes are read in place; others are copied once
+        source = source.tobytes() if isinstance(source, np.ndarray) else bytes(source)
+    return _checked_header(io.BytesIO(source), name or "the image")
 
 
 def _checked_header(fp: BinaryIO, label: str) -> tuple[str, int, int]:
@@ -182,12 +183,12 @@ def _checked_header(fp: BinaryIO, label: str) -> tuple[str, int, int]:
     return fmt, sizes[0][0], sizes[0][1]
 
 
-def _decode(data: np.ndarray, label: str) -> tuple[np.ndarray, str]:
+def _decode(data: bytes, label: str) -> tuple[np.ndarray, str]:
     """Check the header, then decode with OpenCV: the RGB image and its format."""
     import cv2  # imported here so that importing the module stays cheap
 
-    fmt, width, height = image_header(data, label)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    fmt, width, height = image_header(data, label)  # bytes: read in place, not copied
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise ImageRefused(f"{label} cannot be decoded as a {fmt} image (corrupt or truncated); "
                            "replace it with a good copy or remove it.", REASON_UNDECODABLE)
@@ -213,14 +214,14 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     try:
-        data = np.frombuffer(read_regular_file(path), dtype=np.uint8)
+        data = read_regular_file(path)
     except NotRegularFile as exc:
         raise ImageRefused(f"{path} is {exc.strerror}: only image files are read; remove it or "
                            "point at the image itself.", exc.strerror) from exc
     except OSError as exc:
         why = exc.strerror or str(exc)
         raise ImageRefused(f"Cannot read {path}: {why}.", f"unreadable ({why})") from exc
-    if data.size == 0:
+    if not data:
         raise ImageRefused(f"{path} is empty (0 bytes); remove it or replace it with the image.",
                            REASON_EMPTY)
     return _decode(data, str(path))[0]
@@ -284,7 +285,7 @@ def decode_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> 
         raise ImageRefused(f"{label} is {len(data) / 2**20:.1f} MB, more than the limit of "
                            f"{max_bytes / 2**20:.0f} MB: upload a single cell image (C-NMC "
                            "images are 450x450, under 1 MB).", REASON_TOO_LARGE)
-    rgb, fmt = _decode(np.frombuffer(data, dtype=np.uint8), label)
+    rgb, fmt = _decode(data, label)
     if not (rgb > 0).any():
         raise DataError(f"{label} is all black: there is no cell to crop. Upload an image of a "
                         "cell on a black background, as in C-NMC.")
