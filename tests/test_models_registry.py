@@ -86,20 +86,43 @@ def test_preprocessing_matches_keras_preprocess_input():
     [
         ({"name": "resnet99"}, r"Unknown model 'resnet99'.*resnet50_conv4_v1.*vgg16_block4"),
         ({"name": "vgg16_block4", "dropuot": 0.3}, r"'dropuot'.*allowed: batch_norm, cut_layer, dense_units"),
-        ({"name": "vgg16_block4", "dropout": 1.5}, r"dropout must be a number in \[0, 1\)"),
-        ({"name": "vgg16_block4", "image_size": 16}, r"image_size must be an integer >= 32"),
-        ({"name": "scratch_dd256", "image_size": 40}, r">= 60"),
+        ({"name": "vgg16_block4", "dropout": 1.5},
+         r"The 'dropout' parameter of vgg16_block4 must be a float in the range \[0, 1\). Got 1.5"),
+        ({"name": "vgg16_block4", "image_size": 16},
+         r"The 'image_size' parameter of vgg16_block4 must be an int in the range \[32, 600\]"),
+        ({"name": "scratch_dd256", "image_size": 40}, r"range \[60, 600\]. Got 40 instead"),
+        ({"name": "scratch_dd256", "image_size": 100_000}, r"range \[60, 600\]. Got 100000 instead"),
         ({"name": "scratch_dd256", "weights": "imagenet"}, r"scratch.*weights='none'"),
         ({"name": "vgg16_block4", "weights": "/nonexistent/x.h5"}, r"does not exist"),
         ({"name": "vgg16_block4", "weights": "foo"}, r"'none', 'imagenet' or the path"),
-        ({"name": "vgg16_block4", "cut_layer": "block9_pool"}, r"cut_layer 'block9_pool'"),
-        ({"name": "vgg16_block4", "init": "glorot"}, r"init must be one of keras, he_normal"),
-        ({"name": "vgg16_block4", "batch_norm": "yes"}, r"batch_norm must be true or false"),
-        ({"name": "scratch_dd256", "batch_norm": 1}, r"batch_norm must be true or false"),
+        ({"name": "vgg16_block4", "cut_layer": "block9_pool"},
+         r"The 'cut_layer' parameter of vgg16_block4 must be a layer of its vgg16 backbone.*"
+         r"block4_pool.*Got 'block9_pool' instead"),
+        ({"name": "vgg16_block4", "batch_norm": True, "cut_layer": "block4_conv3_bn"},
+         None),  # a layer of VGG16-BN only: allowed with batch_norm
+        ({"name": "vgg16_block4", "cut_layer": "block4_conv3_bn"}, r"'cut_layer'.*vgg16 backbone"),
+        ({"name": "vgg16_block4", "init": "glorot"},
+         r"The 'init' parameter of vgg16_block4 must be one of \{'keras', 'he_normal'\}"),
+        ({"name": "vgg16_block4", "batch_norm": "yes"}, r"'batch_norm' parameter.*true or false"),
+        ({"name": "scratch_dd256", "batch_norm": 1}, r"'batch_norm' parameter.*true or false. Got 1"),
+        ({"name": "scratch_dd256", "head": "evil"}, r"'head' parameter.*one of \{'d', 'dd', '2x'\}"),
+        ({"name": "vgg16_block4", "head": "d"}, r"one of \{'dense_dropout', 'dense', 'dropout'\}"),
+        ({"name": "scratch_dd256", "dense_units": 0}, r"'dense_units' parameter.*\[1, 16384\]"),
+        ({"name": "scratch_dd256", "filters": []}, r"'filters' parameter.*non-empty list.*Got \[\]"),
+        ({"name": "scratch_dd256", "filters": [32, "x", 64, 64]}, r"'filters\[1\]' parameter"),
+        ({"name": "scratch_dd256", "filters": [8, 8]}, r"filters \[8, 8\] and pool_sizes"),
+        ({"name": "scratch_dd256", "filters": [8, 8], "pool_sizes": [2, 2], "image_size": 3},
+         r"range \[4, 600\]. Got 3"),
+        ({"name": "scratch_dd256", "filters": [8], "pool_sizes": [64], "image_size": 64}, None),
+        ({"name": "scratch_dd256", "filters": [8, 8], "pool_sizes": [64, 64]},
+         r"at least 4096 px.*smaller pooling sizes"),
         ({"name": "resnet50_conv4_v1", "batch_norm": True}, r"'batch_norm'.*allowed: cut_layer, dense_units, dropout, head, init\."),
     ],
 )
 def test_create_model_errors(kwargs, match):
+    if match is None:  # an edge that is allowed: it builds
+        assert create_model(**kwargs).count_params() > 0
+        return
     with pytest.raises(ConfigError, match=match):
         create_model(**kwargs)
 
@@ -302,3 +325,35 @@ def test_defaults_carry_the_papers_training_settings():
     # A copy: editing it does not change the registry.
     scratch["arch"]["dropout"] = 0.1
     assert model_defaults("scratch_dd256")["arch"]["dropout"] == 0.5
+
+
+def test_every_argument_a_model_takes_has_a_rule():
+    from cnmc_core.models.builders import SCRATCH_ARGS, TRANSFER_ARGS
+    from cnmc_core.models.registry import ModelSpec, register_model
+
+    for name in list_models():
+        rules = SCRATCH_ARGS if model_defaults(name)["family"] == "scratch_cnn" else TRANSFER_ARGS
+        assert set(model_defaults(name)["arch"]) <= set(rules), name
+    spec = ModelSpec(name="unruled", family="scratch_cnn", builder=lambda *a, **k: None,
+                     description="", image_size=64, min_image_size=60, arch={"wings": 2},
+                     arg_rules={}, fine_tune="all", stages=())
+    with pytest.raises(ConfigError, match=r"no rule for the argument\(s\) \['wings'\]"):
+        register_model(spec)
+    assert "unruled" not in list_models()
+
+
+def test_checking_a_cut_layer_does_not_change_a_seeded_models_weights():
+    """A cut_layer override is checked against the backbone's layer names, which builds the
+    backbone once; that build must not shift the random draws of the model built next."""
+    from cnmc_core.models.builders import backbone_names
+
+    def first_kernel(**overrides):
+        keras.utils.set_random_seed(0)
+        backbone_names.cache_clear()
+        model = create_model("vgg16_block4", image_size=32, **overrides)
+        return keras.ops.convert_to_numpy(model.get_layer("block1_conv1").kernel)
+
+    plain = first_kernel()
+    checked = first_kernel(cut_layer="block4_pool")  # same layer as the default, but checked
+    np.testing.assert_array_equal(plain, checked)
+    assert "block4_pool" in backbone_names("vgg16") and "block4_conv3_bn" in backbone_names("vgg16", True)

@@ -1,32 +1,50 @@
 """Builders of the registered networks: the paper's CNN from scratch and the transfer backbones
 (VGG16, ResNet50, MobileNetV2) cut at a layer, with the classifier head on top.
+
+The values a builder accepts are declared here once, as data (:data:`SCRATCH_ARGS`,
+:data:`TRANSFER_ARGS`); :func:`cnmc_core.models.registry.check_model` checks a request against
+them before anything is built or written, so a builder takes its arguments as checked.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
-from typing import Any
 
 import keras
 from keras import layers
 
-from cnmc_core.exceptions import ConfigError
 from cnmc_core.models.layers import ImageNetPreprocess
 
-__all__ = ["build_scratch", "BACKBONE_INITS", "build_transfer"]
+__all__ = ["BACKBONE_INITS", "SCRATCH_ARGS", "TRANSFER_ARGS", "build_scratch", "backbone_names",
+           "build_transfer"]
 
-
-def _check_rate(name: str, value: Any) -> float:
-    if not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
-        raise ConfigError(f"{name} must be a number in [0, 1); got {value!r}.")
-    return float(value)
-
-
-def _check_units(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer; got {value!r}.")
-    return value
+#: ``init`` choices of the transfer models (random initialisation of the backbone's convolutions).
+BACKBONE_INITS = ("keras", "he_normal")
+# A rule per builder argument: ("int"|"float", low, high[, closed]) and ("choice", options) as
+# cnmc_core.validation.check_param reads them, ("bool",), ("ints", low, high) for a non-empty
+# list of ints in range, ("layer",) for a layer of the model's backbone.
+_DENSE_UNITS = ("int", 1, 16384)
+_DROPOUT = ("float", 0, 1, "left")  # a rate of 1 drops everything
+#: What :func:`build_scratch` accepts.
+SCRATCH_ARGS = {
+    "head": ("choice", ("d", "dd", "2x")),
+    "dense_units": _DENSE_UNITS,
+    "dropout": _DROPOUT,
+    "filters": ("ints", 1, 4096),
+    "pool_sizes": ("ints", 1, 64),
+    "batch_norm": ("bool",),
+}
+#: What :func:`build_transfer` accepts (``batch_norm`` for VGG16 only).
+TRANSFER_ARGS = {
+    "cut_layer": ("layer",),
+    "dense_units": _DENSE_UNITS,
+    "dropout": _DROPOUT,
+    "head": ("choice", ("dense_dropout", "dense", "dropout")),
+    "init": ("choice", BACKBONE_INITS),
+    "batch_norm": ("bool",),
+}
 
 
 def build_scratch(name: str, image_size: int, weights_file: Path | None, *, head: str,
@@ -40,12 +58,11 @@ def build_scratch(name: str, image_size: int, weights_file: Path | None, *, head
     network needs many epochs at 300 px to leave its initial plateau on these dark, low-contrast
     cells; the CPU demo presets turn this on so that a few epochs at 64 px learn (its value is
     checked by :func:`check_model`).
+
+    Every value is taken as :func:`~cnmc_core.models.registry.check_model` checked it
+    (:data:`SCRATCH_ARGS`, filters and pool sizes of the same length, an input of at least the
+    product of the pool sizes).
     """
-    dense_units = _check_units("dense_units", dense_units)
-    dropout = _check_rate("dropout", dropout)
-    if len(filters) != len(pool_sizes):
-        raise ConfigError(
-            f"filters {filters} and pool_sizes {pool_sizes} must have the same length.")
     inp = keras.Input((image_size, image_size, 3), name="image")
     x = ImageNetPreprocess("unit", name="preprocess")(inp)  # the paper's Rescaling(1/255)
     for i, (nf, ps) in enumerate(zip(filters, pool_sizes), start=1):
@@ -62,8 +79,6 @@ def build_scratch(name: str, image_size: int, weights_file: Path | None, *, head
     x = layers.Dense(dense_units, activation="relu", name="head_dense")(x)
     if head == "2x":
         x = layers.Dense(dense_units, activation="relu", name="head_dense2")(x)
-    elif head not in ("d", "dd"):
-        raise ConfigError(f"head must be 'd', 'dd' or '2x'; got {head!r}.")
     x = layers.Dropout(dropout, name="head_dropout")(x)
     out = layers.Dense(1, activation="sigmoid", name="head_output")(x)
     return keras.Model(inp, out, name=name)
@@ -74,8 +89,6 @@ _APPS = {
     "resnet50": ("ResNet50", "caffe"),
     "mobilenetv2": ("MobileNetV2", "tf"),
 }
-#: ``init`` choices of the transfer models (random initialisation of the backbone's convolutions).
-BACKBONE_INITS = ("keras", "he_normal")
 #: VGG16's convolution blocks: (convolutions, filters) per block.
 _VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
 
@@ -96,6 +109,41 @@ def _vgg16_bn(source, x) -> keras.Model:
     return keras.Model(source, x, name="vgg16_bn")
 
 
+def _backbone(family: str, source, x, weights_file: Path | None, batch_norm: bool) -> keras.Model:
+    """The backbone of ``family`` built on tensor ``x`` (``source`` is the model's input)."""
+    if batch_norm:
+        return _vgg16_bn(source, x)
+    with warnings.catch_warnings():
+        # MobileNetV2 warns about non-ImageNet sizes even with weights=None: not our concern.
+        warnings.simplefilter("ignore", UserWarning)
+        return getattr(keras.applications, _APPS[family][0])(
+            include_top=False, weights=str(weights_file) if weights_file else None,
+            input_tensor=x,
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def backbone_names(family: str, batch_norm: bool = False) -> tuple[str, ...]:
+    """The layer names of a backbone, in graph order (what ``cut_layer`` may name).
+
+    Built once per process, without weights, at 32 px (names do not depend on the size). The
+    build draws initial weights, so Python's and NumPy's random states are restored afterwards:
+    asking for the names does not change the weights a seeded run draws next.
+    """
+    import random
+
+    import numpy as np
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        inp = keras.Input((32, 32, 3))
+        base = _backbone(family, inp, inp, None, batch_norm)
+        return tuple(lyr.name for lyr in base.layers)
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 def build_transfer(name: str, image_size: int, weights_file: Path | None, *, family: str,
                     cut_layer: str, dense_units: int, dropout: float, head: str,
                     init: str = "keras", batch_norm: bool = False) -> keras.Model:
@@ -109,38 +157,20 @@ def build_transfer(name: str, image_size: int, weights_file: Path | None, *, fam
     (Glorot uniform); ``he_normal`` redraws every convolution kernel of the backbone from He et
     al.'s (2015) ReLU initialisation. VGG16 has no BatchNorm: from Glorot init it sits at
     chance for many epochs on these dark, low-contrast cells, from He init it leaves chance in a
-    few. Refused with ImageNet weights, which it would overwrite (see :func:`check_model`, which
-    also checks the values of ``init`` and ``batch_norm``).
+    few. Refused with ImageNet weights, which it would overwrite.
 
     ``batch_norm`` (VGG16 only, random initialisation only: Keras publishes no ImageNet weights
     for it): VGG16-BN, BatchNorm after every convolution (:func:`_vgg16_bn`). From random init
     it learns in a few CPU epochs where plain VGG16 sits at chance; the CPU demo preset uses it.
+
+    Every value is taken as :func:`~cnmc_core.models.registry.check_model` checked it
+    (:data:`TRANSFER_ARGS`, ``cut_layer`` one of :func:`backbone_names`, and the combinations
+    with pretrained weights).
     """
-    dense_units = _check_units("dense_units", dense_units)
-    dropout = _check_rate("dropout", dropout)
-    if head not in ("dense_dropout", "dense", "dropout"):
-        raise ConfigError(f"head must be 'dense_dropout', 'dense' or 'dropout'; got {head!r}.")
-    app_name, mode = _APPS[family]
     inp = keras.Input((image_size, image_size, 3), name="image")
-    x = ImageNetPreprocess(mode, name="preprocess")(inp)
-    if batch_norm:
-        base = _vgg16_bn(inp, x)
-    else:
-        with warnings.catch_warnings():
-            # MobileNetV2 warns about non-ImageNet sizes even with weights=None: not our concern.
-            warnings.simplefilter("ignore", UserWarning)
-            base = getattr(keras.applications, app_name)(
-                include_top=False, weights=str(weights_file) if weights_file else None,
-                input_tensor=x,
-            )
-    try:
-        features = base.get_layer(cut_layer).output
-    except ValueError:
-        known = [lyr.name for lyr in base.layers if lyr.name.endswith(("_out", "_pool", "_relu"))]
-        raise ConfigError(
-            f"cut_layer {cut_layer!r} is not a layer of {app_name}; candidates include "
-            f"{', '.join(known[-8:])}."
-        ) from None
+    x = ImageNetPreprocess(_APPS[family][1], name="preprocess")(inp)
+    base = _backbone(family, inp, x, weights_file, batch_norm)
+    features = base.get_layer(cut_layer).output
     h = layers.GlobalAveragePooling2D(name="head_gap")(features)
     if head in ("dense_dropout", "dense"):
         h = layers.Dense(dense_units, activation="relu", name="head_dense")(h)

@@ -28,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -37,11 +38,13 @@ from typing import Any, Callable, Mapping
 import keras
 
 from cnmc_core.exceptions import ConfigError
-from cnmc_core.models.builders import BACKBONE_INITS
+from cnmc_core.models.builders import backbone_names
+from cnmc_core.validation import check_param, check_scalar
 
 __all__ = [
     "WEIGHTS_CHOICES",
     "MOBILENET_V2_SIZES",
+    "MAX_IMAGE_SIZE",
     "ModelSpec",
     "register_model",
     "list_models",
@@ -57,6 +60,9 @@ __all__ = [
 WEIGHTS_CHOICES = ("none", "imagenet")
 #: Input sizes for which Keras publishes MobileNetV2 (alpha 1.0) ImageNet weights.
 MOBILENET_V2_SIZES = (96, 128, 160, 192, 224)
+#: The largest input side accepted: C-NMC images are 450x450 (some copies 600x600), so a larger
+#: input only upsamples them, and its cache and batches grow with the square of the side.
+MAX_IMAGE_SIZE = 600
 _IMAGENET_FILES = {
     "vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
     "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
@@ -77,6 +83,8 @@ class ModelSpec:
         min_image_size: smallest size the architecture accepts (the smoke tests use it).
         arch: the builder's keyword arguments with defaults: exactly the keys ``create_model``
             accepts as overrides.
+        arg_rules: the rule of every ``arch`` key (see ``cnmc_core.models.builders``), which
+            :func:`check_model` applies before anything is built.
         fine_tune: rule of the fine-tuning stage (:func:`set_trainable`).
         stages: training stages in order, each ``{"name", "trainable", "optimizer",
             "learning_rate"}``; ``trainable`` is a :func:`set_trainable` rule.
@@ -96,6 +104,7 @@ class ModelSpec:
     image_size: int
     min_image_size: int
     arch: Mapping[str, Any]
+    arg_rules: Mapping[str, tuple]
     fine_tune: Any
     stages: tuple
     weights: str = "none"
@@ -114,10 +123,15 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     """Add ``spec`` to the registry (a new model is then covered by the smoke tests).
 
     Raises:
-        ConfigError: the name is already registered.
+        ConfigError: the name is already registered, or an ``arch`` key has no rule (every
+            value a user can override is checked before a run starts).
     """
     if spec.name in _REGISTRY or spec.name in _ALIASES:
         raise ConfigError(f"Model {spec.name!r} is already registered; choose another name.")
+    unruled = sorted(set(spec.arch) - set(spec.arg_rules))
+    if unruled:
+        raise ConfigError(f"Model {spec.name!r}: no rule for the argument(s) {unruled} in "
+                          "arg_rules; declare what each accepts.")
     _REGISTRY[spec.name] = spec
     return spec
 
@@ -251,17 +265,49 @@ def _resolve_weights(spec: ModelSpec, weights: Any, image_size: int) -> Path | N
     return path
 
 
+def _check_arg(spec: ModelSpec, key: str, value: Any, rule: tuple, name: str, arch: dict) -> None:
+    """One builder argument against its rule (``cnmc_core.models.builders``); ``name`` is how
+    the user wrote it (``dropout``, ``model_args.dropout``)."""
+    kind = rule[0]
+    if kind == "bool":
+        if not isinstance(value, bool):  # 1 == True: a choice check would let 1 through
+            raise ConfigError(f"The {name!r} parameter of {spec.name} must be true or false. "
+                              f"Got {value!r} instead.")
+    elif kind == "ints":
+        if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"The {name!r} parameter of {spec.name} must be a non-empty list "
+                              f"of ints in the range [{rule[1]}, {rule[2]}]. Got {value!r} instead.")
+        for i, item in enumerate(value):
+            check_scalar(item, f"{name}[{i}]", "int", low=rule[1], high=rule[2], owner=spec.name)
+    elif kind == "layer":
+        known = backbone_names(spec.family, bool(arch.get("batch_norm", False)))
+        if value not in known:
+            ends = [n for n in known if n.endswith(("_out", "_pool", "_relu"))]
+            raise ConfigError(f"The {name!r} parameter of {spec.name} must be a layer of its "
+                              f"{spec.family} backbone (block ends include {', '.join(ends[-8:])}). "
+                              f"Got {value!r} instead.")
+    else:
+        check_param(spec.name, name, value, rule)
+
+
 def check_model(name: str, image_size: int | None = None, weights: Any = "none",
                 what: str = "override", **overrides: Any) -> tuple[ModelSpec, int, Path | None, dict]:
     """Check a model request without building it: what :func:`create_model` and the training
-    config check (before any run folder exists) both run.
+    config check (before any run folder exists) both run, the one place each value is checked.
 
-    Checks the name, the override keys, the input size, the weights (an ImageNet file missing
-    offline fails here, naming it) and that ``init`` re-draws only random weights. Values of the
-    other overrides (``dropout``, ``head`` ...) are checked by the builder.
+    Checks the name, the override keys and every value against the model's ``arg_rules``
+    (``dropout`` in [0, 1), ``head`` one of the builder's, ``filters`` a non-empty list, a
+    ``cut_layer`` that is a layer of the backbone...), the input size (from the architecture's
+    smallest to :data:`MAX_IMAGE_SIZE`), the weights (an ImageNet file missing offline fails
+    here, naming it) and the combinations that pretrained weights forbid.
 
     Args:
-        what: how the overrides are called in messages (``override``, ``model_args``).
+        name: a registered model name or alias.
+        image_size: the input side in pixels (default: the model's).
+        weights: as :func:`create_model` takes it.
+        what: how the overrides are called in messages: ``override`` (keyword arguments) or
+            ``model_args`` (a run config's, named ``model_args.KEY``).
+        **overrides: values for keys of the model's ``arch``.
 
     Returns:
         ``(spec, image_size, weights_file or None, arch)`` with ``arch`` the builder's arguments.
@@ -274,24 +320,32 @@ def check_model(name: str, image_size: int | None = None, weights: Any = "none",
     if unknown:
         raise ConfigError(f"Unknown {what} {unknown} for model {spec.name}; allowed: "
                           f"{', '.join(sorted(spec.arch))}.")
-    size = spec.image_size if image_size is None else image_size
-    if isinstance(size, bool) or not isinstance(size, int) or size < spec.min_image_size:
-        raise ConfigError(
-            f"image_size must be an integer >= {spec.min_image_size} for {spec.name}; got {size!r}."
-        )
-    weights_file = _resolve_weights(spec, weights, size)
     arch = {**spec.arch, **overrides}
-    init = arch.get("init", "keras")
-    if "init" in spec.arch and init not in BACKBONE_INITS:
-        raise ConfigError(f"init must be one of {', '.join(BACKBONE_INITS)}; got {init!r}.")
-    batch_norm = arch.get("batch_norm", False)
-    if "batch_norm" in spec.arch and not isinstance(batch_norm, bool):
-        raise ConfigError(f"batch_norm must be true or false; got {batch_norm!r}.")
-    if spec.family == "vgg16" and batch_norm and weights_file is not None:
+    prefix = "model_args." if what == "model_args" else ""
+    for key in sorted(overrides, key=lambda k: k != "batch_norm"):  # cut_layer reads batch_norm
+        _check_arg(spec, key, overrides[key], spec.arg_rules[key], prefix + key, arch)
+    smallest = spec.min_image_size
+    if "pool_sizes" in arch:
+        if len(arch["filters"]) != len(arch["pool_sizes"]):
+            raise ConfigError(f"{prefix}filters {list(arch['filters'])} and {prefix}pool_sizes "
+                              f"{list(arch['pool_sizes'])} of {spec.name} must have the same "
+                              "length: one pooling size per convolution block.")
+        smallest = math.prod(int(p) for p in arch["pool_sizes"])  # each pooling divides the side
+    size = spec.image_size if image_size is None else image_size
+    if smallest > MAX_IMAGE_SIZE:
+        raise ConfigError(f"The {prefix}pool_sizes {list(arch['pool_sizes'])} of {spec.name} "
+                          f"need an input of at least {smallest} px (their product), more than "
+                          f"the largest accepted, {MAX_IMAGE_SIZE}: use smaller pooling sizes.")
+    check_scalar(size, "image_size", "int", low=smallest, high=MAX_IMAGE_SIZE, owner=spec.name,
+                 fix=f"Choose an input side from {smallest} (what the architecture needs) to "
+                 f"{MAX_IMAGE_SIZE} px (C-NMC images are 450x450; the paper used 224-300).")
+    weights_file = _resolve_weights(spec, weights, size)
+    if spec.family == "vgg16" and arch.get("batch_norm") and weights_file is not None:
         raise ConfigError(f"batch_norm=true builds VGG16-BN, for which Keras has no pretrained "
                           f"weights ({weights_file.name} is plain VGG16): use it with weights=none "
                           "only, or set batch_norm=false (for a preset: --set "
                           "model_args.batch_norm=false).")
+    init = arch.get("init", "keras")
     if init != "keras" and weights_file is not None:
         raise ConfigError(f"init={init!r} re-draws the backbone's kernels and would overwrite the "
                           f"pretrained weights ({weights_file.name}): use it with weights=none only, or set "

@@ -7,7 +7,12 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from cnmc_core.models.builders import build_scratch, build_transfer
+from cnmc_core.models.builders import (
+    SCRATCH_ARGS,
+    TRANSFER_ARGS,
+    build_scratch,
+    build_transfer,
+)
 from cnmc_core.models.registry import ModelSpec, register_model
 
 __all__ = []
@@ -42,7 +47,7 @@ for _name, _head, _units, _sec, _f1, _params, _desc in (
         image_size=300, min_image_size=60,  # pools 2*2*3*5 = 60
         arch={"head": _head, "dense_units": _units, "dropout": _DROPOUT,
               "filters": (32, 64, 128, 256), "pool_sizes": (2, 2, 3, 5), "batch_norm": False},
-        fine_tune="all", stages=_SCRATCH_STAGES, weights="none",
+        arg_rules=SCRATCH_ARGS, fine_tune="all", stages=_SCRATCH_STAGES, weights="none",
         params=_params, params_at=300, paper={"section": _sec, "weighted_f1": _f1},
     ))
 
@@ -78,6 +83,6 @@ for _name, _family, _cut, _units, _head, _ft, _st, _sec, _f1, _params, _desc in 
         description=_desc, image_size=224, min_image_size=32,
         arch={"cut_layer": _cut, "dense_units": _units, "dropout": _DROPOUT, "head": _head,
               "init": "keras", **({"batch_norm": False} if _family == "vgg16" else {})},
-        fine_tune=_ft, stages=_stages(_ft, *(_st or ())), weights="imagenet",
+        arg_rules=TRANSFER_ARGS, fine_tune=_ft, stages=_stages(_ft, *(_st or ())), weights="imagenet",
         params=_params, params_at=224, paper={"section": _sec, "weighted_f1": _f1},
     ))
