@@ -48,14 +48,6 @@ def prepare_for_run(image: np.ndarray, run_path: str | os.PathLike) -> np.ndarra
     return preprocess_image(image, int(config["image_size"]), bool(config.get("clahe", False)))
 
 
-def _predict(model, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    out = []
-    for i in range(0, len(batch), batch_size):
-        x = batch[i:i + batch_size].astype("float32")
-        out.append(np.asarray(model(x, training=False), dtype=np.float64).reshape(-1))
-    return np.concatenate(out) if out else np.zeros(0)
-
-
 def score_runs(run_paths: Sequence[str | os.PathLike], images: Sequence[np.ndarray],
                progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
     """P(ALL) of each run for each image: ``{run folder name: (n,) array}``.
@@ -66,7 +58,7 @@ def score_runs(run_paths: Sequence[str | os.PathLike], images: Sequence[np.ndarr
     Raises:
         RunError: a run without a loadable ``model.keras``.
     """
-    from cnmc_core.models.io import load_model_cached
+    from cnmc_core.models.io import load_model_cached, predict_images
 
     out: dict[str, np.ndarray] = {}
     total = len(run_paths)
@@ -75,7 +67,7 @@ def score_runs(run_paths: Sequence[str | os.PathLike], images: Sequence[np.ndarr
         model = load_model_cached(rp / "model.keras")
         batch = np.stack([prepare_for_run(im, rp) for im in images]) if len(images) else \
             np.zeros((0, 1, 1, 3), np.uint8)
-        out[rp.name] = _predict(model, batch) if len(images) else np.zeros(0)
+        out[rp.name] = predict_images(model, batch)
         if progress is not None:
             progress(k + 1, total)
     return out
