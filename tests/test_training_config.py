@@ -59,7 +59,20 @@ def test_resolve_config_options_and_sets():
         (["stages.0.momentum=1"], "unknown stage key 'momentum'"),
         (["split_protocol=random"], "'split_protocol' must be one of \\['subject', 'paper', 'official'\\]"),
         (["seed"], "--set expects key=value"),
-        (["image_size=0"], "'image_size' must be a positive integer"),
+        (["image_size=0"], r"The 'image_size' parameter of --set must be an int in the range \[1, inf\]\. "
+                           "Got 0 instead"),
+        (["seed=-1"], r"The 'seed' parameter of --set must be an int in the range \[0, 4294967295\]\. "
+                      r"Got -1 instead\. Use a whole number"),
+        ([f"seed={2**32}"], r"range \[0, 4294967295\]\. Got 4294967296 instead"),
+        (["stages.0.learning_rate=NaN"], r"The 'stages.0.learning_rate' parameter of --set must be a "
+                                         r"float in the range \(0, 1\]\. Got nan instead"),
+        (["stages.0.learning_rate=Infinity"], r"\(0, 1\]\. Got inf instead"),
+        (["stages.0.learning_rate=-Infinity"], r"\(0, 1\]\. Got -inf instead"),
+        (["stages.0.learning_rate=0"], r"\(0, 1\]\. Got 0 instead"),
+        (["stages.0.epochs=0"], r"'stages.0.epochs' parameter of --set must be an int in the range \[1,"),
+        (["patience=-1"], r"'patience' parameter of --set must be an int in the range \[0, inf\]"),
+        (["max_images_per_split=3"], r"'max_images_per_split' parameter .* \[6, inf\]\. Got 3"),
+        (["batch_size=0"], r"'batch_size' parameter .* \[1, 65536\]\. Got 0"),
     ],
 )
 def test_bad_sets(sets, message):
@@ -74,6 +87,20 @@ def test_unknown_preset_lists_known_ones():
         load_preset("../configs/demo_scratch")
 
 
-def test_bad_epochs():
-    with pytest.raises(ConfigError, match="--epochs must be a positive integer"):
-        resolve_config("demo_scratch", epochs=0)
+@pytest.mark.parametrize("kwargs, message", [
+    ({"seed": -1}, r"The '--seed' parameter must be an int in the range \[0, 4294967295\]\. Got -1"),
+    ({"seed": 2**32}, r"The '--seed' parameter .* Got 4294967296 instead"),
+    ({"epochs": 0}, r"The '--epochs' parameter must be an int in the range \[1, 100000\]\. Got 0"),
+    ({"image_size": 0}, r"The '--image-size' parameter must be an int in the range \[1, inf\]"),
+])
+def test_named_options_are_checked_under_their_flag(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_config("demo_scratch", data="/d", **kwargs)
+
+
+def test_a_preset_file_with_a_bad_value_is_named(tmp_path):
+    (tmp_path / "bad.json").write_text(
+        '{"model": "scratch_dd256", "image_size": 64, "stages": [{"name": "t", "trainable": "all", '
+        '"optimizer": "adam", "learning_rate": 2.0, "epochs": 1}]}')
+    with pytest.raises(ConfigError, match=r"'stages.0.learning_rate' parameter of .*bad\.json must be"):
+        load_preset("bad", tmp_path)

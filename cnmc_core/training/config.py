@@ -16,12 +16,15 @@ from typing import Any, Iterable
 
 from cnmc_core.contracts import PROTOCOLS
 from cnmc_core.exceptions import ConfigError
+from cnmc_core.validation import check_param
 
 __all__ = [
     "PRESETS_DIR",
     "OPTIMIZERS",
     "SCHEMA",
     "STAGE_SCHEMA",
+    "RANGES",
+    "STAGE_RANGES",
     "DEFAULTS",
     "list_presets",
     "load_preset",
@@ -61,6 +64,21 @@ STAGE_SCHEMA: dict[str, tuple[tuple[type, ...], tuple | None, str]] = {
     "optimizer": ((str,), OPTIMIZERS, "optimizer"),
     "learning_rate": ((float,), None, "learning rate"),
     "epochs": ((int,), None, "maximum epochs of the stage"),
+}
+# The values a number may take (cnmc_core.validation.check_param's rules); checked wherever a
+# value enters a config (presets, --seed and the other named options, --set), before any run
+# folder exists. The input size's range depends on the model: models.registry.check_model.
+RANGES: dict[str, tuple] = {
+    "image_size": ("int", 1, None),
+    "batch_size": ("int", 1, 65536),
+    "seed": ("seed",),
+    "patience": ("int", 0, None),
+    "max_images_per_split": ("int", 6, None),
+}
+STAGE_RANGES: dict[str, tuple] = {
+    # NaN and infinity are never in range; above 1, every optimizer here diverges
+    "learning_rate": ("float", 0, 1, "right"),
+    "epochs": ("int", 1, 100_000),
 }
 DEFAULTS: dict[str, Any] = {
     "description": "",
@@ -118,12 +136,17 @@ def _type_names(types: tuple[type, ...]) -> str:
     return " or ".join("null" if t is type(None) else t.__name__ for t in types)
 
 
-def _check_value(key: str, value: Any, spec, source: str) -> None:
+def _check_value(key: str, value: Any, spec, source: str, rule: tuple | None = None,
+                 name: str | None = None) -> None:
+    """The type and allowed values of ``key`` (from the schema), then its range (``rule``, a
+    :data:`RANGES` entry): named ``name`` (a flag the user wrote) or ``key`` of ``source``."""
     types, allowed, _ = spec
     if not _type_ok(value, types):
         raise ConfigError(f"{source}: {key!r} must be {_type_names(types)}; got {value!r} ({type(value).__name__}).")
     if allowed is not None and value not in allowed:
         raise ConfigError(f"{source}: {key!r} must be one of {list(allowed)}; got {value!r}.")
+    if rule is not None and value is not None:
+        check_param(None if name else source, name or key, value, rule)
 
 
 def validate_config(config: dict, source: str = "config") -> dict:
@@ -139,14 +162,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
     if missing:
         raise ConfigError(f"{source}: missing key(s) {missing}.")
     for key, value in config.items():
-        _check_value(key, value, SCHEMA[key], source)
-    for key in ("image_size", "batch_size"):
-        if config[key] < 1:
-            raise ConfigError(f"{source}: {key!r} must be a positive integer; got {config[key]}.")
-    if config["patience"] < 0:
-        raise ConfigError(f"{source}: 'patience' must be >= 0; got {config['patience']}.")
-    if config.get("max_images_per_split") is not None and config["max_images_per_split"] < 6:
-        raise ConfigError(f"{source}: 'max_images_per_split' must be at least 6 or null.")
+        _check_value(key, value, SCHEMA[key], source, RANGES.get(key))
     if not config["stages"]:
         raise ConfigError(f"{source}: 'stages' must hold at least one stage.")
     for i, stage in enumerate(config["stages"]):
@@ -159,10 +175,8 @@ def validate_config(config: dict, source: str = "config") -> dict:
             raise ConfigError(f"{where}: unknown key(s) {unknown}, missing key(s) {missing}; "
                               f"a stage has exactly {sorted(STAGE_SCHEMA)}.")
         for key, value in stage.items():
-            _check_value(f"stages.{i}.{key}", value, STAGE_SCHEMA[key], source)
+            _check_value(f"stages.{i}.{key}", value, STAGE_SCHEMA[key], source, STAGE_RANGES.get(key))
         stage["learning_rate"] = float(stage["learning_rate"])
-        if stage["learning_rate"] <= 0 or stage["epochs"] < 1:
-            raise ConfigError(f"{where}: learning_rate must be > 0 and epochs >= 1.")
     fr = config["split_fractions"]
     if len(fr) != 3 or not all(_type_ok(f, (float,)) and f > 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
         raise ConfigError(f"{source}: 'split_fractions' must be three positive numbers summing to 1; got {fr}.")
@@ -200,7 +214,7 @@ def apply_set(config: dict, assignments: Iterable[str]) -> dict:
         if parts[0] not in SCHEMA:
             raise ConfigError(f"--set {key}: unknown key {parts[0]!r}; allowed keys: {sorted(SCHEMA)}.")
         if len(parts) == 1:
-            _check_value(key, value, SCHEMA[key], "--set")
+            _check_value(key, value, SCHEMA[key], "--set", RANGES.get(key))
             config[key] = value
         elif parts[0] == "stages" and len(parts) == 3:
             try:
@@ -209,10 +223,10 @@ def apply_set(config: dict, assignments: Iterable[str]) -> dict:
                 raise ConfigError(f"--set {key}: the config has stages 0..{len(config['stages']) - 1}.") from None
             if parts[2] not in STAGE_SCHEMA:
                 raise ConfigError(f"--set {key}: unknown stage key {parts[2]!r}; allowed: {sorted(STAGE_SCHEMA)}.")
-            _check_value(key, value, STAGE_SCHEMA[parts[2]], "--set")
+            _check_value(key, value, STAGE_SCHEMA[parts[2]], "--set", STAGE_RANGES.get(parts[2]))
             stage[parts[2]] = value
         elif parts[0] == "model_args" and len(parts) == 2:
-            config["model_args"][parts[1]] = value  # checked against the model when it is built
+            config["model_args"][parts[1]] = value  # checked against the model: check_model
         else:
             raise ConfigError(f"--set {key}: only stages.N.KEY and model_args.KEY can be dotted.")
     return validate_config(config, source="--set")
@@ -238,11 +252,11 @@ def resolve_config(
              "weights": weights, "seed": seed}
     for key, value in named.items():
         if value is not None:
-            _check_value(key, value, SCHEMA[key], f"--{key.replace('_', '-')}")
+            flag = f"--{key.replace('_', '-')}"
+            _check_value(key, value, SCHEMA[key], flag, RANGES.get(key), name=flag)
             config[key] = value
     if epochs is not None:
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ConfigError(f"--epochs must be a positive integer; got {epochs!r}.")
+        check_param(None, "--epochs", epochs, STAGE_RANGES["epochs"])
         for stage in config["stages"]:
             stage["epochs"] = epochs
     return apply_set(config, sets)
