@@ -1,5 +1,18 @@
-"""The callbacks of a training stage: progress and cancellation, the per-epoch history line, and
-early stopping on val loss with the best weights restored.
+"""The callbacks of a training stage, one concern each (as Keras' own ``CSVLogger`` and
+``EarlyStopping``), their state reset in ``on_train_begin`` so that an instance can serve
+another ``fit``:
+
+- :class:`StatusProgress`: ``status.json``'s stage, epoch k of n and batch (the heartbeat
+  thread writes the batch count; an epoch start is written at once);
+- :class:`HistoryLine`: one line per epoch in ``history.jsonl`` (appended and flushed) and in
+  the run's log;
+- :class:`CancelAtBatch`: a cancel request (``cancel.request`` in the run folder) stops the run
+  at the end of the current batch, by raising
+  :class:`~cnmc_core.workspace.queue.CancelledError` (defined with the queue, so that a queued
+  worker can catch it without importing Keras);
+- Keras' ``EarlyStopping`` on val loss with the best epoch's weights restored (the paper's
+  ``EarlyStopping(patience=5)``: training stops after ``patience`` epochs without improvement;
+  Keras 3 restores the best weights also when the stage runs out of epochs first).
 """
 
 from __future__ import annotations
@@ -8,71 +21,119 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
+import keras
 
 from cnmc_core.workspace.layout import append_history
-from cnmc_core.workspace.queue import cancel_requested
+from cnmc_core.workspace.queue import CancelledError, cancel_requested
 from cnmc_core.workspace.status import Heartbeat
 
-__all__ = ["CancelledError", "make_callbacks"]
+__all__ = ["StatusProgress", "HistoryLine", "CancelAtBatch", "make_callbacks"]
 
 
-class CancelledError(Exception):
-    """The run was cancelled by the user."""
+class StatusProgress(keras.callbacks.Callback):
+    """Stage, epoch and batch of a stage in ``status.json``.
+
+    Args:
+        status: the run's heartbeat (epoch starts are written at once, batches every 5 by the
+            heartbeat's next beat).
+        stage: the stage's config (``name``).
+        stage_index: its index among the run's stages.
+        epoch_offset: epochs trained in the stages before it.
+        total_epochs: the run's maximum epochs over all stages.
+    """
+
+    def __init__(self, status: Heartbeat, stage: dict, stage_index: int, epoch_offset: int,
+                 total_epochs: int):
+        super().__init__()
+        self.status, self.stage, self.stage_index = status, stage, stage_index
+        self.epoch_offset, self.total_epochs = epoch_offset, total_epochs
+        self.batches = 0
+
+    def on_train_begin(self, logs=None):
+        self.batches = self.params.get("steps") or 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.status.update(state="running", stage=self.stage["name"], stage_index=self.stage_index,
+                           epoch=self.epoch_offset + epoch + 1, epochs=self.total_epochs, batch=0,
+                           batches=self.batches, message=f"{self.stage['name']}: epoch {epoch + 1}")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch % 5 == 0 or batch + 1 == self.batches:
+            self.status.note(batch=batch + 1)
+
+
+class HistoryLine(keras.callbacks.Callback):
+    """One record per epoch in ``history.jsonl`` (stage, epochs, times, learning rate and every
+    logged metric) and one line in the run's log.
+
+    Args:
+        run_dir: the run folder.
+        stage: the stage's config (``name``, ``epochs``, ``learning_rate``).
+        stage_index: its index among the run's stages.
+        epoch_offset: epochs trained in the stages before it.
+        log: where the line goes (the run's log).
+    """
+
+    def __init__(self, run_dir: Path, stage: dict, stage_index: int, epoch_offset: int,
+                 log: Callable[[str], None]):
+        super().__init__()
+        self.run_dir, self.stage, self.stage_index = Path(run_dir), stage, stage_index
+        self.epoch_offset, self.log = epoch_offset, log
+        self.t0 = time.time()
+
+    def on_train_begin(self, logs=None):
+        self.t0 = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        now = time.time()
+        append_history(self.run_dir, {
+            "stage": self.stage["name"], "stage_index": self.stage_index,
+            "epoch": self.epoch_offset + epoch + 1, "stage_epoch": epoch + 1, "time": now,
+            "elapsed": now - self.t0, "learning_rate": self.stage["learning_rate"], **logs})
+        self.log(f"[{self.stage['name']}] epoch {epoch + 1}/{self.stage['epochs']} "
+                 + " ".join(f"{k}={v:.4f}" for k, v in logs.items()))
+
+
+class CancelAtBatch(keras.callbacks.Callback):
+    """Stop at the end of the current batch once the run's cancel flag exists.
+
+    Raises :class:`CancelledError` out of ``fit`` (``stop_training`` alone would wait for the
+    end of the epoch, minutes for a large model on a CPU).
+    """
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if cancel_requested(self.run_dir):
+            self.model.stop_training = True
+            raise CancelledError()
 
 
 def make_callbacks(run_dir: Path, status: Heartbeat, stage: dict, stage_index: int, epoch_offset: int,
-               total_epochs: int, patience: int, log: Callable[[str], None]):
-    import keras
+                   total_epochs: int, patience: int, log: Callable[[str], None]) -> list:
+    """The callbacks of one stage's ``fit``, in the order they run.
 
-    class Progress(keras.callbacks.Callback):
-        """Batch progress, per-epoch history line, cancellation at the next batch."""
+    Args:
+        run_dir: the run folder.
+        status: the run's heartbeat.
+        stage: the stage's config (``name``, ``epochs``, ``learning_rate``).
+        stage_index: its index among the run's stages.
+        epoch_offset: epochs trained in the stages before it.
+        total_epochs: the run's maximum epochs over all stages.
+        patience: epochs without a lower val loss after which the stage stops.
+        log: where per-epoch lines go.
 
-        def on_train_begin(self, logs=None):
-            self.t0 = time.time()
-            self.batches = self.params.get("steps") or 0
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-            status.update(state="running", stage=stage["name"], stage_index=stage_index,
-                          epoch=epoch_offset + epoch + 1, epochs=total_epochs, batch=0,
-                          batches=self.batches, message=f"{stage['name']}: epoch {epoch + 1}")
-
-        def on_train_batch_end(self, batch, logs=None):
-            if cancel_requested(run_dir):
-                self.model.stop_training = True
-                raise CancelledError()
-            if batch % 5 == 0 or batch + 1 == self.batches:
-                status.note(batch=batch + 1)
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = {k: float(v) for k, v in (logs or {}).items()}
-            record = {"stage": stage["name"], "stage_index": stage_index, "epoch": epoch_offset + epoch + 1,
-                      "stage_epoch": epoch + 1, "time": time.time(), "elapsed": time.time() - self.t0,
-                      "learning_rate": stage["learning_rate"], **logs}
-            append_history(run_dir, record)
-            log(f"[{stage['name']}] epoch {epoch + 1}/{stage['epochs']} " +
-                " ".join(f"{k}={v:.4f}" for k, v in logs.items()))
-
-    class BestWeights(keras.callbacks.Callback):
-        """Early stopping on val loss; the weights of the best epoch are restored at the end."""
-
-        def on_train_begin(self, logs=None):
-            self.best, self.weights, self.wait, self.best_epoch = np.inf, None, 0, None
-
-        def on_epoch_end(self, epoch, logs=None):
-            val = (logs or {}).get("val_loss")
-            if val is None:
-                return
-            if val < self.best:
-                self.best, self.weights, self.wait, self.best_epoch = val, self.model.get_weights(), 0, epoch + 1
-            else:
-                self.wait += 1
-                if self.wait > patience:
-                    self.model.stop_training = True
-
-        def on_train_end(self, logs=None):
-            if self.weights is not None:
-                self.model.set_weights(self.weights)
-
-    return [Progress(), BestWeights()]
+    Returns:
+        ``[StatusProgress, CancelAtBatch, HistoryLine, EarlyStopping]``; the early stopping
+        callback restores the weights of the epoch with the lowest val loss when the stage ends.
+    """
+    return [
+        StatusProgress(status, stage, stage_index, epoch_offset, total_epochs),
+        CancelAtBatch(run_dir),
+        HistoryLine(run_dir, stage, stage_index, epoch_offset, log),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                      restore_best_weights=True),
+    ]

@@ -15,6 +15,9 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
+import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -25,9 +28,7 @@ import numpy as np
 import pandas as pd
 
 from cnmc_core import __version__
-from cnmc_core.contracts import CONFIG, LOG, METRICS, PREDICTIONS
-from cnmc_core.models.io import predict_images, save_model
-from cnmc_core.training.callbacks import CancelledError, make_callbacks
+from cnmc_core.contracts import CONFIG, LOG, METRICS, PREDICTIONS, protocol_label
 from cnmc_core.training.pipeline import (
     make_dataset,
     prepare_data,
@@ -35,10 +36,55 @@ from cnmc_core.training.pipeline import (
     training_arrays,
 )
 from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json, read_json
-from cnmc_core.workspace.queue import cancel_requested, queue_slot
+from cnmc_core.workspace.queue import CancelledError, cancel_requested, queue_slot
 from cnmc_core.workspace.status import Heartbeat, proc_start_time
 
-__all__ = ["library_versions", "train_run"]
+__all__ = ["STARTUP_NOISE", "import_tensorflow", "optimizer", "library_versions", "train_run"]
+
+#: TensorFlow's start-up lines: written by its C++ logging before TF_CPP_MIN_LOG_LEVEL applies
+#: (so at every level), they read like errors in a run's log.txt and say nothing about the run.
+STARTUP_NOISE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+    r"|[IW]\d{4} [\d:. ]+\d+ (port|cpu_feature_guard)\.cc:\d+\] "
+    r"|To enable the following instructions: .*rebuild TensorFlow")
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow and Keras, keeping their start-up lines (:data:`STARTUP_NOISE`) off
+    stderr, which is a detached worker's log.txt; every other line they print is passed on.
+
+    Their C++ code writes to file descriptor 2 directly, so the descriptor is pointed at a
+    temporary file for the import and restored after it, even when the import fails. A no-op
+    when TensorFlow is imported already.
+    """
+    if "tensorflow" in sys.modules:
+        import keras  # noqa: F401
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", errors="replace").splitlines()
+            kept = [line for line in lines if not STARTUP_NOISE.match(line)]
+            if kept:
+                sys.stderr.write("\n".join(kept) + "\n")
+                sys.stderr.flush()
+
+
+def optimizer(name: str, learning_rate: float):
+    """A fresh Keras optimizer by its name (``adam``, ``rmsprop``, ``sgd``: the config's
+    :data:`~cnmc_core.training.config.OPTIMIZERS`) with Keras' defaults but the learning rate."""
+    import keras
+
+    return keras.optimizers.get({"class_name": name, "config": {"learning_rate": float(learning_rate)}})
 
 
 def library_versions() -> dict:
@@ -50,13 +96,6 @@ def library_versions() -> dict:
     return {"cnmc_core": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
             "keras": keras.__version__, "numpy": np.__version__, "pandas": pd.__version__,
             "scikit-learn": sklearn.__version__, "platform": platform.platform()}
-
-
-def _optimizer(name: str, lr: float):
-    import keras
-
-    return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
-            "sgd": keras.optimizers.SGD}[name](learning_rate=lr)
 
 
 def _strategy():
@@ -111,8 +150,7 @@ def train_run(run_dir: str | os.PathLike, log: Callable[[str], None] | None = pr
 
         def next_in_line():
             status.update(message="next in the queue: loading TensorFlow")
-            import keras  # noqa: F401 - the slow import overlaps the run before this one
-            import tensorflow  # noqa: F401
+            import_tensorflow()  # the slow import overlaps the run before this one
 
             status.update(message="next in the queue")
             waiting()  # a cancel asked for during the import
@@ -134,12 +172,15 @@ def train_run(run_dir: str | os.PathLike, log: Callable[[str], None] | None = pr
 
 
 def _train(run_dir: Path, config: dict, status: Heartbeat, log, artifacts) -> dict:
+    import_tensorflow()
     import keras
     import tensorflow as tf
 
     from cnmc_core.metrics.bootstrap import full_report
     from cnmc_core.models.freezing import set_trainable
+    from cnmc_core.models.io import predict_images, save_model
     from cnmc_core.models.registry import create_model
+    from cnmc_core.training.callbacks import make_callbacks
 
     # Keras warns that fit's default shuffle=True is ignored for a tf.data input; ours shuffles
     warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed.*")
@@ -179,7 +220,7 @@ def _train(run_dir: Path, config: dict, status: Heartbeat, log, artifacts) -> di
     val_ds = make_dataset(val_x, val_part["y"].to_numpy(), batch)
     log(f"devices: {strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__})")
     log(f"data: {len(train_x)} training examples, {len(val_x)} val, {len(test_x)} test images "
-        f"at {config['image_size']} px; protocol {config['split_protocol']}, seed {seed}")
+        f"at {config['image_size']} px; protocol {protocol_label(config['split_protocol'])}, seed {seed}")
 
     total_epochs = sum(s["epochs"] for s in config["stages"])
     offset = 0
@@ -189,7 +230,7 @@ def _train(run_dir: Path, config: dict, status: Heartbeat, log, artifacts) -> di
         if from_scratch:
             _fast_bn_statistics(model)
         with strategy.scope():  # optimizer and metric variables mirrored like the model's
-            model.compile(optimizer=_optimizer(stage["optimizer"], stage["learning_rate"]),
+            model.compile(optimizer=optimizer(stage["optimizer"], stage["learning_rate"]),
                           loss="binary_crossentropy", metrics=["accuracy", keras.metrics.AUC(name="auc")],
                           jit_compile=bool(config.get("jit_compile")))
             # Created eagerly here, the optimizer's slot variables take ~1 s; left to the first
@@ -198,10 +239,17 @@ def _train(run_dir: Path, config: dict, status: Heartbeat, log, artifacts) -> di
             model.optimizer.build(model.trainable_variables)
         log(f"stage {index + 1}/{len(config['stages'])} {stage['name']}: {stage['optimizer']} "
             f"lr {stage['learning_rate']:g}, {info['trainable_params']:,} trainable parameters")
+        callbacks = make_callbacks(run_dir, status, stage, index, offset, total_epochs,
+                                   int(config["patience"]), log)
         hist = model.fit(train_ds, validation_data=val_ds, epochs=stage["epochs"], verbose=0,
-                         callbacks=make_callbacks(run_dir, status, stage, index, offset, total_epochs,
-                                              int(config["patience"]), log))
-        offset += len(hist.history.get("loss", []))
+                         callbacks=callbacks)
+        ran = len(hist.history.get("loss", []))
+        offset += ran
+        stopping = callbacks[-1]
+        if stopping.best is not None:
+            log(f"[{stage['name']}] {'stopped early after' if stopping.stopped_epoch else 'ran all'} "
+                f"{ran} epoch(s); the weights of epoch {stopping.best_epoch + 1} (lowest val_loss "
+                f"{float(stopping.best):.4f}) are kept")
 
     status.update(message="scoring val and test")
     rows, metrics = [], {}
@@ -220,5 +268,5 @@ def _train(run_dir: Path, config: dict, status: Heartbeat, log, artifacts) -> di
     status.stop()
     status.update(state="completed", message="completed", finished=time.time(), epoch=offset)
     log(f"val weighted F1 {metrics['val']['weighted_f1']:.4f}, test weighted F1 "
-        f"{metrics['test']['weighted_f1']:.4f} ({config['split_protocol']} protocol)")
+        f"{metrics['test']['weighted_f1']:.4f}; protocol {protocol_label(config['split_protocol'])}")
     return metrics

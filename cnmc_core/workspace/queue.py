@@ -27,9 +27,19 @@ from cnmc_core.workspace.status import (
     write_status,
 )
 
-__all__ = ["QUEUE_DIR", "launch_run", "cancel_run", "cancel_requested", "queue_slot"]
+__all__ = ["QUEUE_DIR", "WORKER_ENV", "CancelledError", "launch_run", "cancel_run", "cancel_requested",
+           "queue_slot"]
 
 QUEUE_DIR = ".queue"
+#: Set in every worker's environment. TF_CPP_MIN_LOG_LEVEL=3 keeps TensorFlow's C++ errors that
+#: are not ours out of log.txt (``E0000 ... NodeDef mentions attribute use_unbounded_threadpool``
+#: at the first training step, still printed at level 2); its start-up lines, printed before
+#: any level applies, are filtered where TensorFlow is imported (training.loop).
+WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+class CancelledError(Exception):
+    """A queued or running job was cancelled by the user (raised where it stops)."""
 
 
 def launch_run(run_dir: str | os.PathLike, env: dict | None = None) -> int:
@@ -46,7 +56,8 @@ def launch_run(run_dir: str | os.PathLike, env: dict | None = None) -> int:
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, cwd=os.getcwd(),
             # the worker's caches live in the artifacts folder that holds this run
-            env={**os.environ, "CNMC_ARTIFACTS": str(run_dir.resolve().parent.parent), **(env or {})},
+            env={**os.environ, **WORKER_ENV, "CNMC_ARTIFACTS": str(run_dir.resolve().parent.parent),
+                 **(env or {})},
         )
     finally:
         log.close()
