@@ -67,25 +67,24 @@ def create_demo_dataset(root: str | os.PathLike | None = None, seed: int = 0,
 
 def queue_demo_runs(root: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
                     presets: tuple[str, ...] = DEMO_PRESETS) -> list[Path]:
-    """Create and launch the demo runs (queued; the queue trains one at a time).
+    """Create and launch the demo runs (queued; the queue trains one at a time), through the one
+    launch path (:func:`cnmc_core.training.launch.start_runs`): every run is checked before
+    any is created.
 
-    Returns the run folders in launch order.
+    Args:
+        root: the artifacts folder (default ``$CNMC_ARTIFACTS`` or ``./artifacts``).
+        data: the dataset (default: the demo dataset of ``root``).
+        presets: the presets to run, in launch order.
+
+    Returns:
+        The run folders in launch order.
+
+    Raises:
+        ConfigError / DataError: a preset cannot run on ``data``; no run was created.
     """
     from cnmc_core.training.config import resolve_config
-    from cnmc_core.training.launch import check_config
-    from cnmc_core.workspace.layout import create_run
-    from cnmc_core.workspace.queue import launch_run
+    from cnmc_core.training.launch import start_runs
 
     data = Path(data) if data is not None else demo_data_root(root)
-    env = {"CNMC_ARTIFACTS": str(artifacts_dir(root).resolve())}
-    configs = []
-    for name in presets:
-        config = resolve_config(name, data=str(data.resolve()))
-        check_config(config)
-        configs.append(config)
-    runs = []
-    for config in configs:
-        run_dir = create_run(config, root)
-        launch_run(run_dir, env=env)
-        runs.append(run_dir)
-    return runs
+    configs = [resolve_config(name, data=str(data)) for name in presets]
+    return start_runs(configs, artifacts_dir(root))

@@ -2,7 +2,7 @@
 learning curves), cancel, and read the log of a run that failed.
 
 Training never runs in this script: a launched run is a detached worker process
-(``cnmc_core.training.launch.launch_checked``); a fragment polls the run folders every 2 seconds.
+(``cnmc_core.training.launch.start_run``); a fragment polls the run folders every 2 seconds.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from cnmc_core.training.config import list_presets
 from cnmc_core.training.launch import (
     build_run_config,
     form_defaults,
-    launch_checked,
     preset_models,
+    start_run,
 )
 from cnmc_core.workspace.listing import (
     STATE_ICONS,
@@ -119,7 +119,7 @@ def launch_form() -> None:
                     split_protocol=protocol, balance=balance, augment=augment, batch_size=int(batch_size),
                     seed=int(seed), max_images_per_split=int(cap), epochs=[int(e) for e in epochs],
                     learning_rates=[float(r) for r in rates])
-                run_dir = launch_checked(config, ROOT)
+                run_dir = start_run(config, ROOT)
         except CnmcError as exc:
             st.error(f"The run was not launched: {exc}")
         except OSError as exc:

@@ -284,12 +284,12 @@ def test_train_page_launches_then_cancels_a_queued_run(ws, monkeypatch):
 
     launched = []
 
-    def fake_launch(config, root=None):  # the run folder without a worker: it stays queued
+    def fake_launch(config, root=None, *, detach=True):  # no worker: the run stays queued
         run = create_run(config, root)
         launched.append((run, config))
         return run
 
-    monkeypatch.setattr(launch, "launch_checked", fake_launch)
+    monkeypatch.setattr(launch, "start_run", fake_launch)
     at = run_app("pages/2_Train.py")
     at.selectbox(key="preset").set_value("paper_vgg16_block4").run()
     assert [n.label for n in at.number_input if n.key.endswith(("epochs0", "epochs1"))] == ["Epochs (max)"] * 2

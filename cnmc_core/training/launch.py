@@ -1,49 +1,113 @@
-"""Launching a run from a form: the form's choices turned into a checked config, then a run
-folder and a detached worker (the same code path as ``python -m cnmc_core train --detach``).
+"""Starting runs: the one check -> create -> launch path, and a launch form's choices turned
+into a config.
+
+:func:`start_run` (and :func:`start_runs` for several) checks a config completely
+(:func:`check_config`: every value, the model and its arguments, the weights, the dataset and
+the split) before anything is written, creates the run folder, and either starts its worker as
+a detached process (queued) or returns the folder for the caller to train in the foreground
+(:func:`cnmc_core.training.loop.train_run`). ``python -m cnmc_core train`` (with and without
+``--detach``), the Train page and the demo's *Train the four demo models* all go through it.
 
 The Train page calls :func:`form_defaults` to fill its form from a preset, and
-:func:`build_run_config` + :func:`launch_checked` when the user presses Launch; every mistake
-comes back as a :class:`~cnmc_core.exceptions.CnmcError` whose message says what to change.
+:func:`build_run_config` + :func:`start_run` when the user presses Launch; every mistake comes
+back as a :class:`~cnmc_core.exceptions.CnmcError` whose message says what to change.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
 from cnmc_core.data.manifest import resolve_manifest
-from cnmc_core.data.splits import make_split
 from cnmc_core.exceptions import ConfigError
-from cnmc_core.training.config import load_preset, resolve_config
+from cnmc_core.training.config import load_preset, resolve_config, validate_config
+from cnmc_core.training.pipeline import plan_split
 
-__all__ = ["check_config", "preset_models", "form_defaults", "build_run_config", "launch_checked"]
+__all__ = ["check_config", "start_runs", "start_run", "preset_models", "form_defaults",
+           "build_run_config"]
 
 
 def check_config(config: dict) -> pd.DataFrame:
-    """Check, before any training starts, everything that can fail early.
+    """Check, before any run folder exists, everything about a run that can fail early.
 
-    The model name, its overrides and input size, the weights (an ImageNet file missing offline
-    fails here, naming the file), the dataset and the split (an empty class fails here).
+    Every key, type and range of the config (:func:`~cnmc_core.training.config.validate_config`:
+    seed, learning rates, sizes...), the model name, its arguments and input size
+    (:func:`~cnmc_core.models.registry.check_model`), the weights (an ImageNet file missing
+    offline fails here, naming the file), the dataset, and the split with its cap per split (a
+    split without both classes fails here).
+
+    Args:
+        config: a run config (as :func:`~cnmc_core.training.config.resolve_config` returns it);
+            it is not changed.
 
     Returns:
-        The split (``image_id``, ``split``) the run will use.
+        The images the run will use (``image_id``, ``split``, ``y``, ``subject``).
 
     Raises:
         ConfigError or DataError with the reason.
     """
     from cnmc_core.models.registry import check_model
 
+    config = validate_config(copy.deepcopy(config), source="the run config")
     check_model(config["model"], config["image_size"], config["weights"], what="model_args",
                 **config.get("model_args", {}))
     if not config.get("data"):
         raise ConfigError("No dataset: give --data ROOT (a C-NMC folder or a manifest CSV); "
                           "`python -m cnmc_core synth artifacts/demo-data` makes a synthetic one.")
-    manifest = resolve_manifest(config["data"], verify=False)
-    return make_split(manifest, config["split_protocol"], seed=config["seed"],
-                      fractions=tuple(config["split_fractions"]))
+    return plan_split(resolve_manifest(config["data"], verify=False), config)
+
+
+def start_runs(configs: Iterable[dict], root: str | os.PathLike | None = None, *,
+               detach: bool = True) -> list[Path]:
+    """Check every config, then create a run folder for each and start its worker.
+
+    Nothing is created unless every config passes :func:`check_config`. The dataset path is
+    recorded absolute (``~`` expanded), so that the run means the same from any folder.
+
+    Args:
+        configs: run configs (not changed).
+        root: the artifacts folder (default ``$CNMC_ARTIFACTS`` or ``./artifacts``).
+        detach: start each run's worker as a detached process (state ``queued``: the queue
+            trains them one at a time, in this order); False only creates the folders, for the
+            caller to train with :func:`~cnmc_core.training.loop.train_run`.
+
+    Returns:
+        The run folders, in the order of ``configs``.
+
+    Raises:
+        ConfigError / DataError: a check failed; nothing was created. RunError: the artifacts
+        folder is not writable.
+    """
+    from cnmc_core.workspace.layout import create_run
+    from cnmc_core.workspace.queue import launch_run
+
+    checked = []
+    for config in configs:
+        config = copy.deepcopy(config)
+        if config.get("data"):
+            config["data"] = str(Path(str(config["data"])).expanduser().resolve())
+        check_config(config)
+        checked.append(config)
+    runs = []
+    for config in checked:  # each launched as soon as it exists: none is left queued unstarted
+        runs.append(create_run(config, root))
+        if detach:
+            launch_run(runs[-1])
+    return runs
+
+
+def start_run(config: dict, root: str | os.PathLike | None = None, *, detach: bool = True) -> Path:
+    """:func:`start_runs` for one config: its run folder (queued with a detached worker, or
+    ready for a foreground :func:`~cnmc_core.training.loop.train_run` with ``detach=False``).
+
+    Raises:
+        ConfigError / DataError: the check failed; nothing was created.
+    """
+    return start_runs([config], root, detach=detach)[0]
 
 
 def preset_models() -> list[str]:
@@ -142,23 +206,3 @@ def _literal(value) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value)
-
-
-def launch_checked(config: dict, root: str | os.PathLike | None = None) -> Path:
-    """Check ``config`` before anything is created (model, input size, weights, dataset, split),
-    then create the run folder and start its worker as a detached process.
-
-    Returns:
-        The run folder (state ``queued``; the worker takes a queue slot and trains).
-
-    Raises:
-        ConfigError / DataError: the check failed; nothing was created.
-    """
-    from cnmc_core.workspace.layout import create_run
-    from cnmc_core.workspace.paths import artifacts_dir
-    from cnmc_core.workspace.queue import launch_run
-
-    check_config(config)
-    run_dir = create_run(config, root)
-    launch_run(run_dir, env={"CNMC_ARTIFACTS": str(artifacts_dir(root).resolve())})
-    return run_dir

@@ -18,7 +18,7 @@ from cnmc_core.data.preprocess import build_cache
 from cnmc_core.data.splits import apply_transform, balance_training, make_split
 from cnmc_core.exceptions import ConfigError, DataError
 
-__all__ = ["DataBundle", "prepare_data", "make_dataset", "training_arrays", "split_arrays"]
+__all__ = ["DataBundle", "plan_split", "prepare_data", "make_dataset", "training_arrays", "split_arrays"]
 
 
 @dataclass
@@ -45,18 +45,16 @@ def _cap(split: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
     return pd.concat(parts).sort_values(["split", "image_id"]).reset_index(drop=True)
 
 
-def prepare_data(config: dict, artifacts: str | os.PathLike | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> DataBundle:
-    """Resolve the dataset, split it by the config's protocol and seed, and open the cache.
+def plan_split(manifest: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """The images a run uses, by split: the config's protocol, seed and fractions, then its cap
+    per split (``max_images_per_split``).
+
+    Returns:
+        ``image_id``, ``split``, ``y``, ``subject``, one row per image used.
 
     Raises:
-        ConfigError: no dataset given.
-        DataError: the dataset cannot be read or split, or a split lacks a class.
+        DataError: the dataset cannot be split so, or a split lacks a class after the cap.
     """
-    data = config.get("data")
-    if not data:
-        raise ConfigError("No dataset: give --data ROOT (a C-NMC folder or a manifest CSV).")
-    manifest = resolve_manifest(data)
     split = make_split(manifest, config["split_protocol"], seed=config["seed"],
                        fractions=tuple(config["split_fractions"]))
     split = split.merge(manifest[["image_id", "y", "subject"]], on="image_id")
@@ -66,6 +64,23 @@ def prepare_data(config: dict, artifacts: str | os.PathLike | None = None,
         if part["y"].nunique() < 2:
             raise DataError(f"The {name} split has a single class after sampling; use more images "
                             "(raise max_images_per_split) or another seed.")
+    return split
+
+
+def prepare_data(config: dict, artifacts: str | os.PathLike | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> DataBundle:
+    """Resolve the dataset, split it by the config's protocol and seed (:func:`plan_split`),
+    and open the cache.
+
+    Raises:
+        ConfigError: no dataset given.
+        DataError: the dataset cannot be read or split, or a split lacks a class.
+    """
+    data = config.get("data")
+    if not data:
+        raise ConfigError("No dataset: give --data ROOT (a C-NMC folder or a manifest CSV).")
+    manifest = resolve_manifest(data)
+    split = plan_split(manifest, config)
     used = manifest[manifest["image_id"].isin(split["image_id"])]
     cache = build_cache(used, config["image_size"], clahe=config.get("clahe", False),
                         root=artifacts, progress=progress)
