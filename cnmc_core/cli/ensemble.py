@@ -7,7 +7,7 @@ search (``ensemble folder: PATH`` is printed then), with a live status and the G
 a long search (``--ga-generations``, ``--ga-population``, ``--ga-restarts``) can be followed,
 and one that is killed shows as failed. ``python -m cnmc_core errors RUN_DIR...``
 prints the error-overlap summary. Members are folders, or run/ensemble ids looked up in the
-artifacts folder (``--runs-dir``).
+artifacts folder (``--artifacts``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 
+from cnmc_core.cli.options import add_artifacts_option
 from cnmc_core.exceptions import ConfigError
 
 __all__ = ["register"]
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the methods on the untouched test split and save the chosen one under "
         "artifacts/ensembles/. The last line printed is the ensemble folder.")
     p.add_argument("members", nargs="+", metavar="RUN_DIR",
-                   help="run or ensemble folders (or ids found under --runs-dir)")
+                   help="run or ensemble folders (or ids found under --artifacts)")
     p.add_argument("--method", default="ga", choices=[*_ALL_METHODS, "weighted"],
                    help="combination method to save (default: ga, the paper's)")
     p.add_argument("--weights",
@@ -54,9 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "--method ga or --compare all)")
     p.add_argument("--name", help="ensemble id (default: ens-<method>-<time>-<hash>)")
     p.add_argument("--out", help="folder to create the ensemble in (default: the ensembles folder "
-                   "of --runs-dir, else $CNMC_ARTIFACTS/ensembles or ./artifacts/ensembles)")
-    p.add_argument("--runs-dir", help="artifacts (or runs) folder where ids are looked up "
-                   "(default: $CNMC_ARTIFACTS or ./artifacts)")
+                   "of --artifacts, else $CNMC_ARTIFACTS/ensembles or ./artifacts/ensembles)")
+    add_artifacts_option(p, "artifacts (or runs) folder where ids are looked up "
+                         "(default: $CNMC_ARTIFACTS or ./artifacts)", dest="runs_dir")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON instead")
     p.set_defaults(func=_ensemble)
 
@@ -70,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float,
                    help="one threshold for every model (default: each member's own, else 0.5)")
     p.add_argument("--top", type=int, default=10, help="intersections to print (default 10)")
-    p.add_argument("--runs-dir", help="artifacts (or runs) folder where ids are looked up")
+    add_artifacts_option(p, "artifacts (or runs) folder where ids are looked up", dest="runs_dir")
     p.set_defaults(func=_errors)
 
 

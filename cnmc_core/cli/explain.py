@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cnmc_core.cli.options import add_artifacts_option
+
 __all__ = ["register"]
 
 
@@ -19,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="gradcam", help="gradcam (default), gradcam++ or activations")
     p.add_argument("--layer", help="layer to explain (default: the model's last kept conv block)")
     p.add_argument("--class", dest="target", default="predicted", help="all, hem or predicted (default)")
-    p.add_argument("--runs-dir", help="artifacts folder, to find runs by id")
+    add_artifacts_option(p, "artifacts folder, to find runs and ensembles by id "
+                         "(default: $CNMC_ARTIFACTS or ./artifacts)")
     p.set_defaults(func=_explain)
 
 
@@ -35,7 +38,7 @@ def _explain(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out must be a .png file; got {out}.")
-    path = resolve_member(args.path, args.runs_dir)
+    path = resolve_member(args.path, args.artifacts)
     explanation = explain_path(path, read_image(args.image), method=args.method, layer=args.layer,
                                target=args.target)
     figure = render_figure(explanation)

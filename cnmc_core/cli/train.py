@@ -7,6 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
+from cnmc_core.cli.options import add_artifacts_option
+
 __all__ = ["register"]
 
 
@@ -20,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="maximum epochs of every stage")
     p.add_argument("--image-size", type=int, help="input side in pixels")
     p.add_argument("--weights", help="imagenet, none, or a path to a notop .h5 file")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--runs-dir", help="artifacts folder (default: $CNMC_ARTIFACTS or ./artifacts)")
+    p.add_argument("--seed", type=int, help="seed of split, balancing, init and shuffling, 0 to 2**32-1")
+    add_artifacts_option(p)
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. stages.0.learning_rate=1e-4 (repeatable)")
     p.add_argument("--detach", action="store_true", help="start in the background (queued) and return")
@@ -32,13 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_worker)
 
     p = sub.add_parser("runs", help="list runs and ensembles with state and key metrics")
-    p.add_argument("--runs-dir", help="artifacts folder")
+    add_artifacts_option(p)
     p.add_argument("--json", action="store_true", help="print JSON records")
     p.set_defaults(func=_runs)
 
     p = sub.add_parser("cancel", help="cancel a queued or running run")
     p.add_argument("run", help="run id or folder")
-    p.add_argument("--runs-dir", help="artifacts folder")
+    add_artifacts_option(p)
     p.set_defaults(func=_cancel)
 
     p = sub.add_parser("evaluate", help="re-score a trained run on another dataset or split")
@@ -46,8 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="dataset folder or manifest CSV")
     p.add_argument("--split", default="all", help="all (every labelled image, default) or a protocol "
                    "whose test split is scored: subject, paper, official")
-    p.add_argument("--source", help="only images of this source, e.g. prelim")
-    p.add_argument("--runs-dir", help="artifacts folder")
+    p.add_argument("--source", help="only images of this source: fold_0, fold_1, fold_2, prelim, "
+                   "final or unknown")
+    add_artifacts_option(p)
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("presets", help="list the presets with their model and settings")
@@ -56,29 +59,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args) -> int:
-    from cnmc_core.training.callbacks import CancelledError
+    from cnmc_core.contracts import protocol_label
     from cnmc_core.training.config import resolve_config
-    from cnmc_core.training.launch import check_config
+    from cnmc_core.training.launch import start_run
     from cnmc_core.training.loop import train_run
-    from cnmc_core.workspace.layout import create_run
-    from cnmc_core.workspace.queue import launch_run
+    from cnmc_core.workspace.queue import CancelledError
+    from cnmc_core.workspace.status import read_status
 
     config = resolve_config(args.preset, data=args.data, split_protocol=args.split_protocol,
                             epochs=args.epochs, image_size=args.image_size, weights=args.weights,
                             seed=args.seed, sets=args.sets)
-    if config.get("data"):
-        config["data"] = str(Path(config["data"]).expanduser().resolve())
-    check_config(config)  # model, weights, data and split: fail before a run folder exists
-    run_dir = create_run(config, args.runs_dir)
+    # checked completely (model, arguments, weights, data and split) before a run folder exists
+    run_dir = start_run(config, args.artifacts, detach=args.detach)
     if args.detach:
-        pid = launch_run(run_dir)
+        pid = read_status(run_dir).get("pid")
         print(f"run queued in the background (pid {pid}); follow it with `python -m cnmc_core runs`")
         print(run_dir)
         return 0
-    print(f"run {run_dir.name}: {config['model']} at {config['image_size']} px, "
-          f"{config['split_protocol']} protocol, seed {config['seed']}", flush=True)
+    print(f"run {run_dir.name}: {config['model']} at {config['image_size']} px, protocol "
+          f"{protocol_label(config['split_protocol'])}, seed {config['seed']}", flush=True)
     try:
-        train_run(run_dir, log=lambda text: print(text, flush=True), artifacts=args.runs_dir)
+        train_run(run_dir, log=lambda text: print(text, flush=True), artifacts=args.artifacts)
     except CancelledError:
         print(run_dir)
         return 1
@@ -91,11 +92,11 @@ def _train(args) -> int:
 
 
 def _worker(args) -> int:
-    from cnmc_core.training.callbacks import CancelledError
     from cnmc_core.training.loop import train_run
+    from cnmc_core.workspace.queue import CancelledError
 
     try:
-        # stdout is log.txt already (see runs.launch_run): train_run writes its lines there
+        # stdout is log.txt already (see workspace.queue.launch_run): train_run writes its lines there
         train_run(Path(args.run_dir), log=None)
     except CancelledError:
         return 1
@@ -131,7 +132,7 @@ def _runs(args) -> int:
 
     from cnmc_core.workspace.listing import list_experiments
 
-    frame = list_experiments(args.runs_dir)
+    frame = list_experiments(args.artifacts)
     # runs, then ensembles; each oldest first, damaged folders (no creation time) last. A
     # running search shows its state and progress, a killed one failed (liveness applied).
     frame = (frame.assign(_ensemble=frame["kind"] != "run",
@@ -157,21 +158,18 @@ def _cancel(args) -> int:
     from cnmc_core.workspace.layout import run_path
     from cnmc_core.workspace.queue import cancel_run
 
-    status = cancel_run(run_path(args.run, args.runs_dir))
+    status = cancel_run(run_path(args.run, args.artifacts))
     print(f"cancel requested; state now {status['state']}")
     return 0
 
 
 def _evaluate(args) -> int:
-    from cnmc_core.contracts import PROTOCOLS
-    from cnmc_core.exceptions import ConfigError
     from cnmc_core.training.evaluate import evaluate_run
     from cnmc_core.workspace.layout import run_path
 
-    if args.split not in ("all", *PROTOCOLS):
-        raise ConfigError(f"--split must be one of {['all', *PROTOCOLS]}; got {args.split!r}.")
-    out, _ = evaluate_run(run_path(args.run, args.runs_dir), args.data, split=args.split,
-                          source=args.source, artifacts=args.runs_dir)
+    # evaluate_run checks --split and --source, and loads the model, before writing anything
+    out, _ = evaluate_run(run_path(args.run, args.artifacts), args.data, split=args.split,
+                          source=args.source, artifacts=args.artifacts)
     print(out)
     return 0
 
