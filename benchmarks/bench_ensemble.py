@@ -38,7 +38,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cnmc_core import ensemble as E  # noqa: E402
-from cnmc_core.metrics.classification import binary_report, weighted_f1_many
+from cnmc_core.metrics.classification import weighted_f1_many  # noqa: E402
+from cnmc_core.metrics.report import binary_report  # noqa: E402
 
 PAPER = dict(population_size=100, generations=100, tournament_size=5, crossover_rate=0.4,
              mutation_rate=0.005, restarts=10)

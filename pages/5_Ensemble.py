@@ -29,7 +29,7 @@ from cnmc_core.ensemble.live import (
 )
 from cnmc_core.ensemble.report import PAPER_RESULTS, compare_methods
 from cnmc_core.exceptions import CnmcError
-from cnmc_core.metrics.classification import best_f1_threshold
+from cnmc_core.metrics.curves import best_f1_threshold
 from cnmc_core.workspace.paths import ensembles_dir
 from page_common import choose_group_members, use_app_navigation, workspace_members
 

@@ -9,7 +9,7 @@ from run_fixtures import make_aligned
 from cnmc_core.ensemble import live as L
 from cnmc_core.ensemble.align import load_predictions
 from cnmc_core.exceptions import ConfigError, RunError
-from cnmc_core.metrics.classification import binary_report
+from cnmc_core.metrics.report import binary_report
 
 
 # --------------------------------------------------------------------------- live ensemble

@@ -82,6 +82,24 @@ def test_curves_equal_sklearn(seed):
     for g, e in zip((r["roc"]["fpr"], r["roc"]["tpr"], r["roc"]["thresholds"]),
                     _sk(skm.roc_curve, y, prob)):
         np.testing.assert_allclose(g, e)
+    expected_auc = skm.roc_auc_score(y, prob) if len(np.unique(y)) == 2 else np.nan
+    np.testing.assert_allclose(r["roc_auc"], expected_auc, rtol=1e-12)  # read from the curve
+    if y.any():
+        assert M.average_precision(y, prob) == pytest.approx(skm.average_precision_score(y, prob))
+    else:  # no ALL image: no recall to average over
+        assert np.isnan(M.average_precision(y, prob))
+
+
+def test_one_class_curves_say_nan_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fpr, tpr, _ = M.roc_curve_points([1, 1, 1], [0.2, 0.5, 0.9])
+        assert np.isnan(fpr).all() and not np.isnan(tpr).any()
+        assert np.isnan(M.roc_auc([0, 0], [0.1, 0.7]))
+        precision, recall, _ = M.pr_curve_points([0, 0], [0.1, 0.7])
+        assert recall[:-1].tolist() == [1.0, 1.0]
+        # the best non-empty ALL set is the single highest image: HEM F1 2*2 / (3 + 2)
+        assert M.best_f1_threshold([0, 0, 0], [0.1, 0.2, 0.3]) == pytest.approx((0.3, 0.8))
 
 
 @pytest.mark.parametrize("seed", range(40))

@@ -184,7 +184,8 @@ def load_curve_points(path: str | os.PathLike, split: str = "test") -> dict | No
     """ROC and precision-recall points of a run or ensemble from its ``predictions.csv``:
     ``{"fpr", "tpr", "roc_auc", "precision", "recall", "average_precision", "n"}``, or None when
     it has no predictions for ``split`` or only one class there."""
-    from cnmc_core.metrics.classification import (
+    from cnmc_core.metrics.curves import (
+        average_precision,
         pr_curve_points,
         roc_auc,
         roc_curve_points,
@@ -200,11 +201,9 @@ def load_curve_points(path: str | os.PathLike, split: str = "test") -> dict | No
     y, prob = frame["y"].to_numpy(int), frame["prob"].to_numpy(float)
     fpr, tpr, _ = roc_curve_points(y, prob)
     precision, recall, _ = pr_curve_points(y, prob)
-    # average precision: the step-wise area under the PR curve (sklearn's definition)
-    ap = float(-np.sum(np.diff(recall) * np.asarray(precision)[:-1]))
-    return {"fpr": np.asarray(fpr), "tpr": np.asarray(tpr), "roc_auc": float(roc_auc(y, prob)),
+    return {"fpr": np.asarray(fpr), "tpr": np.asarray(tpr), "roc_auc": roc_auc(y, prob),
             "precision": np.asarray(precision), "recall": np.asarray(recall),
-            "average_precision": ap, "n": int(len(y))}
+            "average_precision": average_precision(y, prob), "n": int(len(y))}
 
 
 # ids, times and the cache key differ between any two runs and say nothing about the experiment

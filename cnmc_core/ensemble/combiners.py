@@ -12,12 +12,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from cnmc_core.exceptions import CnmcError, ConfigError
-from cnmc_core.metrics.classification import (
-    best_f1_threshold,
-    sensitivity_threshold,
-    weighted_f1,
-    weighted_f1_pred,
-)
+from cnmc_core.metrics.classification import weighted_f1, weighted_f1_pred
+from cnmc_core.metrics.curves import best_f1_threshold, sensitivity_threshold
 from cnmc_core.validation import check_param
 
 __all__ = [

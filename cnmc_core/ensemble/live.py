@@ -28,7 +28,7 @@ from cnmc_core.ensemble.genetic import GeneticWeights
 from cnmc_core.ensemble.methods import make_combiner
 from cnmc_core.ensemble.store import save_ensemble
 from cnmc_core.exceptions import ConfigError
-from cnmc_core.metrics.classification import binary_report
+from cnmc_core.metrics.report import binary_report
 
 __all__ = [
     "SLIDER_METHODS",

@@ -13,7 +13,8 @@ from cnmc_core.ensemble.align import AlignedPredictions
 from cnmc_core.ensemble.combiners import Combiner, MeanEnsemble
 from cnmc_core.ensemble.methods import make_combiner, method_params
 from cnmc_core.metrics.bootstrap import full_report, paired_bootstrap_diff
-from cnmc_core.metrics.classification import binary_report, weighted_f1
+from cnmc_core.metrics.classification import weighted_f1
+from cnmc_core.metrics.report import binary_report
 
 __all__ = ["PAPER_RESULTS", "compare_methods", "format_report"]
 

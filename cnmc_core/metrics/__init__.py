@@ -1,4 +1,5 @@
-"""Metrics: the one classification-metrics implementation and the subject bootstrap.
+"""Metrics: the one classification-metrics implementation (count metrics, curves, the
+single-split report) and the class-stratified subject bootstrap.
 
 Every public name of the subpackage can be imported from it; the submodule is imported
 on first use, so importing the package stays cheap.
@@ -19,12 +20,14 @@ _EXPORTS = {
     'weighted_f1': 'classification',
     'weighted_f1_many': 'classification',
     'weighted_f1_pred': 'classification',
-    'roc_curve_points': 'classification',
-    'pr_curve_points': 'classification',
-    'roc_auc': 'classification',
-    'binary_report': 'classification',
-    'best_f1_threshold': 'classification',
-    'sensitivity_threshold': 'classification',
+    'roc_curve_points': 'curves',
+    'pr_curve_points': 'curves',
+    'roc_auc': 'curves',
+    'roc_auc_of_curve': 'curves',
+    'average_precision': 'curves',
+    'binary_report': 'report',
+    'best_f1_threshold': 'curves',
+    'sensitivity_threshold': 'curves',
     'bootstrap_ci': 'bootstrap',
     'paired_bootstrap_diff': 'bootstrap',
     'full_report': 'bootstrap',

@@ -12,14 +12,14 @@ import numpy as np
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.metrics.classification import (
     COUNT_METRICS,
-    binary_report,
     check_labels,
     check_probs,
     check_threshold,
     metrics_from_counts,
-    roc_auc,
     safe_div,
 )
+from cnmc_core.metrics.curves import roc_auc
+from cnmc_core.metrics.report import binary_report
 
 __all__ = ["bootstrap_ci", "paired_bootstrap_diff", "full_report"]
 

@@ -1,7 +1,13 @@
-"""The one metrics implementation of the project: pure numpy, vectorised, equal to scikit-learn.
+"""The count metrics of the one metrics implementation: input checks, the confusion matrix, and
+every metric of confusion counts (weighted F1 above all), vectorised over many prediction
+vectors at once and equal to scikit-learn's.
 
-Training reports, the ensemble search (a whole GA population at once), error analysis and the
-dashboard's live sliders all call these functions, so a number means the same thing everywhere.
+This is the fast path: the GA scores a whole population, the bootstrap every resample, and the
+dashboard's sliders re-score on every move, through the same functions. The curves and areas
+(ROC, precision-recall, AUC, average precision) are scikit-learn's own, in
+:mod:`cnmc_core.metrics.curves`; :func:`cnmc_core.metrics.report.binary_report` puts both in
+one report. Training reports, the ensemble search, error analysis and the dashboard all call
+these modules, so a number means the same thing everywhere.
 
 Conventions (see DESIGN.md):
 
@@ -40,12 +46,6 @@ __all__ = [
     "weighted_f1",
     "weighted_f1_many",
     "weighted_f1_pred",
-    "roc_curve_points",
-    "pr_curve_points",
-    "roc_auc",
-    "binary_report",
-    "best_f1_threshold",
-    "sensitivity_threshold",
 ]
 
 #: Metrics that depend only on the confusion counts (usable in the bootstrap), plus ``roc_auc``.
@@ -65,6 +65,12 @@ COUNT_METRICS = (
 
 
 def check_labels(y, name: str = "y") -> np.ndarray:
+    """``y`` as a 1-D int8 array of 0 (HEM) / 1 (ALL) labels (booleans are taken as labels).
+
+    Raises:
+        CnmcError: not 1-D, empty, not numeric, or a value other than 0 and 1 (the message
+            names ``name`` and shows the bad values).
+    """
     arr = np.asarray(y)
     if arr.ndim != 1:
         raise CnmcError(
@@ -84,6 +90,13 @@ def check_labels(y, name: str = "y") -> np.ndarray:
 
 
 def check_probs(prob, n: int, name: str = "prob", ndim: int = 1) -> np.ndarray:
+    """``prob`` as a float64 array of ``ndim`` dimensions whose last axis has ``n`` finite
+    probabilities P(ALL) in [0, 1].
+
+    Raises:
+        CnmcError: wrong dimensions, a length other than ``n``, NaN/infinity, or values outside
+            [0, 1] (the message says to apply a sigmoid to logits).
+    """
     arr = np.asarray(prob)
     if arr.ndim != ndim:
         raise CnmcError(f"Expected {ndim}D array for {name}, got {arr.ndim}D array instead.")
@@ -107,6 +120,11 @@ def check_probs(prob, n: int, name: str = "prob", ndim: int = 1) -> np.ndarray:
 
 
 def check_threshold(threshold) -> float:
+    """``threshold`` as a float in [0, 1].
+
+    Raises:
+        CnmcError: not a real number (a bool or a string included) or outside [0, 1].
+    """
     if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, (int, float, np.number)):
         raise CnmcError(f"threshold must be a real number in [0, 1]; got {threshold!r} instead.")
     value = float(threshold)
@@ -140,6 +158,7 @@ def confusion(y, pred) -> np.ndarray:
 
 
 def safe_div(num, den, zero_division: float):
+    """``num / den`` elementwise, with ``zero_division`` where ``den`` is 0."""
     num = np.asarray(num, dtype=np.float64)
     den = np.asarray(den, dtype=np.float64)
     out = np.full(np.broadcast(num, den).shape, zero_division, dtype=np.float64)
@@ -265,184 +284,3 @@ def weighted_f1_pred(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     f1_all = safe_div(2.0 * tp, n_all + tp + fp, 0.0)
     f1_hem = safe_div(2.0 * tn, n_hem + tn + fn, 0.0)
     return (f1_hem * n_hem + f1_all * n_all) / y.size
-
-
-def _clf_curve(y: np.ndarray, prob: np.ndarray):
-    """Cumulative (fps, tps, thresholds) at each distinct score, descending (sklearn's order)."""
-    # sklearn sorts descending with a stable sort: equal scores keep their input order.
-    order = np.argsort(-prob, kind="stable")
-    s = prob[order]
-    yt = y[order].astype(np.float64)
-    idx = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
-    tps = np.cumsum(yt)[idx]
-    fps = 1.0 + idx - tps
-    return fps, tps, s[idx]
-
-
-def roc_curve_points(y, prob, drop_intermediate: bool = True):
-    """ROC curve ``(fpr, tpr, thresholds)``, equal to :func:`sklearn.metrics.roc_curve`.
-
-    Thresholds decrease from ``inf`` (nothing predicted ALL); point ``i`` is the rate of
-    ``prob >= thresholds[i]``. With a single class in ``y`` the undefined rate is all ``nan``.
-    """
-    y = check_labels(y)
-    prob = check_probs(prob, y.size)
-    fps, tps, thr = _clf_curve(y, prob)
-    return _roc_from_clf(fps, tps, thr, drop_intermediate)
-
-
-def _roc_from_clf(fps, tps, thr, drop_intermediate=True):
-    if drop_intermediate and fps.size > 2:
-        keep = np.flatnonzero(
-            np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True]
-        )
-        fps, tps, thr = fps[keep], tps[keep], thr[keep]
-    fps = np.r_[0.0, fps]
-    tps = np.r_[0.0, tps]
-    thr = np.r_[np.inf, thr]
-    fpr = fps / fps[-1] if fps[-1] > 0 else np.full(fps.shape, np.nan)
-    tpr = tps / tps[-1] if tps[-1] > 0 else np.full(tps.shape, np.nan)
-    return fpr, tpr, thr
-
-
-def pr_curve_points(y, prob, drop_intermediate: bool = False):
-    """Precision-recall curve ``(precision, recall, thresholds)`` for ALL, equal to
-    :func:`sklearn.metrics.precision_recall_curve` (increasing thresholds; the last point is
-    precision 1, recall 0; recall is all ones when ``y`` has no ALL image)."""
-    y = check_labels(y)
-    prob = check_probs(prob, y.size)
-    fps, tps, thr = _clf_curve(y, prob)
-    return _pr_from_clf(fps, tps, thr, drop_intermediate)
-
-
-def _pr_from_clf(fps, tps, thr, drop_intermediate=False):
-    if drop_intermediate and fps.size > 2:
-        keep = np.flatnonzero(
-            np.r_[True, np.logical_or(np.diff(tps[:-1]), np.diff(tps[1:])), True]
-        )
-        fps, tps, thr = fps[keep], tps[keep], thr[keep]
-    ps = tps + fps
-    precision = safe_div(tps, ps, 0.0)
-    recall = tps / tps[-1] if tps[-1] != 0 else np.ones(tps.shape)
-    return np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0], thr[::-1].copy()
-
-
-def _auc_from_clf(fps, tps) -> float:
-    if fps[-1] <= 0 or tps[-1] <= 0:
-        return float("nan")
-    f = np.r_[0.0, fps]
-    t = np.r_[0.0, tps]
-    area = np.sum(np.diff(f) * (t[1:] + t[:-1])) / 2.0  # integer arithmetic until here
-    return float(area / (fps[-1] * tps[-1]))
-
-
-def roc_auc(y, prob) -> float:
-    """Area under the ROC curve, equal to :func:`sklearn.metrics.roc_auc_score` (ties count half).
-
-    Returns ``nan`` when ``y`` holds a single class (the AUC is undefined).
-    """
-    y = check_labels(y)
-    prob = check_probs(prob, y.size)
-    fps, tps, _ = _clf_curve(y, prob)
-    return _auc_from_clf(fps, tps)
-
-
-def binary_report(
-    y, prob, threshold: float = 0.5, *, zero_division: float = 0.0, curves: bool = False
-) -> dict:
-    """All the single-split metrics of ``prob >= threshold``, in one pass.
-
-    Args:
-        y: (n,) labels, 1 ALL / 0 HEM.
-        prob: (n,) P(ALL) in [0, 1].
-        threshold: probability at or above which an image is predicted ALL.
-        zero_division: value of a 0/0 per-class ratio (0.0, 1.0 or nan), as scikit-learn.
-        curves: also return the ROC and PR curve points (for plots).
-
-    Returns:
-        A JSON-ready dict: ``n``, ``n_all``, ``n_hem``, ``threshold``, ``accuracy``,
-        ``weighted_f1``, ``macro_f1``, ``weighted_precision``, ``weighted_recall``, ``hem`` and
-        ``all`` (each ``precision``, ``recall``, ``f1``, ``support``), ``confusion``
-        (``[[TN, FP], [FN, TP]]``), ``roc_auc`` (nan with a single class) and, with
-        ``curves``, ``roc`` (``fpr``, ``tpr``, ``thresholds``; the first threshold ``inf`` is
-        stored as None in JSON) and ``pr`` (``precision``, ``recall``, ``thresholds``).
-
-    Raises:
-        CnmcError: invalid labels, probabilities, threshold or zero_division.
-    """
-    y = check_labels(y)
-    prob = check_probs(prob, y.size)
-    threshold = check_threshold(threshold)
-    pred = prob >= threshold
-    pos = y.astype(bool)
-    tp = int(np.count_nonzero(pred & pos))
-    fp = int(np.count_nonzero(pred)) - tp
-    n_all = int(pos.sum())
-    fn = n_all - tp
-    tn = (y.size - n_all) - fp
-    m = {k: float(v) for k, v in metrics_from_counts(tp, fp, fn, tn, zero_division).items()}
-    fps, tps, thr = _clf_curve(y, prob)
-    report = {
-        "n": int(y.size),
-        "n_all": n_all,
-        "n_hem": int(y.size - n_all),
-        "threshold": threshold,
-        "accuracy": m["accuracy"],
-        "weighted_f1": m["weighted_f1"],
-        "macro_f1": m["macro_f1"],
-        "weighted_precision": m["weighted_precision"],
-        "weighted_recall": m["weighted_recall"],
-        "hem": {"precision": m["precision_hem"], "recall": m["recall_hem"],
-                "f1": m["f1_hem"], "support": int(y.size - n_all)},
-        "all": {"precision": m["precision_all"], "recall": m["recall_all"],
-                "f1": m["f1_all"], "support": n_all},
-        "confusion": [[tn, fp], [fn, tp]],
-        "roc_auc": _auc_from_clf(fps, tps),
-    }
-    if curves:
-        fpr, tpr, rthr = _roc_from_clf(fps, tps, thr)
-        precision, recall, pthr = _pr_from_clf(fps, tps, thr)
-        report["roc"] = {"fpr": fpr, "tpr": tpr, "thresholds": rthr}
-        report["pr"] = {"precision": precision, "recall": recall, "thresholds": pthr}
-    return report
-
-
-def best_f1_threshold(y, prob) -> tuple[float, float]:
-    """The threshold that maximises weighted F1 of ``prob >= t`` on (y, prob).
-
-    Candidates are the observed probabilities (every non-empty set of predicted ALL images that
-    a threshold can produce). Ties go to the candidate closest to 0.5, then to the larger one.
-
-    Returns:
-        ``(threshold, weighted_f1)``.
-    """
-    y = check_labels(y)
-    prob = check_probs(prob, y.size)
-    fps, tps, thr = _clf_curve(y, prob)
-    n_all = float(y.sum())
-    n_hem = y.size - n_all
-    f1 = metrics_from_counts(tps, fps, n_all - tps, n_hem - fps)["weighted_f1"]
-    best = np.flatnonzero(f1 == f1.max())
-    pick = best[np.lexsort((-thr[best], np.abs(thr[best] - 0.5)))[0]]
-    return float(thr[pick]), float(f1[pick])
-
-
-def sensitivity_threshold(y, prob, target: float) -> float:
-    """The largest threshold ``t`` whose recall on ALL (sensitivity) of ``prob >= t`` is at least
-    ``target``; ``t`` is one of the observed probabilities.
-
-    Raises:
-        CnmcError: ``target`` outside (0, 1], or ``y`` has no ALL image.
-    """
-    y = check_labels(y)
-    prob = check_probs(prob, y.size)
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1:
-        raise CnmcError(f"target sensitivity must be a number in (0, 1]; got {target!r} instead.")
-    n_all = int(y.sum())
-    if n_all == 0:
-        raise CnmcError("Cannot choose a threshold for a target sensitivity: y has no ALL image.")
-    fps, tps, thr = _clf_curve(y, prob)
-    # tps grows as the threshold decreases; the first distinct score reaching the target wins.
-    # A tiny tolerance keeps e.g. 49/50 >= 0.98 true despite float rounding.
-    k = int(np.flatnonzero(tps / n_all >= target - 1e-12)[0])
-    return float(thr[k])
