@@ -182,9 +182,9 @@ def test_bootstrap_evaluator_equals_sklearn_on_explicit_resamples():
     y = rng.integers(0, 2, 60)
     prob = np.round(rng.random(60), 1)
     subjects = rng.integers(0, 8, 60)
-    codes, n_units = B._check_subjects(subjects, 60)
+    units = B._Units(y.astype(np.int8), subjects)
     ev = B._BootEvaluator(y.astype(np.int8), prob, 0.5, ("weighted_f1", "roc_auc", "recall_all"))
-    w = next(B._resample_weights(codes, n_units, 60, 30, seed=1))
+    w = next(units.weights(30, seed=1))
     got = ev(w)
     for b in range(w.shape[0]):
         idx = np.repeat(np.arange(60), w[b].astype(int))
@@ -218,6 +218,70 @@ def test_bootstrap_ci_reproducible_and_sane():
     assert M.bootstrap_ci(y, prob, ids, n_boot=60)["weighted_f1"] == M.bootstrap_ci(
         y, prob, None, n_boot=60)["weighted_f1"]
     assert M.bootstrap_ci(y, prob, n_boot=60)["unit"] == "image"
+
+
+def _nine_subjects(seed: int = 0):
+    """A demo-like test split: 5 ALL and 4 HEM subjects of 12-30 images, a fair model."""
+    rng = np.random.default_rng(seed)
+    y, subjects = [], []
+    for k in range(9):
+        n = int(rng.integers(12, 31))
+        y += [int(k < 5)] * n
+        subjects += [f"{'' if k < 5 else 'H'}{k}"] * n
+    y = np.array(y)
+    prob = np.clip(0.5 + (y - 0.5) * 0.3 + rng.normal(0, 0.25, y.size), 0, 1)
+    return y, prob, np.array(subjects)
+
+
+def test_stratified_subject_bootstrap_has_both_classes_in_every_resample():
+    y, prob, subjects = _nine_subjects()
+    units = B._Units(y.astype(np.int8), subjects)
+    assert [s.size for s in units.strata] == [4, 5] and units.mixed == 0
+    for w in units.weights(1000, seed=0):
+        # each resample draws 5 ALL and 4 HEM subjects (with replacement): both classes there
+        drawn = w[:, np.unique(units.codes, return_index=True)[1]]
+        assert (drawn[:, units.strata[1]].sum(axis=1) == 5).all()
+        assert (drawn[:, units.strata[0]].sum(axis=1) == 4).all()
+        assert (w[:, y == 1].sum(axis=1) > 0).all() and (w[:, y == 0].sum(axis=1) > 0).all()
+    ci = M.bootstrap_ci(y, prob, subjects, n_boot=1000, seed=0)
+    assert ci["roc_auc"]["n_undefined"] == 0 and ci["weighted_f1"]["n_undefined"] == 0
+    assert ci["stratified"] and ci["strata"] == {"hem": 4, "all": 5} and ci["mixed_subjects"] == 0
+    for k in ("weighted_f1", "roc_auc"):
+        assert ci[k]["low"] <= ci[k]["estimate"] <= ci[k]["high"]
+        assert ci[k]["low"] < ci[k]["high"]
+    d = M.paired_bootstrap_diff(y, prob, np.clip(prob + 0.1, 0, 1), subjects, metric="roc_auc",
+                                n_boot=500, seed=0)
+    assert d["stratified"] and np.isfinite([d["low"], d["high"]]).all()
+
+
+def test_stratified_bootstrap_depends_on_the_seed_only():
+    y, prob, subjects = _nine_subjects(1)
+    a = M.bootstrap_ci(y, prob, subjects, n_boot=300, seed=7)
+    np.random.seed(123)  # the global generator plays no part
+    b = M.bootstrap_ci(y, prob, subjects, n_boot=300, seed=7)
+    c = M.bootstrap_ci(y, prob, subjects, n_boot=300, seed=8)
+    assert a == b and a != c
+    # the same subjects under other names, in another image order: the same units, same draws
+    order = np.random.default_rng(0).permutation(y.size)
+    renamed = np.array([f"x{s}" for s in subjects])
+    d = M.bootstrap_ci(y[order], prob[order], renamed[order], n_boot=300, seed=7)
+    assert d["weighted_f1"] == a["weighted_f1"] and d["roc_auc"] == a["roc_auc"]
+
+
+def test_image_bootstrap_stratifies_images_and_mixed_subjects_follow_their_majority():
+    y = np.array([1] * 7 + [0] * 3)
+    units = B._Units(y.astype(np.int8), None)
+    for w in units.weights(200, seed=3):
+        assert (w[:, y == 1].sum(axis=1) == 7).all() and (w[:, y == 0].sum(axis=1) == 3).all()
+    # subject "m" has 2 ALL and 1 HEM image: ALL stratum; "t" 1 and 1: a tie, ALL too
+    subjects = np.array(["m", "m", "m", "t", "t", "h", "h", "a", "a", "a"])
+    y = np.array([1, 1, 0, 1, 0, 0, 0, 1, 1, 1])
+    units = B._Units(y.astype(np.int8), subjects)
+    names = np.unique(subjects)
+    assert sorted(names[units.strata[1]]) == ["a", "m", "t"] and list(names[units.strata[0]]) \
+        == ["h"] and units.mixed == 2
+    ci = M.bootstrap_ci(y, np.linspace(0, 1, 10), subjects, n_boot=50)
+    assert ci["mixed_subjects"] == 2 and ci["strata"] == {"hem": 1, "all": 3}
 
 
 def test_paired_bootstrap_diff():
@@ -258,8 +322,17 @@ def test_full_report_shape():
         (lambda: M.weighted_f1_many([0, 1], np.zeros((2, 3), bool)), "Expected a 2D"),
         (lambda: M.confusion([0, 1], [1]), "inconsistent numbers of images"),
         (lambda: M.sensitivity_threshold([0, 1], [0.1, 0.2], 1.5), "target sensitivity"),
-        (lambda: M.bootstrap_ci([0, 1], [0.1, 0.2], n_boot=0), "n_boot must be a positive"),
-        (lambda: M.bootstrap_ci([0, 1], [0.1, 0.2], alpha=1.0), "alpha must be"),
+        (lambda: M.bootstrap_ci([0, 1], [0.1, 0.2], n_boot=0),
+         r"The 'n_boot' parameter of bootstrap_ci must be an int in the range \[1, 100000\]. "
+         r"Got 0 instead. Use 1,000 to 10,000"),
+        (lambda: M.bootstrap_ci([0, 1], [0.1, 0.2], n_boot=1_000_000_000),
+         r"range \[1, 100000\]. Got 1000000000 instead"),
+        (lambda: M.bootstrap_ci([0, 1], [0.1, 0.2], alpha=1.0),
+         r"The 'alpha' parameter of bootstrap_ci must be a float in the range \(0, 1\)"),
+        (lambda: M.bootstrap_ci([0, 1], [0.1, 0.2], seed=-1),
+         r"The 'seed' parameter of bootstrap_ci must be an int in the range \[0, 4294967295\]"),
+        (lambda: M.paired_bootstrap_diff([0, 1], [.1, .2], [.3, .4], n_boot=2.5),
+         "The 'n_boot' parameter of paired_bootstrap_diff must be an int"),
         (lambda: M.bootstrap_ci([0, 1], [0.1, 0.2], metrics=("auc",)), "cannot be bootstrapped"),
         (lambda: M.bootstrap_ci([0, 1], [0.1, 0.2], ["a"]), "one subject per image"),
         (lambda: M.paired_bootstrap_diff([0, 1], [0.1, 0.2], [0.3]), "prob_b and y"),
