@@ -1,5 +1,5 @@
-"""cnmc_core.ensemble.combiners and genetic: threshold rules, every combiner's weights on the
-simplex, the GA, parameter errors in scikit-learn's format."""
+"""cnmc_core.ensemble.combiners: threshold rules, every combiner's weights on the simplex,
+parameter errors in scikit-learn's format (the GAs' own behaviour: test_ensemble_genetic.py)."""
 
 from __future__ import annotations
 
@@ -36,11 +36,12 @@ def _data(seed=0, n=300, m=4):
     return X, y
 
 
-@pytest.mark.parametrize("method", ["mean", "ga", "greedy", "dirichlet", "slsqp", "stacking"])
+@pytest.mark.parametrize("method", ["mean", "ga", "ga_mean", "greedy", "dirichlet", "slsqp",
+                                    "stacking"])
 @pytest.mark.parametrize("seed", range(3))
 def test_every_method_gives_simplex_weights_and_threshold(method, seed):
     X, y = _data(seed)
-    params = {"restarts": 2, "generations": 20} if method == "ga" else {}
+    params = {"restarts": 2, "generations": 20} if method in E.GA_METHODS else {}
     comb = E.make_combiner(method, threshold="best", **params).fit(X, y)
     w = comb.weights_
     assert w.shape == (4,) and (w >= 0).all() and w.sum() == pytest.approx(1.0)
@@ -50,64 +51,6 @@ def test_every_method_gives_simplex_weights_and_threshold(method, seed):
     assert comb.val_score_ == pytest.approx(f1_score(y, comb.predict(X), average="weighted"))
     if method != "stacking":
         np.testing.assert_allclose(prob, np.average(X, axis=1, weights=w))
-
-
-def test_ga_reproducible_and_on_simplex():
-    X, y = _data(1)
-    a = E.GeneticWeights(seed=7, restarts=3, generations=30).fit(X, y)
-    b = E.GeneticWeights(seed=7, restarts=3, generations=30).fit(X, y)
-    c = E.GeneticWeights(seed=8, restarts=3, generations=30).fit(X, y)
-    np.testing.assert_array_equal(a.weights_, b.weights_)
-    np.testing.assert_array_equal(a.history_, b.history_)
-    assert not np.array_equal(a.history_, c.history_)
-    assert a.best_fitness_ == pytest.approx(a.val_score_)
-    assert a.best_fitness_ == pytest.approx(np.nanmax(a.history_))
-    # the whole population is scored per call: (generations + 1) calls of 100 per restart
-    assert a.n_evaluations_ == 3 * 31 * 100
-
-
-def test_ga_population_stays_on_simplex(monkeypatch):
-    seen = []
-    original = E.Fitness.__call__
-
-    def spy(self, W):
-        seen.append(W.copy())
-        return original(self, W)
-
-    monkeypatch.setattr(E.Fitness, "__call__", spy)
-    X, y = _data(2)
-    E.GeneticWeights(seed=0, restarts=2, generations=15, mutation_rate=0.5).fit(X, y)
-    pop = np.vstack(seen)
-    assert pop.shape == (2 * 16 * 100, 4) and (pop >= 0).all()
-    np.testing.assert_allclose(pop.sum(axis=1), 1.0)
-
-
-def test_ga_puts_nearly_all_weight_on_a_perfect_model():
-    rng = np.random.default_rng(0)
-    n = 1000
-    y = rng.integers(0, 2, n)
-    # perfect but close to 0.5: any weight on a noise model flips some images
-    perfect = np.where(y == 1, 0.5 + 0.5 * rng.random(n), 0.5 * rng.random(n))
-    X = np.column_stack([rng.random(n), perfect, rng.random(n), rng.random(n)])
-    ga = E.GeneticWeights(seed=0).fit(X, y)  # the paper's settings
-    assert ga.weights_[1] > 0.85 and ga.weights_.argmax() == 1
-    assert ga.val_score_ > 0.97
-    greedy = E.GreedySelection().fit(X, y)
-    np.testing.assert_allclose(greedy.weights_, [0, 1, 0, 0])
-
-
-def test_ga_elitism_callback_and_stop():
-    X, y = _data(3)
-    calls = []
-    ga = E.GeneticWeights(seed=1, restarts=2, generations=10, elitism=2,
-                          callback=calls.append).fit(X, y)
-    assert len(calls) == 20 and calls[-1]["restart"] == 1 and calls[-1]["generation"] == 10
-    assert all(np.diff(ga.history_, axis=1).min(axis=1) >= 0)  # elitism: best never lost
-    assert calls[-1]["best_fitness"] == ga.best_fitness_
-    stop = E.GeneticWeights(seed=1, restarts=5, generations=10,
-                            callback=lambda info: info["generation"] < 3).fit(X, y)
-    assert stop.stopped_early_ and np.isnan(stop.history_[1:]).all()
-    assert stop.weights_.sum() == pytest.approx(1.0)
 
 
 def test_slsqp_minimises_log_loss():
@@ -177,7 +120,7 @@ def test_parameter_errors(make, err_msg):
     "call, err_msg",
     [
         (lambda: E.make_combiner("vote"), r"The 'method' parameter must be one of \['dirichlet', "
-                                          r"'ga', 'greedy', 'mean', 'slsqp', 'stacking', "
+                                          r"'ga', 'ga_mean', 'greedy', 'mean', 'slsqp', 'stacking', "
                                           r"'weighted'\]. Got 'vote' instead."),
         (lambda: E.make_combiner("ga", pop=3), r"GeneticWeights got unexpected parameter\(s\) "
                                                r"\['pop'\]"),

@@ -110,18 +110,29 @@ class Fitness:
     """Weighted F1 at a threshold of many weight vectors at once (the GA's inner loop).
 
     Uses the metrics module's count kernel without re-validating the data at every call.
+
+    Args:
+        X: (n_images, n_models) P(ALL) of each member.
+        y: (n_images,) labels.
+        threshold: an image is ALL where the weighted average is at or above it, or, with
+            ``strict``, strictly above it (the paper's ``np.rint`` at 0.5: a tie is HEM).
     """
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, threshold: float = 0.5):
+    def __init__(self, X: np.ndarray, y: np.ndarray, threshold: float = 0.5,
+                 strict: bool = False):
         self.XT = np.ascontiguousarray(X.T)
         self.y = y
         self.threshold = threshold
+        self.strict = strict
         self.n = y.size
         self.evaluations = 0
 
     def __call__(self, W: np.ndarray) -> np.ndarray:
+        """(P,) weighted F1 of the (P, n_models) weight vectors ``W``."""
         self.evaluations += W.shape[0]
-        return weighted_f1_pred(self.y, (W @ self.XT) >= self.threshold)
+        scores = W @ self.XT
+        pred = scores > self.threshold if self.strict else scores >= self.threshold
+        return weighted_f1_pred(self.y, pred)
 
 
 def _log_loss_many(P: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -148,9 +159,11 @@ class Combiner:
             check_param(type(self).__name__, name, getattr(self, name), spec)
         parse_threshold_rule(self.threshold)
 
-    def check_params(self, n_models: int | None = None) -> "Combiner":
-        """Validate the parameters (for ``n_models`` models, when given) without fitting, so a
-        caller can refuse bad input before it creates anything.
+    def check_params(self, n_models: int | None = None,
+                     n_images: int | None = None) -> "Combiner":
+        """Validate the parameters (for ``n_models`` models and ``n_images`` fitting images,
+        when given) without fitting, so a caller can refuse bad input before it creates
+        anything.
 
         Raises:
             ConfigError: the message names the parameter, its rule and the value.
@@ -219,8 +232,10 @@ class WeightedAverage(Combiner):
             )
         return w
 
-    def check_params(self, n_models: int | None = None) -> "WeightedAverage":
-        super().check_params(n_models)
+    def check_params(self, n_models: int | None = None,
+                     n_images: int | None = None) -> "WeightedAverage":
+        """As :meth:`Combiner.check_params`, and one non-negative weight per model."""
+        super().check_params(n_models, n_images)
         if n_models is not None:
             self._checked_weights(n_models)
         return self
