@@ -19,15 +19,18 @@ import streamlit as st
 
 from cnmc_core.analysis.charts import confusion_figure, roc_figure
 from cnmc_core.ensemble.align import align_runs
+from cnmc_core.ensemble.genetic import GA_METHODS
 from cnmc_core.ensemble.live import (
+    COLUMN_HELP,
     comparison_table,
     fit_method,
     live_reports,
     normalise_weights,
+    paper_table,
     save_live_ensemble,
     saved_ensembles_of,
 )
-from cnmc_core.ensemble.report import PAPER_RESULTS, compare_methods
+from cnmc_core.ensemble.report import score_methods
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.metrics.curves import best_f1_threshold
 from cnmc_core.workspace.paths import ensembles_dir
@@ -36,6 +39,7 @@ from page_common import choose_group_members, use_app_navigation, workspace_memb
 METHOD_BUTTONS = {
     "mean": "Equal weights",
     "ga": "Genetic algorithm",
+    "ga_mean": "GA, mean crossover",
     "greedy": "Greedy selection",
     "dirichlet": "Random search",
     "slsqp": "Min. log-loss (SLSQP)",
@@ -44,6 +48,8 @@ METHOD_HELP = {
     "mean": "The paper's plain average: every member weighs the same.",
     "ga": "The paper's genetic algorithm (settings above): weights that maximise weighted F1 "
           "on val at 0.5.",
+    "ga_mean": "This project's earlier GA variant (settings above): whole-vector average "
+               "crossover, mutation of any child; not the paper's.",
     "greedy": "Ensemble selection with replacement (Caruana et al. 2004) on val.",
     "dirichlet": "The best of 10,000 random weight vectors on val.",
     "slsqp": "Weights that minimise the log-loss of the vote on val.",
@@ -67,8 +73,8 @@ def cached_fit(paths: tuple[str, ...], signature: tuple, method: str, seed: int,
 @st.cache_data(show_spinner=False, max_entries=8)
 def cached_comparison(paths: tuple[str, ...], signature: tuple, seed: int, n_boot: int,
                       ga_params: tuple) -> list[dict]:
-    rows, _ = compare_methods(load_aligned(paths, signature), threshold=0.5, seed=seed,
-                              n_boot=n_boot, params={"ga": dict(ga_params)})
+    rows, _ = score_methods(load_aligned(paths, signature), threshold=0.5, seed=seed,
+                            n_boot=n_boot, params={m: dict(ga_params) for m in GA_METHODS})
     return rows
 
 
@@ -136,7 +142,7 @@ def live_ensemble(aligned, chosen: list[str], labels: dict[str, str], paths: tup
                 apply({"threshold": t, "source": f"the best threshold on val ({t:.3f}: "
                                                  f"weighted F1 {f1:.4f})"})
         elif clicked is not None:
-            params = ga_params if clicked == "ga" else ()
+            params = ga_params if clicked in GA_METHODS else ()
             progress = bar.progress(0.0, text=f"{METHOD_BUTTONS[clicked]}: starting")
             step = {"last": -1}
 
@@ -146,11 +152,11 @@ def live_ensemble(aligned, chosen: list[str], labels: dict[str, str], paths: tup
                     step["last"] = pct
                     progress.progress(pct / 100, text=f"{METHOD_BUTTONS[clicked]}: {pct}% "
                                       f"({done:,} of {total:,} generations)"
-                                      if clicked == "ga" else f"{METHOD_BUTTONS[clicked]}")
+                                      if clicked in GA_METHODS else f"{METHOD_BUTTONS[clicked]}")
 
             try:
-                if clicked == "ga":  # not cached: the progress bar shows the search
-                    result = fit_method(aligned, "ga", seed=seed, params=dict(params),
+                if clicked in GA_METHODS:  # not cached: the progress bar shows the search
+                    result = fit_method(aligned, clicked, seed=seed, params=dict(params),
                                         progress=report)
                 else:
                     result = cached_fit(paths, signature, clicked, seed, params)
@@ -306,19 +312,19 @@ def main() -> None:
             st.error(f"The comparison failed: {exc}")
         else:
             table = comparison_table(rows, labels)
-            number = st.column_config.NumberColumn(format="%.4f")
-            st.dataframe(table, hide_index=True, column_config={
-                c: number for c in ("threshold", "val wF1 (fitted)", "test wF1", "P hem", "P all",
-                                    "R hem", "R all", "test AUC", "vs mean")})
+            columns = {c: st.column_config.NumberColumn(format="%.4f", help=COLUMN_HELP.get(c))
+                       for c in ("threshold", "val wF1 (fitted)", "test wF1", "P hem", "P all",
+                                 "R hem", "R all")}
+            columns.update({c: st.column_config.TextColumn(help=COLUMN_HELP[c])
+                            for c in ("test wF1 95% CI", "test AUC", "vs mean", "vs mean 95% CI")})
+            st.dataframe(table, hide_index=True, column_config=columns)
             notes = sorted({r["note"] for r in rows if r.get("note")})
             for note in notes:
-                st.caption(f"stacking: {note}")
-            paper = pd.DataFrame(PAPER_RESULTS).rename(columns={
-                "test_weighted_f1": "test wF1", "precision_hem": "P hem", "precision_all": "P all",
-                "recall_hem": "R hem", "recall_all": "R all", "test_auc": "test AUC"})
+                st.caption(note)
             st.caption("The paper's reported ensembles (not comparable: split by image, so cells of "
                        "one subject are in train and test):")
-            st.dataframe(paper, hide_index=True)
+            st.dataframe(paper_table(), hide_index=True, column_config={
+                "test AUC": st.column_config.TextColumn(help=COLUMN_HELP["test AUC"])})
     else:
         st.caption("Click **Compare the methods** to fit them all (a few seconds).")
 

@@ -135,7 +135,7 @@ def ws_copy(workspace, tmp_path_factory):
     root = tmp_path_factory.mktemp("compare") / "artifacts"
     shutil.copytree(workspace["artifacts"], root)
     runs = sorted(p for p in (root / "runs").iterdir() if "fixture_" in p.name)
-    ens, _ = run_search(runs, method="mean", compare=("mean",), n_boot=20,
+    ens, _ = run_search(runs, method="mean", methods=("mean",), n_boot=20,
                             out_dir=root / "ensembles")
     return {"root": root, "runs": runs, "ensemble": ens,
             "failed": root / "runs" / workspace["failed"].name, "data": workspace["data"]}

@@ -37,7 +37,7 @@ def analysis_workspace(workspace, tmp_path_factory):
     shutil.copytree(workspace["artifacts"], root)
     runs = sorted(p for p in (root / "runs").iterdir() if (p / "predictions.csv").is_file())
     run_search(runs, method="ga", out_dir=root / "ensembles", ensemble_id="ens-ga-fixture",
-                   compare=("mean",), n_boot=50, params={"ga": {"generations": 20, "restarts": 2}})
+                   methods=("mean",), n_boot=50, params={"ga": {"generations": 20, "restarts": 2}})
     return root
 
 

@@ -46,12 +46,13 @@ def test_live_reports_follow_the_weights(aligned):
     assert only_best > only_worst
 
 
-def test_fit_method_ga_reports_progress_and_is_seeded(aligned):
+@pytest.mark.parametrize("method", ["ga", "ga_mean"])
+def test_fit_method_ga_reports_progress_and_is_seeded(aligned, method):
     seen = []
     params = {"population_size": 20, "generations": 5, "restarts": 2}
-    a = L.fit_method(aligned, "ga", seed=1, params=params,
+    a = L.fit_method(aligned, method, seed=1, params=params,
                      progress=lambda d, t: seen.append((d, t)))
-    b = L.fit_method(aligned, "ga", seed=1, params=params)
+    b = L.fit_method(aligned, method, seed=1, params=params)
     assert a["weights"] == b["weights"]
     assert sum(a["weights"]) == pytest.approx(1.0)
     assert seen[-1] == (1, 1) and (10, 10) in seen
@@ -79,11 +80,31 @@ def test_comparison_table_names_methods_and_members():
              "test_ci": None, "precision_hem": 1, "precision_all": 1, "recall_hem": 1,
              "recall_all": 1, "test_auc": 0.9, "weights": {"run0": 0.25, "run1": 0.75},
              "diff_vs_mean": {"estimate": 0.01, "low": -0.02, "high": 0.03}}]
+    rows.append({**rows[1], "method": "ga_mean", "test_auc": float("nan")})
     table = L.comparison_table(rows, {"run0": "A", "run1": "B"})
-    assert table["method"].tolist() == ["only A", "genetic algorithm (paper)"]
+    assert table["method"].tolist() == ["only A", "genetic algorithm (paper)",
+                                        "genetic algorithm (mean crossover)"]
     assert table["test wF1 95% CI"][0] == "[0.600, 0.800] by subject"
     assert table["weights"][1] == "A 0.25, B 0.75"
     assert table["vs mean 95% CI"][1] == "[-0.020, +0.030]"
+    # nothing undefined prints as None: a dash, with the reason in the column's help
+    assert table["vs mean"].tolist() == [L.MISSING, "+0.0100", "+0.0100"]
+    assert table["test AUC"].tolist() == ["0.9000", "0.9000", L.MISSING]
+    assert table["test wF1 95% CI"][1] == L.MISSING
+    assert "None" not in table.astype(str).to_numpy().ravel().tolist()
+    assert not table.isna().any().any()
+    assert "not defined for a single member" in L.COLUMN_HELP["vs mean"]
+    assert "the paper does not report it" in L.COLUMN_HELP["test AUC"]
+
+
+def test_paper_table_shows_a_dash_where_the_paper_gives_no_auc():
+    paper = L.paper_table()
+    assert paper["method"].tolist() == ["paper: average", "paper: GA weights"]
+    assert paper["test AUC"].tolist() == ["0.98", L.MISSING]
+    assert paper["test wF1"].tolist() == [0.9503, 0.9552]
+    assert not paper.isna().any().any()
+    assert list(paper.columns) == ["method", "protocol", "test wF1", "P hem", "P all", "R hem",
+                                   "R all", "test AUC"]
 
 
 def test_save_live_ensemble_writes_a_weighted_ensemble(aligned, tmp_path):

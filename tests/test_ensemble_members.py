@@ -84,9 +84,9 @@ def test_short_labels_stay_unique():
 def test_leaf_runs_and_data_source_through_nested_ensembles(store):
     root = store["root"]
     ens1, _ = run_search([store["a"], store["b"]], method="weighted",
-                             params={"weighted": {"weights": [3, 1]}}, compare=("mean",),
+                             params={"weighted": {"weights": [3, 1]}}, methods=("mean",),
                              n_boot=0, out_dir=root / "ensembles", ensemble_id="e1")
-    ens2, _ = run_search([ens1, store["b"]], method="mean", compare=("mean",), n_boot=0,
+    ens2, _ = run_search([ens1, store["b"]], method="mean", methods=("mean",), n_boot=0,
                              out_dir=root / "ensembles", ensemble_id="e2")
     leaves = dict(K.leaf_runs(ens2))
     assert leaves[store["a"]] == pytest.approx(0.375)

@@ -18,11 +18,11 @@ from cnmc_core.exceptions import ConfigError
 
 
 # --------------------------------------------------------------------------- report, artifacts, CLI
-def test_compare_methods_report(three_runs):
+def test_score_methods_report(three_runs):
     _, paths = three_runs
     aligned = E.align_runs(paths)
-    rows, fitted = E.compare_methods(aligned, ("mean", "ga", "stacking"), n_boot=50,
-                                     params={"ga": {"restarts": 2, "generations": 10}})
+    rows, fitted = E.score_methods(aligned, ("mean", "ga", "stacking"), n_boot=50,
+                                   params={"ga": {"restarts": 2, "generations": 10}})
     by = {r["method"]: r for r in rows}
     assert list(by) == ["member:A", "member:B", "member:C", "mean", "ga", "stacking"]
     test = aligned.splits["test"]
@@ -70,12 +70,12 @@ def test_cli_ensemble_saves_a_run_like_folder(three_runs, tmp_path, capsys):
     assert metrics["test"]["weighted_f1"] == pytest.approx(rep["weighted_f1"])
     # the same seed gives the same weights
     main(["ensemble", *map(str, paths), "--method", "ga", "--threshold", "best", "--seed", "3",
-          "--n-boot", "0", "--compare", "none", "--out", str(tmp_path / "again")])
+          "--n-boot", "0", "--report", "chosen", "--out", str(tmp_path / "again")])
     again = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert json.loads((again / "config.json").read_text())["weights"] == config["weights"]
     # an ensemble is a member of a new ensemble
     rc = main(["ensemble", str(folder), "A", "--runs-dir", str(art), "--method", "mean",
-               "--n-boot", "0", "--compare", "none", "--out", str(tmp_path / "nested")])
+               "--n-boot", "0", "--report", "chosen", "--out", str(tmp_path / "nested")])
     assert rc == 0
     nested = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert json.loads((nested / "config.json").read_text())["members"] == ["ens1", "A"]
@@ -97,13 +97,13 @@ def test_cli_refusals(three_runs, tmp_path, capsys):
     rc = main(["ensemble", "A", "B", "--runs-dir", str(art), "--method", "weighted"])
     assert rc == 2 and "--method weighted needs --weights" in capsys.readouterr().err
     rc = main(["ensemble", "A", "B", "--runs-dir", str(art), "--method", "weighted",
-               "--weights", "1,2", "--n-boot", "0", "--compare", "none", "--name", "w",
+               "--weights", "1,2", "--n-boot", "0", "--report", "chosen", "--name", "w",
                "--out", str(tmp_path / "w")])
     assert rc == 0
     config = json.loads((tmp_path / "w" / "w" / "config.json").read_text())
     assert config["weights"] == pytest.approx({"A": 1 / 3, "B": 2 / 3})
     rc = main(["ensemble", "A", "B", "--runs-dir", str(art), "--method", "mean", "--n-boot", "0",
-               "--compare", "none", "--name", "w", "--out", str(tmp_path / "w")])
+               "--report", "chosen", "--name", "w", "--out", str(tmp_path / "w")])
     assert rc == 2 and "already exists" in capsys.readouterr().err
 
 

@@ -88,7 +88,7 @@ def test_killed_search_shows_failed_keeps_history_and_a_new_search_runs(art, cap
     folder = art / "ensembles" / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "cnmc_core", "ensemble", "A", "B", "C", "--runs-dir", str(art),
-         "--method", "ga", "--compare", "none", "--n-boot", "0", "--name", "killed",
+         "--method", "ga", "--report", "chosen", "--n-boot", "0", "--name", "killed",
          "--ga-generations", "1000000", "--ga-restarts", "5"],  # minutes: killed long before
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -134,7 +134,7 @@ def test_killed_search_shows_failed_keeps_history_and_a_new_search_runs(art, cap
     assert "killed  failed" in capsys.readouterr().out
     # a new search on the same members completes and becomes a member
     assert main(["ensemble", "A", "B", "C", "--runs-dir", str(art), "--method", "ga",
-                 "--compare", "none", "--n-boot", "0", "--ga-generations", "20",
+                 "--report", "chosen", "--n-boot", "0", "--ga-generations", "20",
                  "--ga-restarts", "2", "--name", "again"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == f"ensemble folder: {art / 'ensembles' / 'again'}"
@@ -166,7 +166,7 @@ def test_finished_search_logs_the_ga_and_writes_completed_last(art, monkeypatch)
 
     folder = art / "ensembles" / "done"
     path, rows = E.run_search(
-        [art / "runs" / n for n in "ABC"], method="ga", compare=("mean", "ga"), n_boot=0,
+        [art / "runs" / n for n in "ABC"], method="ga", methods=("mean", "ga"), n_boot=0,
         out_dir=art / "ensembles", ensemble_id="done", params={"ga": {"generations": 20, "restarts": 3, "callback": peek}})
     assert path == folder and [r["method"] for r in rows][-2:] == ["mean", "ga"]
     assert seen["status"]["state"] == "running" and seen["status"]["pid"] == os.getpid()
@@ -205,7 +205,7 @@ def test_failing_search_says_failed_with_the_message(art, error, state, text):
 
     folder = art / "ensembles" / "boom"
     with pytest.raises(type(error)):
-        E.run_search([art / "runs" / n for n in "ABC"], method="ga", compare=("mean",),
+        E.run_search([art / "runs" / n for n in "ABC"], method="ga", methods=("mean",),
                          n_boot=0, out_dir=art / "ensembles", ensemble_id="boom",
                          params={"ga": {"generations": 50, "callback": boom}})
     status = effective_status(folder)
@@ -230,7 +230,7 @@ def test_a_search_whose_first_config_write_fails_still_shows_failed(art, monkeyp
     monkeypatch.setattr(ensemble_job, "atomic_write_json", full_once)
     folder = art / "ensembles" / "full"
     with pytest.raises(OSError, match="No space left"):
-        E.run_search([art / "runs" / n for n in "AB"], method="mean", compare=("mean",),
+        E.run_search([art / "runs" / n for n in "AB"], method="mean", methods=("mean",),
                          n_boot=0, out_dir=art / "ensembles", ensemble_id="full")
     config = json.loads((folder / "config.json").read_text())  # the base config, no weights
     assert config["ensemble_id"] == "full" and config["members"] == ["A", "B"]
@@ -254,7 +254,7 @@ def test_a_search_that_cannot_write_its_config_at_all_keeps_a_minimal_one(art, m
     monkeypatch.setattr(ensemble_job, "atomic_write_json", no_full_config)
     folder = art / "ensembles" / "odd"
     with pytest.raises(TypeError):
-        E.run_search([art / "runs" / n for n in "AB"], method="mean", compare=("mean",),
+        E.run_search([art / "runs" / n for n in "AB"], method="mean", methods=("mean",),
                          n_boot=0, out_dir=art / "ensembles", ensemble_id="odd")
     config = json.loads((folder / "config.json").read_text())
     assert config["kind"] == "ensemble" and config["members"] == ["A", "B"]
@@ -264,23 +264,72 @@ def test_a_search_that_cannot_write_its_config_at_all_keeps_a_minimal_one(art, m
 
 @pytest.mark.parametrize("args, err_msg", [
     (["--ga-generations", "-1"], ("--ga-generations -1: The 'generations' parameter of "
-                                  "GeneticWeights must be an int in the range [0, inf]. Got -1")),
+                                  "GeneticWeights must be an int in the range [1, inf]. Got -1")),
+    (["--ga-generations", "0"], ("--ga-generations 0: The 'generations' parameter of "
+                                 "GeneticWeights must be an int in the range [1, inf]. Got 0")),
     (["--ga-population", "1"], ("--ga-population 1: The 'population_size' parameter of "
                                 "GeneticWeights must be an int in the range [2, inf]. Got 1")),
+    # the memory guard needs the number of val images: checked once the members are aligned,
+    # still before any folder exists
+    (["--ga-population", "1000000000"], ("GeneticWeights with population_size=1000000000 on "
+                                         "120 images needs a 120,000,000,000-value matrix per "
+                                         "generation")),
+    (["--method", "ga_mean", "--report", "chosen", "--ga-population", "1000000000"],
+     "MeanCrossoverGA with population_size=1000000000 on 120 images"),
     (["--ga-restarts", "0"], ("--ga-restarts 0: The 'restarts' parameter of GeneticWeights "
                               "must be an int in the range [1, inf]. Got 0")),
-    (["--method", "mean", "--compare", "none", "--ga-restarts", "3"],
-     "--ga-restarts only apply when the GA runs: use --method ga or --compare all."),
+    (["--method", "mean", "--report", "chosen", "--ga-restarts", "3"],
+     "--ga-restarts only apply when a GA runs: use --method ga (or ga_mean), or --report all."),
+    (["--n-boot", "1000000000"], ("The '--n-boot' parameter must be an int in the range "
+                                  "[0, 100000]. Got 1000000000 instead. 0 skips the CIs")),
+    (["--n-boot", "-1"], "The '--n-boot' parameter must be an int in the range [0, 100000]"),
+    (["--seed", "-1"], ("The '--seed' parameter must be an int in the range [0, 4294967295]. "
+                        "Got -1 instead. Use a whole number")),
+    (["--seed", str(2**32)], "The '--seed' parameter must be an int in the range"),
+    (["--report", "all", "--compare", "none"],
+     "--compare none (the old name of --report chosen) contradicts --report all"),
     (["--method", "weighted", "--weights", "1,2"],
      "The 'weights' parameter of WeightedAverage must be 3 non-negative numbers"),
     (["--name", "../up"], "Invalid ensemble id '../up'"),
 ])
 def test_bad_arguments_fail_before_any_folder_exists(art, capsys, args, err_msg):
-    out = art.parent / "ens"
+    out = art / "ensembles"
+    before = sorted(art.rglob("*"))
     rc = main(["ensemble", "A", "B", "C", "--runs-dir", str(art), "--n-boot", "0",
                "--out", str(out), *args])
-    assert rc == 2 and err_msg in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and err_msg in err, err
     assert not out.exists() or not any(out.iterdir())
+    assert sorted(art.rglob("*")) == before  # nothing written anywhere in the workspace
+
+
+def test_library_refuses_a_bad_seed_or_n_boot_before_any_folder_exists(art):
+    from cnmc_core.exceptions import ConfigError
+
+    for kwargs, err_msg in (({"seed": -1}, "The 'seed' parameter of run_search"),
+                            ({"n_boot": 10**9}, "The 'n_boot' parameter of run_search"),
+                            ({"params": {"ga": {"population_size": 10**9}}},
+                             "population_size=1000000000 on 120 images")):
+        with pytest.raises(ConfigError, match=err_msg):
+            E.run_search([art / "runs" / n for n in "AB"], method="ga",
+                         **{"n_boot": 0, **kwargs})
+        assert not (art / "ensembles").exists()
+
+
+def test_the_deprecated_compare_flag_still_works_and_warns(art, capsys):
+    rc = main(["ensemble", "A", "B", "--runs-dir", str(art), "--method", "mean",
+               "--n-boot", "0", "--compare", "none"])
+    captured = capsys.readouterr()
+    assert rc == 0 and "--compare none is deprecated; use --report chosen" in captured.err
+    config = json.loads((Path(captured.out.strip().splitlines()[-1]) / "config.json").read_text())
+    assert config["methods"] == ["mean"]
+
+
+def test_cli_method_list_is_the_librarys():
+    from cnmc_core.cli import ensemble as cli_ensemble
+
+    assert cli_ensemble._ALL_METHODS == E.DEFAULT_METHODS
+    assert set(cli_ensemble._GA_METHODS) == set(E.GA_METHODS)
 
 
 # --------------------------------------------------------------------------- readers

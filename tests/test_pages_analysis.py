@@ -31,7 +31,7 @@ def base_ws(workspace, tmp_path_factory):
     root = tmp_path_factory.mktemp("analysis-pages") / "artifacts"
     shutil.copytree(workspace["artifacts"], root)
     runs = sorted(p for p in (root / "runs").iterdir() if "fixture_" in p.name)
-    run_search(runs, method="ga", compare=("mean",), n_boot=20, out_dir=root / "ensembles",
+    run_search(runs, method="ga", methods=("mean",), n_boot=20, out_dir=root / "ensembles",
                    ensemble_id="ens-ga-fixture", params={"ga": {"generations": 10, "restarts": 2}})
     return root
 

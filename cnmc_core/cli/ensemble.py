@@ -1,7 +1,8 @@
 """CLI verbs for ensembles and error analysis: ``ensemble`` and ``errors``.
 
 ``python -m cnmc_core ensemble RUN_DIR... --method ga --threshold best --seed 0`` fits the method
-on val, prints the comparison table (every method, each member alone, the paper's figures) and,
+on val, prints the report of the methods (every method, each member alone, the paper's figures;
+``--report chosen``: the chosen one beside equal weights) and,
 on its last line, the folder of the saved ensemble. The folder exists from the start of the
 search (``ensemble folder: PATH`` is printed then), with a live status and the GA's history, so
 a long search (``--ga-generations``, ``--ga-population``, ``--ga-restarts``) can be followed,
@@ -21,7 +22,11 @@ from cnmc_core.exceptions import ConfigError
 
 __all__ = ["register"]
 
-_ALL_METHODS = ("mean", "ga", "greedy", "dirichlet", "slsqp", "stacking")
+# The methods a search fits and reports by default: cnmc_core.ensemble.methods.DEFAULT_METHODS
+# (a test checks they agree), written out here so that building the parser does not import
+# the ensemble modules and scikit-learn (a second and more) for every verb.
+_ALL_METHODS = ("mean", "ga", "ga_mean", "greedy", "dirichlet", "slsqp", "stacking")
+_GA_METHODS = ("ga", "ga_mean")
 #: The GA's size on the command line: flag, GeneticWeights parameter, its default, what it sets.
 _GA_OPTIONS = (("--ga-generations", "generations", 100, "generations per restart"),
                ("--ga-population", "population_size", 100, "population size"),
@@ -38,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("members", nargs="+", metavar="RUN_DIR",
                    help="run or ensemble folders (or ids found under --artifacts)")
     p.add_argument("--method", default="ga", choices=[*_ALL_METHODS, "weighted"],
-                   help="combination method to save (default: ga, the paper's)")
+                   help="combination method to save (default: ga, the paper's GA; ga_mean is "
+                   "this project's earlier variant with whole-vector mean crossover)")
     p.add_argument("--weights",
                    help="comma-separated weights for --method weighted, one per member")
     p.add_argument("--threshold", default="0.5",
@@ -46,13 +52,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(largest threshold reaching that ALL recall on val)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the GA, random search and bootstrap")
-    p.add_argument("--compare", default="all", choices=["all", "none"],
-                   help="report every method (default) or only the chosen one and equal weights")
+    p.add_argument("--report", choices=["all", "chosen"],
+                   help="the methods the report covers: every method (all, the default) or the "
+                   "chosen one beside equal weights (chosen)")
+    # The flag was --compare all|none until the library said score_methods(methods=...):
+    # "compare" also names the Compare page and the runs listing. Kept as a hidden alias so
+    # that scripts keep working; it warns.
+    p.add_argument("--compare", choices=["all", "none"], help=argparse.SUPPRESS)
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the CIs")
     for flag, _, default, what in _GA_OPTIONS:
         p.add_argument(flag, type=int, metavar="N",
-                       help=f"GA {what} (default {default}, the paper's; applies when the GA runs: "
-                       "--method ga or --compare all)")
+                       help=f"GA {what} (default {default}, the paper's; applies to every GA "
+                       "that runs: --method ga or ga_mean, or --report all)")
     p.add_argument("--name", help="ensemble id (default: ens-<method>-<time>-<hash>)")
     p.add_argument("--out", help="folder to create the ensemble in (default: the ensembles folder "
                    "of --artifacts, else $CNMC_ARTIFACTS/ensembles or ./artifacts/ensembles)")
@@ -79,11 +90,15 @@ def _ensemble(args: argparse.Namespace) -> int:
     from cnmc_core.ensemble.combiners import parse_threshold_rule
     from cnmc_core.ensemble.report import format_report
     from cnmc_core.ensemble.search import run_search as build_ensemble
+    from cnmc_core.metrics.bootstrap import MAX_N_BOOT
+    from cnmc_core.validation import check_scalar, check_seed
     from cnmc_core.workspace.paths import artifacts_root
 
     parse_threshold_rule(args.threshold)
-    if args.n_boot < 0:
-        raise ConfigError(f"--n-boot must be 0 or more; got {args.n_boot}.")
+    check_seed(args.seed, "--seed")
+    check_scalar(args.n_boot, "--n-boot", "int", low=0, high=MAX_N_BOOT,
+                 fix="0 skips the CIs; 1,000 to 10,000 resamples are plenty for a 95% CI.")
+    report = _report_choice(args)
     params = {}
     if args.method == "weighted":
         if not args.weights:
@@ -96,10 +111,10 @@ def _ensemble(args: argparse.Namespace) -> int:
         params["weighted"] = {"weights": weights}
     elif args.weights:
         raise ConfigError("--weights only applies to --method weighted.")
-    compare = _ALL_METHODS if args.compare == "all" else ("mean",)
-    ga = _ga_params(args, runs_ga="ga" in (*compare, args.method))
-    if ga:
-        params["ga"] = ga
+    methods = _ALL_METHODS if report == "all" else ("mean",)
+    ga = _ga_params(args, runs_ga=bool(set(_GA_METHODS) & {*methods, args.method}))
+    for name in _GA_METHODS if ga else ():
+        params[name] = dict(ga)
     out = args.out
     if out is None and args.runs_dir is not None:  # beside the runs it combines
         out = artifacts_root(args.runs_dir) / "ensembles"
@@ -111,7 +126,7 @@ def _ensemble(args: argparse.Namespace) -> int:
 
     path, rows = build_ensemble(
         args.members, method=args.method, threshold=args.threshold, seed=args.seed,
-        out_dir=out, runs_root=args.runs_dir, ensemble_id=args.name, compare=compare,
+        out_dir=out, runs_root=args.runs_dir, ensemble_id=args.name, methods=methods,
         params=params, n_boot=args.n_boot, on_start=started)
     if args.json:
         print(json.dumps(rows, default=float))
@@ -120,6 +135,20 @@ def _ensemble(args: argparse.Namespace) -> int:
     print(path)
     sys.stdout.flush()
     return 0
+
+
+def _report_choice(args: argparse.Namespace) -> str:
+    """``--report``, or the deprecated ``--compare`` it replaces (``none`` is ``chosen``), with
+    a warning on stderr; both given and disagreeing is refused."""
+    if args.compare is None:
+        return args.report or "all"
+    alias = "chosen" if args.compare == "none" else "all"
+    if args.report is not None and args.report != alias:
+        raise ConfigError(f"--compare {args.compare} (the old name of --report {alias}) "
+                          f"contradicts --report {args.report}; give --report only.")
+    print(f"warning: --compare {args.compare} is deprecated; use --report {alias}.",
+          file=sys.stderr)
+    return alias
 
 
 def _ga_params(args: argparse.Namespace, runs_ga: bool) -> dict:
@@ -131,8 +160,8 @@ def _ga_params(args: argparse.Namespace, runs_ga: bool) -> dict:
              for flag, name, _, _ in _GA_OPTIONS]
     given = [(flag, name, value) for flag, name, value in given if value is not None]
     if given and not runs_ga:
-        raise ConfigError(f"{', '.join(flag for flag, _, _ in given)} only apply when the GA "
-                          "runs: use --method ga or --compare all.")
+        raise ConfigError(f"{', '.join(flag for flag, _, _ in given)} only apply when a GA "
+                          "runs: use --method ga (or ga_mean), or --report all.")
     for flag, name, value in given:
         try:
             GeneticWeights(**{name: value}).check_params()

@@ -9,7 +9,9 @@ val and test at once from the members' predictions only (no model is run).
   slider move;
 - :func:`fit_method` fits one of :data:`cnmc_core.ensemble.methods.COMBINERS` on val (a progress callback
   gets ``(done, total)``) and returns its weights and threshold, to set the sliders to;
-- :func:`comparison_table` flattens :func:`cnmc_core.ensemble.compare_methods` rows for display;
+- :func:`comparison_table` flattens :func:`cnmc_core.ensemble.report.score_methods` rows for
+  display, and :func:`paper_table` the paper's own figures; a value that is not defined shows
+  as :data:`MISSING`, with the reason in :data:`COLUMN_HELP`;
 - :func:`save_live_ensemble` saves the slider ensemble as a ``weighted`` ensemble folder.
 """
 
@@ -24,8 +26,9 @@ import pandas as pd
 
 from cnmc_core.ensemble.align import AlignedPredictions
 from cnmc_core.ensemble.combiners import WeightedAverage
-from cnmc_core.ensemble.genetic import GeneticWeights
-from cnmc_core.ensemble.methods import make_combiner
+from cnmc_core.ensemble.genetic import GeneticSearch
+from cnmc_core.ensemble.methods import make_combiner, method_params
+from cnmc_core.ensemble.report import PAPER_RESULTS
 from cnmc_core.ensemble.store import save_ensemble
 from cnmc_core.exceptions import ConfigError
 from cnmc_core.metrics.report import binary_report
@@ -37,18 +40,22 @@ __all__ = [
     "ensemble_probs",
     "live_reports",
     "fit_method",
+    "MISSING",
+    "COLUMN_HELP",
     "comparison_table",
+    "paper_table",
     "save_live_ensemble",
     "saved_ensembles_of",
 ]
 
 #: Methods whose result is a weighted average, so sliders can show it (stacking is not one).
-SLIDER_METHODS = ("mean", "ga", "greedy", "dirichlet", "slsqp")
+SLIDER_METHODS = ("mean", "ga", "ga_mean", "greedy", "dirichlet", "slsqp")
 #: Display names of the combination methods.
 METHOD_TITLES = {
     "mean": "equal weights (mean)",
     "weighted": "given weights",
     "ga": "genetic algorithm (paper)",
+    "ga_mean": "genetic algorithm (mean crossover)",
     "greedy": "greedy selection (Caruana)",
     "dirichlet": "random search (Dirichlet)",
     "slsqp": "min. log-loss (SLSQP)",
@@ -104,7 +111,7 @@ def fit_method(aligned: AlignedPredictions, method: str, *, threshold: float | s
     Args:
         method: one of :data:`SLIDER_METHODS` (``stacking`` is not a weighted average).
         threshold: a fixed threshold or a rule (``best``, ``sensitivity:0.98``) chosen on val.
-        progress: called with ``(done, total)``; the GA calls it after every generation.
+        progress: called with ``(done, total)``; a GA calls it after every generation.
         params: extra parameters of the combiner (e.g. a smaller GA for tests).
 
     Returns:
@@ -116,19 +123,13 @@ def fit_method(aligned: AlignedPredictions, method: str, *, threshold: float | s
     if method not in SLIDER_METHODS:
         raise ConfigError(f"The 'method' parameter must be one of {list(SLIDER_METHODS)} to set "
                           f"the sliders. Got {method!r} instead.")
-    p = dict(params or {})
-    p.setdefault("threshold", threshold)
-    if method in ("ga", "dirichlet"):
-        p.setdefault("seed", seed)
-    if method == "ga":
-        comb = GeneticWeights(**p)
+    comb = make_combiner(method, **method_params(method, seed, threshold, {method: params or {}}))
+    if isinstance(comb, GeneticSearch) and progress is not None:
         total = comb.restarts * comb.generations
-        if progress is not None:
-            def callback(info: dict) -> None:
-                progress(info["restart"] * comb.generations + info["generation"], total)
-            comb.callback = callback
-    else:
-        comb = make_combiner(method, **p)
+
+        def callback(info: dict) -> None:
+            progress(info["restart"] * comb.generations + info["generation"], total)
+        comb.callback = callback
     val = aligned.splits["val"]
     comb.fit(val.probs, val.y)
     if progress is not None:
@@ -137,20 +138,53 @@ def fit_method(aligned: AlignedPredictions, method: str, *, threshold: float | s
             "threshold": float(comb.threshold_), "val_weighted_f1": float(comb.val_score_)}
 
 
+#: What the tables show where a value is not defined (the reason is in :data:`COLUMN_HELP`).
+MISSING = "\u2014"
+
+#: Column help of :func:`comparison_table` and :func:`paper_table`: what each value is, and why
+#: a cell may show :data:`MISSING`.
+COLUMN_HELP = {
+    "threshold": "P(ALL) at or above which an image is called ALL, chosen on val by the rule.",
+    "val wF1 (fitted)": "Weighted F1 on val, where the weights and threshold were fitted: "
+                        "optimistic.",
+    "test wF1": "Weighted F1 on the untouched test split: the honest number.",
+    "test wF1 95% CI": "95% CI from a class-stratified subject bootstrap of the test split.",
+    "test AUC": f"ROC AUC on test. {MISSING}: the paper does not report it (its GA row), or "
+                "the test split has a single class.",
+    "vs mean": f"Test weighted F1 minus equal weights' (same threshold rule), paired bootstrap. "
+               f"{MISSING}: not defined for a single member (it is no weighting of the "
+               "members), or no bootstrap was run (0 resamples).",
+    "vs mean 95% CI": "95% CI of that difference, on the same bootstrap resamples.",
+}
+
+
 def _ci(ci: dict | None) -> str:
     if not ci:
-        return ""
-    return f"[{ci['low']:.3f}, {ci['high']:.3f}]"
+        return MISSING
+    return f"[{ci['low']:.3f}, {ci['high']:.3f}] by {ci['unit']}"
+
+
+def _number(value, fmt: str) -> str:
+    """``value`` formatted, or :data:`MISSING` for None and NaN (a text cell, so the table never
+    shows ``None``)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return MISSING
+    return format(float(value), fmt)
 
 
 def comparison_table(rows: list[dict], labels: dict[str, str] | None = None) -> pd.DataFrame:
-    """:func:`~cnmc_core.ensemble.compare_methods` rows as a display table: method, threshold,
-    val and test weighted F1, the test CI (and its unit), per-class precision/recall, AUC, the
-    difference with equal weights and its CI, and the weights (by member ``labels``)."""
+    """:func:`~cnmc_core.ensemble.report.score_methods` rows as a display table: method,
+    threshold, val and test weighted F1, the test CI (and its unit), per-class
+    precision/recall, AUC, the difference with equal weights and its CI, and the weights (by
+    member ``labels``).
+
+    ``test AUC``, ``vs mean`` and the CI columns are text, with :data:`MISSING` where the value
+    is not defined (a member alone has no difference with equal weights; a single-class test
+    split no AUC); :data:`COLUMN_HELP` says why. The other numbers are floats.
+    """
     labels = labels or {}
     out = []
     for r in rows:
-        ci = r.get("test_ci")
         d = r.get("diff_vs_mean")
         w = r.get("weights")
         name = r["method"]
@@ -163,16 +197,27 @@ def comparison_table(rows: list[dict], labels: dict[str, str] | None = None) -> 
             "threshold": r["threshold"],
             "val wF1 (fitted)": r["val_weighted_f1"],
             "test wF1": r["test_weighted_f1"],
-            "test wF1 95% CI": _ci(ci) + (f" by {ci['unit']}" if ci else ""),
+            "test wF1 95% CI": _ci(r.get("test_ci")),
             "P hem": r["precision_hem"], "P all": r["precision_all"],
             "R hem": r["recall_hem"], "R all": r["recall_all"],
-            "test AUC": r["test_auc"],
-            "vs mean": None if not d else d["estimate"],
-            "vs mean 95% CI": "" if not d else f"[{d['low']:+.3f}, {d['high']:+.3f}]",
+            "test AUC": _number(r["test_auc"], ".4f"),
+            "vs mean": _number(None if not d else d["estimate"], "+.4f"),
+            "vs mean 95% CI": MISSING if not d else f"[{d['low']:+.3f}, {d['high']:+.3f}]",
             "weights": "" if not w else ", ".join(f"{labels.get(k, k)} {v:.2f}"
                                                  for k, v in w.items()),
         })
     return pd.DataFrame(out)
+
+
+def paper_table() -> pd.DataFrame:
+    """The paper's reported ensembles (:data:`~cnmc_core.ensemble.report.PAPER_RESULTS`) with
+    the column names of :func:`comparison_table`; ``test AUC`` is text, :data:`MISSING` where
+    the paper does not report it (its GA row)."""
+    return pd.DataFrame([{
+        "method": p["method"], "protocol": p["protocol"], "test wF1": p["test_weighted_f1"],
+        "P hem": p["precision_hem"], "P all": p["precision_all"], "R hem": p["recall_hem"],
+        "R all": p["recall_all"], "test AUC": _number(p["test_auc"], ".2f"),
+    } for p in PAPER_RESULTS])
 
 
 def save_live_ensemble(aligned: AlignedPredictions, weights: Sequence[float], threshold: float,

@@ -11,12 +11,12 @@ import numpy as np
 
 from cnmc_core.ensemble.align import AlignedPredictions
 from cnmc_core.ensemble.combiners import Combiner, MeanEnsemble
-from cnmc_core.ensemble.methods import make_combiner, method_params
+from cnmc_core.ensemble.methods import DEFAULT_METHODS, make_combiner, method_params
 from cnmc_core.metrics.bootstrap import full_report, paired_bootstrap_diff
 from cnmc_core.metrics.classification import weighted_f1
 from cnmc_core.metrics.report import binary_report
 
-__all__ = ["PAPER_RESULTS", "compare_methods", "format_report"]
+__all__ = ["PAPER_RESULTS", "METHOD_NOTES", "score_methods", "format_report"]
 
 #: The paper's ensemble results (test, its own random split by image: leaky), for display.
 PAPER_RESULTS = (
@@ -29,9 +29,22 @@ PAPER_RESULTS = (
 )
 
 
-def compare_methods(
+#: What a reader of a method's row must know, printed under the table.
+METHOD_NOTES = {
+    "ga": ("ga: the paper's GA with its notebook's operators; one change: a mutated child is "
+           "renormalised (the notebook drops the renormalised vector, so its weights may leave "
+           "the simplex); its fitness calls ALL above 0.5 (np.rint, a tie is HEM), the row is "
+           "scored at prob >= its threshold"),
+    "ga_mean": ("ga_mean: this project's earlier GA variant (whole-vector average crossover, "
+                "mutation of any child, fitness at prob >= 0.5), not the paper's"),
+    "stacking": ("stacking: predictions from the fitted logistic regression; weights shown are "
+                 "its normalised positive coefficients"),
+}
+
+
+def score_methods(
     aligned: AlignedPredictions,
-    methods: Sequence[str] = ("mean", "ga", "greedy", "dirichlet", "slsqp", "stacking"),
+    methods: Sequence[str] = DEFAULT_METHODS,
     *,
     threshold: float | str = 0.5,
     seed: int = 0,
@@ -40,14 +53,24 @@ def compare_methods(
     include_members: bool = True,
     on_fit: Callable[[str], Any] | None = None,
 ) -> tuple[list[dict], dict[str, Combiner]]:
-    """Fit each method on val, score it on test, and compare it with equal weights.
+    """Fit each method on val, score it on test, and set it against equal weights.
+
+    Args:
+        aligned: the members' predictions, aligned on the same images.
+        methods: method names (:data:`~cnmc_core.ensemble.methods.COMBINERS`), each fitted once.
+        threshold: the threshold rule every method's threshold is chosen by, on val.
+        seed: seeds the GAs, the random search and the bootstrap.
+        n_boot: bootstrap resamples of the CIs (0: none).
+        params: extra parameters by method name.
+        include_members: also one row per member alone.
+        on_fit: called with a method's name before it is fitted.
 
     Every row: ``method``, ``kind`` (``member``/``ensemble``), ``weights`` (by member),
     ``threshold``, ``val_weighted_f1`` (on the data it was fitted on: optimistic), test
     ``test_weighted_f1``, ``precision_hem/all``, ``recall_hem/all``, ``test_auc``, ``test_ci``
     (bootstrap CI of weighted F1, by subject when subjects are known) and ``diff_vs_mean``
-    (paired bootstrap of test weighted F1 minus equal weights', same threshold rule), and
-    ``note``. Member rows use each member's own threshold. ``on_fit(method)``, when given, is
+    (paired bootstrap of test weighted F1 minus equal weights', same threshold rule; None for
+    a member row and without the bootstrap), and ``note`` (:data:`METHOD_NOTES`). Member rows use each member's own threshold. ``on_fit(method)``, when given, is
     called before each method is fitted (progress for a tracked search).
 
     Returns:
@@ -91,8 +114,7 @@ def compare_methods(
         comb = mean if method == "mean" else make_combiner(
             method, **method_params(method, seed, threshold, params)).fit(val.probs, val.y)
         fitted[method] = comb
-        note = ("predictions from the fitted logistic regression; weights shown are its "
-                "normalised positive coefficients" if method == "stacking" else "")
+        note = METHOD_NOTES.get(method, "")
         r = row(method, "ensemble", comb.predict_proba(val.probs), comb.predict_proba(test.probs),
                 comb.threshold_, comb.weights_, note)
         if n_boot:
@@ -138,7 +160,7 @@ def format_report(rows: list[dict], *, chosen: str | None = None, paper: bool = 
                      "method was fitted on (optimistic); test is untouched"
                      + (f"; CIs resample {'/'.join(sorted(units))}s" if units else ""))
     for note in notes:
-        lines.append(f"note: stacking: {note}" if "logistic" in note else f"note: {note}")
+        lines.append(f"note: {note}")
     if paper:
         for p in PAPER_RESULTS:
             lines.append(

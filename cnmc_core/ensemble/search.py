@@ -16,7 +16,8 @@ creates ``<ensembles>/<id>/`` like a run folder:
   re-raised (:meth:`~cnmc_core.workspace.status.Heartbeat.finish`). A search that fails before its first
   ``config.json`` is written writes it then (or a minimal one), so that readers list the folder
   and show the failure.
-- ``history.jsonl``: one line per GA generation, ``stage`` ``ga``, ``restart`` (0-based, as the
+- ``history.jsonl``: one line per GA generation, ``stage`` (the GA's method name, ``ga`` or
+  ``ga_mean``), ``restart`` (0-based, as the
   GA's callback gives it), ``generation``, ``best_fitness`` (best so far over all restarts),
   ``generation_best``, ``mean_fitness``, ``time``. A restart of more than
   :data:`MAX_LINES_PER_RESTART` generations logs every k-th one (plus its last and every one that
@@ -41,14 +42,22 @@ from typing import Any, Callable, Sequence
 
 from cnmc_core.ensemble.align import align_runs
 from cnmc_core.ensemble.combiners import parse_threshold_rule
-from cnmc_core.ensemble.methods import COMBINERS, make_combiner, method_params
-from cnmc_core.ensemble.report import compare_methods
+from cnmc_core.ensemble.genetic import GeneticSearch
+from cnmc_core.ensemble.methods import (
+    COMBINERS,
+    DEFAULT_METHODS,
+    make_combiner,
+    method_params,
+)
+from cnmc_core.ensemble.report import score_methods
 from cnmc_core.ensemble.store import (
     base_config,
     ensemble_outputs,
     fitted_config,
     new_ensemble_id,
 )
+from cnmc_core.metrics.bootstrap import MAX_N_BOOT
+from cnmc_core.validation import check_scalar, check_seed
 from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json, check_name
 from cnmc_core.workspace.layout import (
     append_history,
@@ -67,20 +76,21 @@ MAX_LINES_PER_RESTART = 1000
 
 
 class GAHistory:
-    """A :class:`~cnmc_core.ensemble.GeneticWeights` callback that logs each generation.
+    """A :class:`~cnmc_core.ensemble.genetic.GeneticSearch` callback that logs each generation.
 
     Puts the generation's progress in the heartbeat's fields (written at the next beat) and its
     line in a buffer: every generation when a restart has at most ``max_lines`` of them, else
     every ``ceil(generations / max_lines)``-th, the last, and any that improves the best. The
     buffer goes to ``history.jsonl`` at the last generation of a restart, every
     ``flush_seconds`` and on :meth:`flush`. ``inner``, when given, is called too and its
-    ``False`` stops the GA.
+    ``False`` stops the GA. ``stage`` names the GA in the lines and the status message.
     """
 
     def __init__(self, folder: str | os.PathLike, heartbeat: Heartbeat | None, *, restarts: int,
                  generations: int, flush_seconds: float = HISTORY_FLUSH_SECONDS,
                  max_lines: int = MAX_LINES_PER_RESTART,
-                 inner: Callable[[dict], Any] | None = None):
+                 inner: Callable[[dict], Any] | None = None, stage: str = "ga"):
+        self.stage = stage
         self.folder = Path(folder)
         self.heartbeat = heartbeat
         self.restarts = restarts
@@ -95,14 +105,14 @@ class GAHistory:
     def __call__(self, info: dict) -> Any:
         g = info["generation"]
         if g % self.stride == 0 or g >= self.generations or info["best_fitness"] > self._best:
-            self._buffer.append({"stage": "ga", **info, "time": time.time()})
+            self._buffer.append({"stage": self.stage, **info, "time": time.time()})
         self._best = max(self._best, info["best_fitness"])
         if self.heartbeat is not None:
             r = info["restart"] + 1
             self.heartbeat.note(restart=r, restarts=self.restarts, generation=g,
                                 generations=self.generations,
-                                message=f"ga: restart {r} of {self.restarts}, generation {g} of "
-                                        f"{self.generations}")
+                                message=f"{self.stage}: restart {r} of {self.restarts}, "
+                                        f"generation {g} of {self.generations}")
         if g >= self.generations or time.monotonic() - self._last >= self.flush_seconds:
             self.flush()
         return self.inner(info) if self.inner is not None else None
@@ -141,13 +151,17 @@ def run_search(
     out_dir: str | os.PathLike | None = None,
     runs_root: str | os.PathLike | None = None,
     ensemble_id: str | None = None,
-    compare: Sequence[str] | None = ("mean", "ga", "greedy", "dirichlet", "slsqp", "stacking"),
+    methods: Sequence[str] | None = DEFAULT_METHODS,
     params: dict[str, dict] | None = None,
     n_boot: int = 1000,
     on_start: Callable[[Path], Any] | None = None,
 ) -> tuple[Path, list[dict]]:
-    """Resolve, load and align ``members``, fit ``method`` on val, compare, save: a tracked
-    search.
+    """Resolve, load and align ``members``, fit ``method`` (and the other ``methods``, for the
+    report) on val, score them on test, save ``method``: a tracked search.
+
+    ``methods`` are the methods reported beside ``method`` (equal weights, ``mean``, always
+    is: the differences are taken against it); None or ``()`` reports ``method`` and ``mean``
+    only. ``params`` gives extra parameters by method name.
 
     Bad arguments and members that do not align are refused before anything is written. Then
     ``<out_dir>/<ensemble_id>/`` is created at once with ``status.json`` ``running`` (pid,
@@ -160,21 +174,28 @@ def run_search(
         ``(ensemble folder, comparison rows)``.
 
     Raises:
-        ConfigError: a bad method, threshold or parameter; RunError: members that cannot be
-            aligned, or an ensemble folder that exists; CnmcError: an unsafe ``ensemble_id``.
+        ConfigError: a bad method, threshold, seed, ``n_boot`` (0 to
+            :data:`~cnmc_core.metrics.bootstrap.MAX_N_BOOT`) or parameter, or a GA too large
+            for the memory guards; RunError: members that cannot be aligned, or an ensemble
+            folder that exists; CnmcError: an unsafe ``ensemble_id``.
     """
     if method not in COMBINERS:
         make_combiner(method)  # raises the uniform message
     parse_threshold_rule(threshold)
+    check_seed(seed, owner="run_search")
+    check_scalar(n_boot, "n_boot", "int", low=0, high=MAX_N_BOOT, owner="run_search",
+                 fix="0 skips the CIs; 1,000 to 10,000 resamples are plenty for a 95% CI.")
     if ensemble_id is not None:
         check_name(ensemble_id, "ensemble id")
     aligned = align_runs([resolve_member(m, runs_root) for m in members])
-    methods = list(dict.fromkeys([*(compare or []), method]))
-    if "mean" not in methods:
-        methods.insert(0, "mean")
-    n_models = len(aligned.members)
+    reported = list(dict.fromkeys([*(methods or []), method]))
+    if "mean" not in reported:
+        reported.insert(0, "mean")
+    methods = reported
+    n_models, n_val = len(aligned.members), int(aligned.splits["val"].y.size)
+    # every method's parameters, and what the GA's memory guards need, before any folder
     combiners = {m: make_combiner(m, **method_params(m, seed, threshold, params))
-                 .check_params(n_models) for m in methods}
+                 .check_params(n_models, n_val) for m in methods}
 
     root = Path(out_dir) if out_dir is not None else ensembles_dir()
     folder = make_unique_folder(
@@ -182,9 +203,9 @@ def run_search(
     created = time.time()
     base = base_config(aligned, combiners[method], eid=folder.name, method=method,
                           threshold_rule=threshold, seed=seed, created=created)
-    base.update(compare=methods, n_boot=n_boot)
+    base.update(methods=methods, n_boot=n_boot)
     heartbeat = Heartbeat(folder)
-    history: GAHistory | None = None
+    histories: list[GAHistory] = []
     try:
         # status first: readers list a folder once it has config.json, and then it has a status
         heartbeat.update(state="running", kind="ensemble", created=created, started=created,
@@ -195,19 +216,20 @@ def run_search(
         if on_start is not None:
             on_start(folder)
         run_params = {k: dict(v) for k, v in (params or {}).items()}
-        if "ga" in methods:
-            ga = combiners["ga"]
-            history = GAHistory(folder, heartbeat, restarts=ga.restarts,
-                                generations=ga.generations, inner=ga.callback)
-            run_params.setdefault("ga", {})["callback"] = history
+        for name, comb in combiners.items():
+            if isinstance(comb, GeneticSearch):
+                histories.append(GAHistory(folder, heartbeat, restarts=comb.restarts,
+                                           generations=comb.generations, inner=comb.callback,
+                                           stage=name))
+                run_params.setdefault(name, {})["callback"] = histories[-1]
         steps = iter(range(1, len(methods) + 1))
 
         def fitting(name: str) -> None:
             heartbeat.note(fitting=name, step=next(steps), message=f"fitting {name}")
 
-        rows, fitted = compare_methods(aligned, methods, threshold=threshold, seed=seed,
-                                         n_boot=n_boot, params=run_params, on_fit=fitting)
-        if history is not None:
+        rows, fitted = score_methods(aligned, methods, threshold=threshold, seed=seed,
+                                     n_boot=n_boot, params=run_params, on_fit=fitting)
+        for history in histories:
             history.flush()
         heartbeat.note(fitting=None, message="scoring and writing predictions and metrics")
         combiner = fitted[method]
@@ -218,11 +240,11 @@ def run_search(
         atomic_write_json(folder / "config.json", fitted_config(aligned, combiner, base))
         heartbeat.finish()
     except BaseException as exc:
-        try:
-            if history is not None:
+        for history in histories:
+            try:
                 history.flush()
-        except OSError:
-            pass
+            except OSError:
+                pass
         _keep_config(folder, base)
         heartbeat.finish(exc)  # failed with the error (cancelled on Ctrl-C); stops the thread
         raise
