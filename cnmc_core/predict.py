@@ -74,13 +74,13 @@ def score_runs(run_paths: Sequence[str | os.PathLike], images: Sequence[np.ndarr
 
 
 def _stack_predict(config: dict, probs: np.ndarray) -> np.ndarray:
+    from cnmc_core.ensemble.combiners import stacking_proba
+
     st = config.get("stacking") or {}
     coef = np.asarray(st.get("coef", []), dtype=np.float64)
     if coef.size != probs.shape[1]:
         raise RunError("The stacking ensemble's config.json has no coefficient per member.")
-    p = np.clip(probs, 1e-6, 1 - 1e-6)
-    z = (np.log(p) - np.log1p(-p)) @ coef + float(st.get("intercept", 0.0))
-    return 1.0 / (1.0 + np.exp(-z))
+    return stacking_proba(probs, coef, float(st.get("intercept", 0.0)))
 
 
 def member_threshold(member_path: str | os.PathLike) -> float:
@@ -102,15 +102,15 @@ def score_member(member_path: str | os.PathLike, images: Sequence[np.ndarray],
     Raises:
         RunError: an ensemble (at any depth) that is not completed (a search still running,
             failed, cancelled or killed: the message gives its state and what to do) or has no
-            fitted weights; a run without a loadable model.
+            fitted weights; a run without a loadable model; ensembles nested deeper than
+            :data:`~cnmc_core.ensemble.members.MAX_NESTING` levels.
     """
-    from cnmc_core.ensemble.members import ensemble_weights
+    from cnmc_core.ensemble.members import check_nesting, ensemble_weights
     from cnmc_core.ensemble.members import member_paths as _member_paths
     from cnmc_core.workspace.status import check_completed
 
     path = Path(member_path)
-    if _depth > 8:
-        raise RunError(f"{path}: ensembles nested too deeply (a cycle?).")
+    check_nesting(path, _depth)
     run_probs = run_probs if run_probs is not None else {}
     config = read_json(path / "config.json")
     if config.get("kind") != "ensemble":

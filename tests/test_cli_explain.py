@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import shutil
 
 import cv2
 import numpy as np
@@ -31,12 +32,13 @@ def test_explain_run_writes_a_figure(workspace, tmp_path, capsys):
 
 
 def test_explain_ensemble_combines_members(workspace, tmp_path, capsys):
-    art = workspace["artifacts"]
-    assert main(["ensemble", *map(str, workspace["runs"]), "--method", "mean",
-                 "--out", str(tmp_path / "ens")]) == 0
+    # an ensemble is saved in its members' workspace: a private copy, not the shared one
+    art = shutil.copytree(workspace["artifacts"], tmp_path / "artifacts")
+    runs = [art / "runs" / run.name for run in workspace["runs"]]
+    assert main(["ensemble", *map(str, runs), "--method", "mean"]) == 0
     ens = capsys.readouterr().out.strip().splitlines()[-1]
     members = leaf_weights([ens])
-    assert sorted(m[1] for m in members) == sorted(workspace["runs"])
+    assert sorted(m[1] for m in members) == sorted(runs)
     assert sum(w for _, _, w in members) == pytest.approx(1.0)
     from cnmc_core.data.images import read_image
 

@@ -107,20 +107,28 @@ def test_paper_table_shows_a_dash_where_the_paper_gives_no_auc():
                                    "R all", "test AUC"]
 
 
-def test_save_live_ensemble_writes_a_weighted_ensemble(aligned, tmp_path):
-    path = L.save_live_ensemble(aligned, [3, 1, 0], 0.45, name="mine", out_dir=tmp_path,
-                                n_boot=0)
-    assert path == tmp_path / "mine"
+def test_save_live_ensemble_writes_a_weighted_ensemble(three_runs, tmp_path):
+    from cnmc_core.ensemble.align import align_runs
+
+    _, paths = three_runs
+    aligned = align_runs(paths)
+    home = tmp_path / "artifacts" / "ensembles"
+    path = L.save_live_ensemble(aligned, [3, 1, 0], 0.45, name="mine", n_boot=0)
+    assert path == home / "mine"  # beside its members by default
     member = load_predictions(path)
     assert member.kind == "ensemble" and member.threshold == pytest.approx(0.45)
     assert member.config["method"] == "weighted"
-    assert member.config["weights"] == pytest.approx({"run0": 0.75, "run1": 0.25, "run2": 0.0})
+    assert member.config["weights"] == pytest.approx({"A": 0.75, "B": 0.25, "C": 0.0})
+    assert member.config["member_paths"] == ["runs/A", "runs/B", "runs/C"]
     test = member.frame[member.frame["split"] == "test"]
     np.testing.assert_allclose(test["prob"], aligned.splits["test"].probs @ [0.75, 0.25, 0.0])
     with pytest.raises(RunError, match="already exists"):
-        L.save_live_ensemble(aligned, [1, 1, 1], 0.5, name="mine", out_dir=tmp_path, n_boot=0)
+        L.save_live_ensemble(aligned, [1, 1, 1], 0.5, name="mine", out_dir=home, n_boot=0)
     with pytest.raises(ConfigError, match="threshold"):
-        L.save_live_ensemble(aligned, [1, 1, 1], 1.5, out_dir=tmp_path, n_boot=0)
+        L.save_live_ensemble(aligned, [1, 1, 1], 1.5, out_dir=home, n_boot=0)
+    with pytest.raises(ConfigError, match="is not in the workspace"):
+        L.save_live_ensemble(aligned, [1, 1, 1], 0.5, out_dir=tmp_path / "x", n_boot=0)
+    assert not (tmp_path / "x").exists()
 
 
 def test_live_reports_are_fast_enough_for_sliders():

@@ -70,12 +70,13 @@ def test_cli_ensemble_saves_a_run_like_folder(three_runs, tmp_path, capsys):
     assert metrics["test"]["weighted_f1"] == pytest.approx(rep["weighted_f1"])
     # the same seed gives the same weights
     main(["ensemble", *map(str, paths), "--method", "ga", "--threshold", "best", "--seed", "3",
-          "--n-boot", "0", "--report", "chosen", "--out", str(tmp_path / "again")])
+          "--n-boot", "0", "--report", "chosen"])
     again = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again.parent == art / "ensembles"  # by default beside its members
     assert json.loads((again / "config.json").read_text())["weights"] == config["weights"]
     # an ensemble is a member of a new ensemble
     rc = main(["ensemble", str(folder), "A", "--runs-dir", str(art), "--method", "mean",
-               "--n-boot", "0", "--report", "chosen", "--out", str(tmp_path / "nested")])
+               "--n-boot", "0", "--report", "chosen"])
     assert rc == 0
     nested = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert json.loads((nested / "config.json").read_text())["members"] == ["ens1", "A"]
@@ -97,14 +98,21 @@ def test_cli_refusals(three_runs, tmp_path, capsys):
     rc = main(["ensemble", "A", "B", "--runs-dir", str(art), "--method", "weighted"])
     assert rc == 2 and "--method weighted needs --weights" in capsys.readouterr().err
     rc = main(["ensemble", "A", "B", "--runs-dir", str(art), "--method", "weighted",
-               "--weights", "1,2", "--n-boot", "0", "--report", "chosen", "--name", "w",
-               "--out", str(tmp_path / "w")])
+               "--weights", "1,2", "--n-boot", "0", "--report", "chosen", "--name", "w"])
     assert rc == 0
-    config = json.loads((tmp_path / "w" / "w" / "config.json").read_text())
+    config = json.loads((art / "ensembles" / "w" / "config.json").read_text())
     assert config["weights"] == pytest.approx({"A": 1 / 3, "B": 2 / 3})
+    assert config["member_paths"] == ["runs/A", "runs/B"]
     rc = main(["ensemble", "A", "B", "--runs-dir", str(art), "--method", "mean", "--n-boot", "0",
-               "--report", "chosen", "--name", "w", "--out", str(tmp_path / "w")])
+               "--report", "chosen", "--name", "w"])
     assert rc == 2 and "already exists" in capsys.readouterr().err
+    # an ensemble lives in its members' workspace: elsewhere it is refused, nothing written
+    rc = main(["ensemble", "A", "B", "--runs-dir", str(art), "--method", "mean", "--n-boot", "0",
+               "--out", str(tmp_path / "elsewhere")])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"is not in the workspace {tmp_path.resolve()}" in err
+    assert f"create it in {art.resolve() / 'ensembles'}" in err
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_ga_memory_guards_fail_before_any_work(tmp_path, three_runs, capsys):

@@ -4,6 +4,7 @@ ensembles; results tables."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import cell_image
 
@@ -14,14 +15,14 @@ from cnmc_core.explain import members as X
 
 
 # --------------------------------------------------------------------------- scoring
-def test_score_and_explain_with_runs_and_an_ensemble(workspace, tmp_path):
-    runs = workspace["runs"]
+def test_score_and_explain_with_runs_and_an_ensemble(ws_copy):
+    runs = ws_copy["runs"]
     image = cell_image(size=200, radius=60, seed=5)
     probs = I.score_runs(runs[:2], [image, image[::-1]])
     assert set(probs) == {runs[0].name, runs[1].name}
     assert all(p.shape == (2,) and ((p >= 0) & (p <= 1)).all() for p in probs.values())
     ens, _ = run_search(runs[:2], method="weighted", params={"weighted": {"weights": [1, 3]}},
-                            methods=("mean",), n_boot=0, out_dir=tmp_path, ensemble_id="e")
+                        methods=("mean",), n_boot=0, ensemble_id="e")
     cache: dict = {}
     p_ens = I.score_member(ens, [image, image[::-1]], cache)
     np.testing.assert_allclose(p_ens, 0.25 * probs[runs[0].name] + 0.75 * probs[runs[1].name],
@@ -39,16 +40,16 @@ def test_score_and_explain_with_runs_and_an_ensemble(workspace, tmp_path):
         X.explain_selection([], image)
 
 
-def test_explain_and_predict_agree_on_a_stacking_ensemble(workspace, tmp_path):
+def test_explain_and_predict_agree_on_a_stacking_ensemble(ws_copy):
     """The class a stacking ensemble's maps explain is the class its stacking model predicts
     (the P(ALL) Predict shows), not the one its display weights would give."""
     from cnmc_core.ensemble.search import run_search
     from cnmc_core.predict import member_threshold, score_member
 
-    runs = workspace["runs"]
+    runs = ws_copy["runs"]
     image = cell_image(size=96, radius=30, seed=3)
     images = [image, image[::-1], cell_image(size=96, radius=22, seed=5)]
-    ens, _ = run_search(runs, method="stacking", compare=("mean",), n_boot=0, out_dir=tmp_path,
+    ens, _ = run_search(runs, method="stacking", methods=("mean",), n_boot=0,
                         ensemble_id="stack")
     p = score_member(ens, images)
     t = member_threshold(ens)
@@ -57,6 +58,27 @@ def test_explain_and_predict_agree_on_a_stacking_ensemble(workspace, tmp_path):
         assert ex.ensemble_prob == pytest.approx(float(p_i))
         assert ex.target == ("all" if p_i >= t else "hem")
         assert {m.target for m in ex.members} == {ex.target}
+
+
+def test_a_stacking_ensemble_scores_new_images_with_its_logistic_regression(ws_copy):
+    from sklearn.linear_model import LogisticRegression
+
+    from cnmc_core.ensemble.combiners import logit_features
+
+    runs = ws_copy["runs"]
+    images = [cell_image(size=200, radius=r, seed=r) for r in (40, 60, 80)]
+    ens, _ = run_search(runs, method="stacking", methods=("mean",), n_boot=0,
+                        ensemble_id="stack-lr")
+    cache: dict = {}
+    got = I.score_member(ens, images, cache)
+    stacking = pd.read_json(ens / "config.json", typ="series")["stacking"]
+    # the same model as scikit-learn's, built from the saved coefficients
+    lr = LogisticRegression()
+    lr.classes_ = np.array([0, 1])
+    lr.coef_ = np.array([stacking["coef"]])
+    lr.intercept_ = np.array([stacking["intercept"]])
+    members = np.column_stack([cache[r.name] for r in runs])
+    np.testing.assert_allclose(got, lr.predict_proba(logit_features(members))[:, 1], rtol=1e-10)
 
 
 def test_group_label_names_protocol_dataset_counts_and_members():

@@ -17,17 +17,9 @@ from cnmc_core.metrics.curves import best_f1_threshold, sensitivity_threshold
 from cnmc_core.validation import check_param
 
 __all__ = [
-    "parse_threshold_rule",
-    "choose_threshold",
-    "to_simplex",
-    "Fitness",
-    "Combiner",
-    "MeanEnsemble",
-    "WeightedAverage",
-    "GreedySelection",
-    "DirichletSearch",
-    "SLSQPWeights",
-    "StackingEnsemble",
+    "parse_threshold_rule", "choose_threshold", "to_simplex", "Fitness", "Combiner",
+    "MeanEnsemble", "WeightedAverage", "GreedySelection", "DirichletSearch", "SLSQPWeights",
+    "StackingEnsemble", "logit_features", "stacking_proba",
 ]
 
 
@@ -351,6 +343,22 @@ class SLSQPWeights(Combiner):
         self.optimizer_message_ = str(res.message)
 
 
+def logit_features(X: np.ndarray) -> np.ndarray:
+    """The stacking model's features: the logit of each member's P(ALL), clipped to
+    [1e-6, 1 - 1e-6] first so that a 0 or 1 stays finite."""
+    P = np.clip(np.asarray(X, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(P) - np.log1p(-P)
+
+
+def stacking_proba(X: np.ndarray, coef, intercept: float) -> np.ndarray:
+    """P(ALL) of a stacking ensemble: the sigmoid of its logistic regression on
+    :func:`logit_features` of the members' P(ALL) ``X`` (n_images, n_members). The one
+    implementation: :class:`StackingEnsemble` and :func:`cnmc_core.predict.score_member` (a saved
+    ensemble's ``coef``/``intercept``) both call it."""
+    z = logit_features(X) @ np.asarray(coef, dtype=np.float64) + float(intercept)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
 class StackingEnsemble(Combiner):
     """Logistic regression on the members' logits (fitted on the validation predictions).
 
@@ -366,18 +374,13 @@ class StackingEnsemble(Combiner):
         self.C = C
         self.threshold = threshold
 
-    @staticmethod
-    def _features(X: np.ndarray) -> np.ndarray:
-        P = np.clip(X, 1e-6, 1 - 1e-6)
-        return np.log(P) - np.log1p(-P)
-
     def _fit_weights(self, X, y) -> None:
         from sklearn.linear_model import LogisticRegression
 
         if np.unique(y).size < 2:
             raise CnmcError("Stacking needs both classes in the validation predictions.")
         model = LogisticRegression(C=float(self.C), max_iter=1000)
-        model.fit(self._features(X), y)
+        model.fit(logit_features(X), y)
         self.coef_ = model.coef_.ravel().copy()
         self.intercept_ = float(model.intercept_[0])
         positive = np.clip(self.coef_, 0, None)
@@ -387,5 +390,4 @@ class StackingEnsemble(Combiner):
         """P(ALL) from the logistic regression (not a weighted average)."""
         self._check_fitted()
         X = _check_X_y(X, n_models=self.n_models_)
-        z = self._features(X) @ self.coef_ + self.intercept_
-        return 1.0 / (1.0 + np.exp(-z))
+        return stacking_proba(X, self.coef_, self.intercept_)

@@ -31,13 +31,14 @@ from typing import Any
 import pandas as pd
 
 from cnmc_core.exceptions import CnmcError, RunError
-from cnmc_core.workspace.fileio import read_json
+from cnmc_core.workspace.fileio import check_name, read_json
 from cnmc_core.workspace.status import check_completed
 
 __all__ = [
     "MEMBER_COLUMNS",
     "SKIPPED_COLUMNS",
     "MAX_NESTING",
+    "check_nesting",
     "members_signature",
     "list_members",
     "short_labels",
@@ -56,6 +57,19 @@ MEMBER_COLUMNS = ["member_id", "kind", "label", "model", "protocol", "dataset", 
                   "created", "path"]
 SKIPPED_COLUMNS = ["member_id", "kind", "state", "reason", "path"]
 MAX_NESTING = 8  # ensembles of ensembles: deeper nesting is refused (and catches cycles)
+
+
+def check_nesting(path: str | os.PathLike, depth: int) -> None:
+    """Refuse to go deeper than :data:`MAX_NESTING` ensembles inside ensembles (which also stops
+    a cycle of ensembles that list each other). Every walk down an ensemble's members
+    (:func:`data_source`, :func:`leaf_runs`, :func:`cnmc_core.predict.score_member`) calls it.
+
+    Raises:
+        RunError: ``depth`` is above :data:`MAX_NESTING`.
+    """
+    if depth > MAX_NESTING:
+        raise RunError(f"{Path(path)}: ensembles nested deeper than {MAX_NESTING} levels "
+                       "(a cycle?).")
 
 
 def _root(root: str | os.PathLike | None) -> Path:
@@ -209,22 +223,51 @@ def _config(path: Path) -> dict:
     return config
 
 
+_MEMBER_FOLDERS = {"run": "runs", "ensemble": "ensembles"}
+
+
 def member_paths(path: Path, config: dict) -> list[Path]:
+    """The member folders of the ensemble at ``path`` (its ``config.json`` is ``config``), found
+    inside the ensemble's own workspace (``path.parent.parent``) only.
+
+    ``member_paths`` holds each member's place in the workspace, ``runs/<id>`` or
+    ``ensembles/<id>`` (:func:`cnmc_core.ensemble.store.member_refs`). An older ensemble stored
+    absolute paths: those are never followed (in a copied workspace they lead to the original's
+    runs); its members are looked up by id in the ensemble's workspace instead (``runs/`` or
+    ``ensembles/`` as its ``member_kinds`` says, then the other).
+
+    Raises:
+        RunError: a member that is not in the ensemble's workspace (deleted, or the ensemble was
+            copied without it), or a ``config.json`` whose members are not safe ids.
+    """
+    path = Path(path)
+    root = path.parent.parent
     names = config.get("members") or []
-    paths = config.get("member_paths") or []
+    refs = config.get("member_paths") or []
+    kinds = config.get("member_kinds") or []
     out = []
     for i, name in enumerate(names):
-        cand = Path(paths[i]) if i < len(paths) else None
-        if cand is None or not cand.is_dir():
-            # The workspace may have moved: look the member up beside the ensemble's folder.
-            root = path.parent.parent
-            found = [root / sub / str(name) for sub in ("runs", "ensembles")
-                     if (root / sub / str(name)).is_dir()]
-            if not found:
-                raise RunError(f"Ensemble {path.name}: member {name!r} not found (looked in "
-                               f"{cand} and under {root}); was it deleted?")
-            cand = found[0]
-        out.append(cand)
+        ref = refs[i] if i < len(refs) and isinstance(refs[i], str) else ""
+        parts = ref.split("/")
+        if len(parts) == 2 and parts[0] in _MEMBER_FOLDERS.values() and not ref.startswith("/"):
+            where = [parts]  # a workspace reference: that place, nowhere else
+        else:  # an old absolute path (or none): by id, inside this workspace only
+            first = _MEMBER_FOLDERS.get(kinds[i] if i < len(kinds) else "run", "runs")
+            where = [[sub, str(name)] for sub in dict.fromkeys([first, "runs", "ensembles"])]
+        try:
+            for sub, mid in where:
+                check_name(mid, "member id")
+        except CnmcError:
+            raise RunError(f"Ensemble {path.name}: its config.json names member {name!r} at "
+                           f"{ref!r}, which is not a run or ensemble id of its workspace; the "
+                           "file is damaged: run the search again.") from None
+        found = [root / sub / mid for sub, mid in where if (root / sub / mid).is_dir()]
+        if not found:
+            looked = ", ".join(str(root / sub / mid) for sub, mid in where)
+            raise RunError(f"Ensemble {path.name}: member {name!r} not found in its workspace "
+                           f"(looked in {looked}); was it deleted, or the workspace copied "
+                           "without it?")
+        out.append(found[0])
     return out
 
 
@@ -232,8 +275,7 @@ def data_source(member_path: str | os.PathLike, _depth: int = 0) -> str | None:
     """The dataset folder or manifest that a run (or an ensemble's first run) was scored on:
     the ``data`` of its ``config.json``; None when no member records one."""
     path = Path(member_path)
-    if _depth > MAX_NESTING:
-        raise RunError(f"{path}: ensembles nested deeper than {MAX_NESTING} levels (a cycle?).")
+    check_nesting(path, _depth)
     config = _config(path)
     if config.get("kind") != "ensemble":
         return str(config["data"]) if config.get("data") else None
@@ -308,8 +350,7 @@ def leaf_runs(member_path: str | os.PathLike, use: str = "used",
             missing member, or nesting too deep.
     """
     path = Path(member_path)
-    if _depth > MAX_NESTING:
-        raise RunError(f"{path}: ensembles nested deeper than {MAX_NESTING} levels (a cycle?).")
+    check_nesting(path, _depth)
     config = _config(path)
     if config.get("kind") != "ensemble":
         if not (path / "model.keras").is_file():

@@ -53,6 +53,7 @@ from cnmc_core.ensemble.report import score_methods
 from cnmc_core.ensemble.store import (
     base_config,
     ensemble_outputs,
+    ensemble_workspace,
     fitted_config,
     new_ensemble_id,
 )
@@ -64,7 +65,6 @@ from cnmc_core.workspace.layout import (
     make_unique_folder,
     resolve_member,
 )
-from cnmc_core.workspace.paths import ensembles_dir
 from cnmc_core.workspace.status import Heartbeat, proc_start_time
 
 __all__ = ["HISTORY_FLUSH_SECONDS", "MAX_LINES_PER_RESTART", "GAHistory", "run_search"]
@@ -163,7 +163,9 @@ def run_search(
     is: the differences are taken against it); None or ``()`` reports ``method`` and ``mean``
     only. ``params`` gives extra parameters by method name.
 
-    Bad arguments and members that do not align are refused before anything is written. Then
+    Bad arguments, members that do not align and an ``out_dir`` outside the members' workspace
+    (:func:`~cnmc_core.ensemble.store.ensemble_workspace`; by default the ensemble goes to the
+    members' ``<workspace>/ensembles``) are refused before anything is written. Then
     ``<out_dir>/<ensemble_id>/`` is created at once with ``status.json`` ``running`` (pid,
     heartbeat, progress), ``on_start(folder)`` is called, the GA logs its generations to
     ``history.jsonl``, and the status ends ``completed`` (or ``failed`` with the error, which is
@@ -197,12 +199,15 @@ def run_search(
     combiners = {m: make_combiner(m, **method_params(m, seed, threshold, params))
                  .check_params(n_models, n_val) for m in methods}
 
-    root = Path(out_dir) if out_dir is not None else ensembles_dir()
+    # the ensemble refers to its members inside its own workspace: refused before writing if
+    # out_dir is elsewhere; by default it goes beside its members
+    root, workspace = ensemble_workspace(out_dir, aligned.paths)
     folder = make_unique_folder(
         root, ensemble_id or (lambda: new_ensemble_id(aligned, method, seed, threshold)), "ensemble")
     created = time.time()
     base = base_config(aligned, combiners[method], eid=folder.name, method=method,
-                          threshold_rule=threshold, seed=seed, created=created)
+                       threshold_rule=threshold, seed=seed, created=created,
+                       workspace=workspace)
     base.update(methods=methods, n_boot=n_boot)
     heartbeat = Heartbeat(folder)
     histories: list[GAHistory] = []

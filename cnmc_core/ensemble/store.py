@@ -1,6 +1,14 @@
 """Saved ensembles: their ids, ``config.json`` before and after fitting, ``predictions.csv`` and
 ``metrics.json``, and a fitted ensemble written as a folder with a run's files, so anything that
 lists runs can show it and it can be a member of a new ensemble.
+
+An ensemble lives in a workspace (``<workspace>/ensembles/<id>/``) and refers to its members by
+their place in that workspace, ``runs/<id>`` or ``ensembles/<id>`` (``member_paths`` of its
+``config.json``), never by an absolute path: a copied or moved workspace keeps working on its
+own runs, and never reads another workspace's. So an ensemble can only be created in the
+workspace of its members: :func:`ensemble_workspace` refuses anything else before a file is
+written, and :func:`cnmc_core.ensemble.members.member_paths` resolves the references inside the
+ensemble's own workspace only.
 """
 
 from __future__ import annotations
@@ -20,12 +28,25 @@ from cnmc_core.contracts import SCORED_SPLITS
 from cnmc_core.ensemble.align import AlignedPredictions
 from cnmc_core.ensemble.combiners import Combiner, StackingEnsemble
 from cnmc_core.ensemble.report import PAPER_RESULTS
-from cnmc_core.exceptions import RunError
+from cnmc_core.exceptions import ConfigError, RunError
 from cnmc_core.metrics.bootstrap import full_report
 from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json, check_name
 from cnmc_core.workspace.paths import ensembles_dir
 
-__all__ = ["new_ensemble_id", "base_config", "fitted_config", "ensemble_outputs", "save_ensemble"]
+__all__ = [
+    "MEMBER_FOLDERS",
+    "new_ensemble_id",
+    "members_workspace",
+    "ensemble_workspace",
+    "member_refs",
+    "base_config",
+    "fitted_config",
+    "ensemble_outputs",
+    "save_ensemble",
+]
+
+#: The workspace subfolders members live in; a member reference is ``<subfolder>/<id>``.
+MEMBER_FOLDERS = ("runs", "ensembles")
 
 
 def new_ensemble_id(aligned: AlignedPredictions, method: str, seed: int, threshold) -> str:
@@ -35,12 +56,73 @@ def new_ensemble_id(aligned: AlignedPredictions, method: str, seed: int, thresho
     return f"ens-{method}-{time.strftime('%Y%m%d-%H%M%S')}-{digest}"
 
 
+def _workspace_of(path: Path) -> Path | None:
+    """The workspace a member folder is in (``<workspace>/runs/<id>`` or
+    ``<workspace>/ensembles/<id>``), or None."""
+    path = Path(path).resolve()
+    return path.parent.parent if path.parent.name in MEMBER_FOLDERS else None
+
+
+def members_workspace(paths) -> Path | None:
+    """The one workspace all member folders ``paths`` are in, or None (none, or several)."""
+    found = {_workspace_of(Path(p)) for p in paths}
+    return found.pop() if len(found) == 1 and None not in found else None
+
+
+def ensemble_workspace(out_dir: str | os.PathLike | None, paths) -> tuple[Path, Path]:
+    """Where an ensemble of the members ``paths`` is created: ``(folder for its folder, its
+    workspace)``.
+
+    ``out_dir`` (the folder the ensemble's own folder goes in, normally
+    ``<workspace>/ensembles``) defaults to the members' workspace's ``ensembles/``, else
+    :func:`~cnmc_core.workspace.paths.ensembles_dir`. The ensemble's workspace is the folder
+    above ``out_dir``, and every member must be in it.
+
+    Raises:
+        ConfigError: a member not in ``runs/`` or ``ensembles/`` of that workspace (the message
+            names it, the two workspaces, and where to create the ensemble instead).
+    """
+    shared = members_workspace(paths)
+    if out_dir is not None:
+        root = Path(out_dir)
+    else:
+        root = shared / "ensembles" if shared is not None else ensembles_dir()
+    workspace = root.resolve().parent
+    for p in paths:
+        if _workspace_of(Path(p)) != workspace:
+            where = (f"create it in {shared / 'ensembles'} (leave out --out / out_dir)"
+                     if shared is not None else "put its members in one workspace's runs/ or "
+                     "ensembles/ first")
+            raise ConfigError(
+                f"Member {Path(p)} is not in the workspace {workspace} that the ensemble would "
+                f"be created in ({root}): an ensemble refers to its members as runs/<id> or "
+                f"ensembles/<id> of its own workspace, never by a path outside it. Instead, "
+                f"{where}."
+            )
+    return root, workspace
+
+
+def member_refs(paths, workspace: str | os.PathLike) -> list[str]:
+    """The references ``runs/<id>`` / ``ensembles/<id>`` of member folders inside ``workspace``
+    (checked by :func:`ensemble_workspace` first)."""
+    workspace = Path(workspace).resolve()
+    out = []
+    for p in paths:
+        p = Path(p).resolve()
+        if p.parent.parent != workspace or p.parent.name not in MEMBER_FOLDERS:
+            raise ConfigError(f"Member {p} is not in runs/ or ensembles/ of {workspace}.")
+        out.append(f"{p.parent.name}/{p.name}")
+    return out
+
+
 def base_config(aligned: AlignedPredictions, combiner: Combiner, *, eid: str, method: str,
-                 threshold_rule: float | str, seed: int, created: float) -> dict:
-    """The part of an ensemble's ``config.json`` known before it is fitted."""
+                 threshold_rule: float | str, seed: int, created: float,
+                 workspace: str | os.PathLike) -> dict:
+    """The part of an ensemble's ``config.json`` known before it is fitted; ``member_paths``
+    are the members' references inside ``workspace`` (:func:`member_refs`)."""
     return {
         "kind": "ensemble", "ensemble_id": eid, "run_id": eid, "model": f"ensemble:{method}",
-        "members": list(aligned.members), "member_paths": [str(p) for p in aligned.paths],
+        "members": list(aligned.members), "member_paths": member_refs(aligned.paths, workspace),
         "member_kinds": list(aligned.kinds), "method": method,
         "threshold_rule": str(threshold_rule),
         "split_protocol": aligned.split_protocol,
@@ -102,23 +184,25 @@ def save_ensemble(
     coefficients), ``status.json`` (completed), ``predictions.csv`` (``image_id, split, y, prob,
     subject``) and ``metrics.json`` (``val``/``test`` full reports, plus ``comparison`` and the
     paper's figures). The folder is built under a temporary name and renamed into place, so a
-    reader never sees half an ensemble. (A search, :func:`build_ensemble`, writes the same files
-    into a folder that exists, with a live status, from its start.)
+    reader never sees half an ensemble. (A search, :func:`cnmc_core.ensemble.search.run_search`,
+    writes the same files into a folder that exists, with a live status, from its start.)
+    ``out_dir`` defaults to the members' workspace's ``ensembles/`` (:func:`ensemble_workspace`).
 
     Raises:
-        RunError: the ensemble folder already exists; CnmcError: an unsafe ``ensemble_id``.
+        RunError: the ensemble folder already exists; CnmcError: an unsafe ``ensemble_id``;
+            ConfigError: ``out_dir`` outside the members' workspace.
     """
-    root = Path(out_dir) if out_dir is not None else ensembles_dir()
-    root.mkdir(parents=True, exist_ok=True)
     eid = check_name(ensemble_id or new_ensemble_id(aligned, method, seed, threshold_rule),
                      "ensemble id")
+    root, workspace = ensemble_workspace(out_dir, aligned.paths)
+    root.mkdir(parents=True, exist_ok=True)
     target = root / eid
     if target.exists():
         raise RunError(f"{target} already exists; choose another ensemble id.")
     created = time.time()
     config = fitted_config(aligned, combiner, base_config(
         aligned, combiner, eid=eid, method=method, threshold_rule=threshold_rule, seed=seed,
-        created=created))
+        created=created, workspace=workspace))
     predictions, metrics = ensemble_outputs(aligned, combiner, method=method, seed=seed,
                                              comparison=comparison, n_boot=n_boot)
     tmp = Path(tempfile.mkdtemp(prefix=f".{eid}.", suffix=".tmp", dir=root))
