@@ -267,8 +267,10 @@ def main() -> None:
         ga_gen = g2.number_input("Generations", 1, 1000, 100, key="ens_ga_gen")
         ga_restarts = g3.number_input("Restarts", 1, 50, 10, key="ens_ga_restarts")
         seed = int(g4.number_input("Seed", 0, 2**31 - 1, 0, key="ens_seed"))
-        st.caption("Tournament k=5, average crossover 0.4, mutation 0.005 (renormalised), fitness = "
-                   "weighted F1 on val at 0.5. Also seeds the random search and the bootstrap.")
+        st.caption("The paper's operators: tournament k=5, average crossover 0.4 of 2 genes, "
+                   "mutation 0.005 of crossover children (renormalised: the one change), "
+                   "fitness = weighted F1 on val, ALL above 0.5. Applies to both GAs; the seed "
+                   "also seeds the random search and the bootstrap.")
     ga_params = (("population_size", int(ga_pop)), ("generations", int(ga_gen)),
                  ("restarts", int(ga_restarts)))
 
