@@ -65,8 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help=f"GA {what} (default {default}, the paper's; applies to every GA "
                        "that runs: --method ga or ga_mean, or --report all)")
     p.add_argument("--name", help="ensemble id (default: ens-<method>-<time>-<hash>)")
-    p.add_argument("--out", help="folder to create the ensemble in (default: the ensembles folder "
-                   "of --artifacts, else $CNMC_ARTIFACTS/ensembles or ./artifacts/ensembles)")
+    p.add_argument("--out", help="folder to create the ensemble in, in its members' workspace "
+                   "(default: that workspace's ensembles folder, e.g. of --artifacts); an "
+                   "ensemble names its members as runs/<id> of its own workspace, so a folder "
+                   "elsewhere is refused")
     add_artifacts_option(p, "artifacts (or runs) folder where ids are looked up "
                          "(default: $CNMC_ARTIFACTS or ./artifacts)", dest="runs_dir")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON instead")
