@@ -76,7 +76,7 @@ def mlflow_key(key: str) -> str:
     text = _BAD_KEY_CHARS.sub("_", str(key)) or "_"
     if len(text) > KEY_MAX:
         digest = hashlib.sha1(str(key).encode()).hexdigest()[:10]
-        text = f"{text[:KEY_MAX - 12]}~{digest}"
+        text = f"{text[:KEY_MAX - 11]}_{digest}"
     return text
 
 
