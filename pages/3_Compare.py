@@ -3,8 +3,10 @@
 A runs table with row selection; for the selected ones: learning curves overlaid (metric, x axis
 epoch or time, debiased-EMA smoothing with the raw line kept faint, stage boundaries), confusion
 matrices (counts and row percentages) and the difference of two, ROC and precision-recall curves
-with AUC in the legend, a config diff without the identical fields, and a metrics table to
-download. The computations are in ``cnmc_core.analysis.experiments``; loaders are cached on file mtimes.
+with AUC in the legend, a config diff without the identical fields, a metrics table to
+download, and the selection shared: a report (one HTML file) to download, or an export to MLflow.
+The computations are in ``cnmc_core.analysis.experiments`` and ``cnmc_core.interop``; loaders are
+cached on file mtimes.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from cnmc_core.analysis.run_charts import (
     run_confusion_figure,
 )
 from cnmc_core.exceptions import CnmcError
+from cnmc_core.interop.mlflow_export import export_table, export_to_mlflow
+from cnmc_core.interop.report import build_report
 from cnmc_core.workspace.listing import list_experiments
 from cnmc_core.workspace.paths import artifacts_dir
 from page_common import use_app_navigation
@@ -224,6 +228,43 @@ def metrics_section(selected, split: str) -> None:
                "recall of HEM (normal).")
 
 
+def share_section(selected) -> None:
+    st.subheader("Share")
+    done = selected[selected["state"] == "completed"]
+    if done.empty:
+        st.info("Select completed runs or ensembles to share them as a report or in MLflow.")
+        return
+    left = [n for n, state in zip(selected["name"], selected["state"]) if state != "completed"]
+    if left:
+        st.caption(f"Not completed, left out: {', '.join(left)}.")
+    paths = tuple(done["path"])
+    c = st.columns([1.2, 2.6, 1.2], vertical_alignment="bottom")
+    c[0].download_button(
+        "Download report", data=lambda: build_report(list(paths), ROOT).encode(),
+        file_name="cnmc-report.html", mime="text/html", on_click="ignore", key="download_report",
+        icon=":material/description:",
+        help="One HTML file that works offline: the comparison with CIs and protocols, curves, "
+             "confusion matrices, ROC/PR, ensemble weights, images every model misses, configs.")
+    uri = c[1].text_input("MLflow tracking URI", value=os.environ.get("MLFLOW_TRACKING_URI", ""),
+                          placeholder="http://127.0.0.1:5000", key="mlflow_uri")
+    clicked = c[2].button("Export to MLflow", key="mlflow_export", disabled=not uri.strip(),
+                          icon=":material/upload:",
+                          help="One MLflow run per selected run or ensemble; exporting again "
+                               "updates the same MLflow runs.")
+    if clicked:
+        try:
+            with st.spinner(f"Exporting {len(paths)} to {uri.strip()} ..."):
+                results = export_to_mlflow(list(paths), uri, artifacts=ROOT)
+        except CnmcError as exc:
+            st.error(f"{exc}", icon=":material/error:")
+            return
+        created = sum(r.action == "created" for r in results)
+        st.success(f"Exported to {uri.strip()}: {created} MLflow run(s) created, "
+                   f"{len(results) - created} updated.", icon=":material/check_circle:")
+        st.dataframe(export_table(results), hide_index=True, width="stretch",
+                     column_config={"url": st.column_config.LinkColumn()})
+
+
 def main() -> None:
     use_app_navigation()
     st.title("Compare")
@@ -245,6 +286,7 @@ def main() -> None:
     roc_pr_section(selected, split)
     config_section(selected)
     metrics_section(selected, split)
+    share_section(selected)
 
 
 main()

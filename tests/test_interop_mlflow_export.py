@@ -296,3 +296,36 @@ def test_a_lost_record_is_found_again_by_the_run_tag(server, ws, exported):
     assert rc == 0, err
     assert out.startswith(f"updated MLflow run {exported['ids'][folder]}")
     assert run_of(folder, server) == exported["ids"][folder]
+
+
+def _compare_page(ws, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("CNMC_ARTIFACTS", str(ws["root"]))
+    repo = Path(__file__).resolve().parents[1]
+    at = AppTest.from_file(str(repo / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/3_Compare.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_the_compare_page_exports_the_selection(server, ws, exported, monkeypatch):
+    at = _compare_page(ws, monkeypatch)
+    assert "Share" in [s.value for s in at.subheader]
+    assert at.button(key="mlflow_export").disabled  # no URI yet
+    at.text_input(key="mlflow_uri").set_value(server["uri"]).run()
+    at.button(key="mlflow_export").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "0 MLflow run(s) created, 4 updated" in at.success[0].value
+    table = at.dataframe[-1].value
+    assert sorted(table["kind"]) == ["ensemble", "run", "run", "run"]
+    assert set(table["mlflow run"]) == set(exported["ids"].values())
+
+
+def test_the_compare_page_shows_an_unreachable_server_as_an_error(ws, exported, monkeypatch):
+    before = {p: snapshot(p) for p in exported["ids"]}
+    at = _compare_page(ws, monkeypatch)
+    at.text_input(key="mlflow_uri").set_value(f"http://127.0.0.1:{free_port()}").run()
+    at.button(key="mlflow_export").click().run()
+    assert not at.exception and "No MLflow tracking server answers" in at.error[0].value
+    assert {p: snapshot(p) for p in exported["ids"]} == before

@@ -190,3 +190,23 @@ def test_report_entries_name_each_run_once(ws):
     items = resolve_items([ws["runs"][0], str(Path(ws["root"]) / "runs" / ws["runs"][0])], ws["root"])
     entries, studies = report_entries(items)
     assert len(entries) == 1 and studies == []
+
+
+@needs_browser
+def test_the_compare_pages_download_button_gives_the_report(ws, tmp_path):
+    from browser_util import open_page, screenshot, streamlit_server
+
+    with streamlit_server(ws["root"]) as url, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        open_page(page, url, "Compare", timeout=120)
+        share = page.get_by_text("Share", exact=True)
+        share.scroll_into_view_if_needed()
+        with page.expect_download(timeout=120_000) as download:
+            page.get_by_role("button", name="Download report").click()
+        saved = tmp_path / "downloaded.html"
+        download.value.save_as(saved)
+        assert download.value.suggested_filename == "cnmc-report.html"
+        screenshot(page, "compare-share")
+    own = _outside_plotlyjs(saved.read_text(encoding="utf-8"))
+    assert own.count("<tr>") >= 5 and "ensemble:mean" in own  # the 4 completed, selected by default
+    assert all(f">{name[16:]}<" in own for name in ws["runs"])  # each run, named without its time

@@ -334,13 +334,13 @@ def test_compare_shows_every_section_for_the_completed_runs(ws):
     assert at.session_state["runs_table"]["selection"]["rows"] == [0, 1, 2, 4]  # completed ones, not the failed
     subheaders = [s.value for s in at.subheader]
     assert subheaders == ["Runs", "Learning curves", "Confusion matrices", "ROC and precision-recall curves",
-                          "Config diff", "Metrics table"]
+                          "Config diff", "Metrics table", "Share"]
     # curves + 4 confusion matrices + their difference + ROC + PR
     assert len(at.get("plotly_chart")) == 1 + 4 + 1 + 2
     metrics = at.dataframe[-1].value
     assert len(metrics) == 4 and {"weighted_f1", "f1_ci_low", "f1_ci_high", "roc_auc"} <= set(metrics.columns)
     assert set(metrics["split"]) == {"test"}
-    assert len(at.get("download_button")) == 1
+    assert len(at.get("download_button")) == 2  # the metrics as CSV, the report
     diff = at.dataframe[1].value  # runs and an ensemble: fields only one kind has show as "-"
     assert "model" in diff.index and "split_protocol" not in diff.index
     assert diff.loc["batch_size"].tolist()[-1] == "-"

@@ -34,6 +34,7 @@ _EXPORTS = {
     'check_tracking_uri': 'mlflow_export',
     'export_to_mlflow': 'mlflow_export',
     'read_record': 'mlflow_export',
+    'export_table': 'mlflow_export',
     'FORMATS': 'report',
     'build_report': 'report',
     'write_report': 'report',

@@ -36,7 +36,7 @@ from cnmc_core.interop.sources import Item, resolve_items, study_runs, workspace
 from cnmc_core.workspace.fileio import atomic_write_json, read_json
 
 __all__ = ["MLFLOW_RECORD", "DEFAULT_EXPERIMENT", "ExportResult", "check_tracking_uri",
-           "export_to_mlflow", "read_record"]
+           "export_to_mlflow", "read_record", "export_table"]
 
 #: The file in a run, ensemble or study folder that records where it was exported.
 MLFLOW_RECORD = "mlflow.json"
@@ -346,3 +346,14 @@ def _line(result: ExportResult) -> str:
     where = f": {result.url}" if result.url else ""
     return (f"{result.action} MLflow run {result.run_id}{under} for {result.kind} "
             f"{result.id}{where}")
+
+
+def export_table(results: Sequence[ExportResult]):
+    """The results as a frame for a page: ``kind``, ``id``, ``action``, ``mlflow run``,
+    ``parent run``, ``url``."""
+    import pandas as pd
+
+    return pd.DataFrame([{"kind": r.kind, "id": r.id, "action": r.action, "mlflow run": r.run_id,
+                          "parent run": r.parent_run_id or "", "url": r.url or ""}
+                         for r in results],
+                        columns=["kind", "id", "action", "mlflow run", "parent run", "url"])
