@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cnmc_core.cli.options import add_artifacts_option
+
 __all__ = ["register"]
 
 _ARTIFACTS_HELP = "artifacts folder where ids are looked up (default: $CNMC_ARTIFACTS or ./artifacts)"
@@ -34,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-model", action="store_true", help="do not upload model.keras")
     p.add_argument("--no-figures", action="store_true",
                    help="do not render the figures to PNG (they need Chromium)")
-    p.add_argument("--artifacts", metavar="DIR", help=_ARTIFACTS_HELP)
+    add_artifacts_option(p, _ARTIFACTS_HELP)
     p.set_defaults(func=_mlflow_export)
 
     p = sub.add_parser(
@@ -49,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="html (default; pdf when --out ends in .pdf): pdf is Chromium's print "
                    "of the HTML")
     p.add_argument("--title", help="the report's title")
-    p.add_argument("--artifacts", metavar="DIR", help=_ARTIFACTS_HELP)
+    add_artifacts_option(p, _ARTIFACTS_HELP)
     p.set_defaults(func=_report)
 
 
