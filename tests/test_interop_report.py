@@ -96,6 +96,7 @@ def test_the_report_renders_offline_in_chromium(ws, tmp_path):
             "n => Array.from(document.querySelectorAll('.plotly-graph-div'))"
             ".filter(d => d.querySelector('.main-svg')).length === n", arg=graphs, timeout=60000)
         assert graphs >= 15
+        page.wait_for_timeout(1500)  # the resize on load re-lays the responsive figures out
         rows = page.locator("table.comparison tbody tr")
         assert rows.count() == 4
         assert "ensemble" in rows.nth(3).inner_text()
