@@ -8,7 +8,8 @@ the Kaggle mirror layout of ``DESIGN.md``::
     OUT/C-NMC_Leukemia/validation_data/C-NMC_test_prelim_phase_data/{N}.bmp
     OUT/C-NMC_Leukemia/validation_data/C-NMC_test_prelim_phase_data_labels.csv   (Patient_ID,new_names,labels)
     OUT/C-NMC_Leukemia/testing_data/C-NMC_test_final_phase_data/{N}.bmp           (unlabelled)
-    OUT/.synth_info.json          (parameters and counts; a dot file, so dataset scanners skip it)
+    OUT/.synth_info.json          (parameters and counts; a dot file, so dataset scanners skip it;
+                                   the marker of :func:`cnmc_core.data.provenance.dataset_provenance`)
 
 ALL subjects are numbered ``1``, ``2``, ...; healthy subjects ``H1``, ``H2``, ... . The ``H`` is
 always upper case here (the real data has one lower-case ``h3``; readers must case-normalise, and
@@ -60,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnmc_core.data.provenance import INFO_NAME
 from cnmc_core.data.synth_cells import (
     DEFAULT_SIZE,
     REFERENCE_SIZE,
@@ -100,7 +102,6 @@ PRELIM_DIR = "validation_data/C-NMC_test_prelim_phase_data"
 LABELS_CSV_NAME = "C-NMC_test_prelim_phase_data_labels.csv"
 LABELS_CSV_DIR = "validation_data"
 FINAL_DIR = "testing_data/C-NMC_test_final_phase_data"
-INFO_NAME = ".synth_info.json"
 GENERATOR_VERSION = 1
 ProgressFn = Callable[[int, int], None]
 
