@@ -1,4 +1,4 @@
-"""Data: files of a dataset tree, images and their limits, C-NMC names and labels CSV, the manifest scan of C-NMC layouts, splits, preprocessing and its cache, Data page summaries, the synthetic stand-in.
+"""Data: files of a dataset tree, images and their limits, C-NMC names and labels CSV, the manifest scan of C-NMC layouts, splits, preprocessing and its cache, Data page summaries, the synthetic stand-in, its realism measures and dataset provenance.
 
 Every public name of the subpackage can be imported from it; the submodule is imported
 on first use, so importing the package stays cheap.
@@ -101,6 +101,22 @@ _EXPORTS = {
     'PROVENANCE_REAL': 'provenance',
     'find_synth_marker': 'provenance',
     'dataset_provenance': 'provenance',
+    'FEATURE_NAMES': 'cell_features',
+    'FIT_HALF': 'cell_features',
+    'HELD_OUT_HALF': 'cell_features',
+    'cell_features': 'cell_features',
+    'features_of_files': 'cell_features',
+    'split_subjects': 'cell_features',
+    'real_sample_halves': 'cell_features',
+    'default_real_samples': 'synth_realism',
+    'FeatureTable': 'synth_realism',
+    'synthetic_table': 'synth_realism',
+    'real_tables': 'synth_realism',
+    'class_stats': 'synth_realism',
+    'feature_aucs': 'synth_realism',
+    'grouped_lr_auc': 'synth_realism',
+    'realism_report': 'synth_realism',
+    'format_report': 'synth_realism',
     'GENERATOR_VERSION': 'synth',
     'ProgressFn': 'synth',
     'SynthSummary': 'synth',
