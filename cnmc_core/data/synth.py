@@ -1,45 +1,43 @@
-"""Synthetic stand-in for the C-NMC 2019 dataset: realistic single-cell images, fast, seeded.
+"""Synthetic stand-in for the C-NMC 2019 dataset: varied single-cell images, fast, seeded.
 
 The real C-NMC images cannot be downloaded everywhere this project runs, so every other part
 (training, ensembles, the dashboard, the tests) is developed on this generator's output. It writes
-the Kaggle mirror layout of ``DESIGN.md``::
+the Kaggle mirror layout of ``DESIGN.md``, PNG by default (``image_format="bmp"``: 24-bit BMPs
+as C-NMC ships them; same pixels, same names but the extension)::
 
-    OUT/C-NMC_Leukemia/training_data/fold_{0,1,2}/{all,hem}/UID_<subject>_<image>_<cell>_<all|hem>.bmp
-    OUT/C-NMC_Leukemia/validation_data/C-NMC_test_prelim_phase_data/{N}.bmp
+    OUT/C-NMC_Leukemia/training_data/fold_{0,1,2}/{all,hem}/UID_<subject>_<image>_<cell>_<all|hem>.png
+    OUT/C-NMC_Leukemia/validation_data/C-NMC_test_prelim_phase_data/{N}.png
     OUT/C-NMC_Leukemia/validation_data/C-NMC_test_prelim_phase_data_labels.csv   (Patient_ID,new_names,labels)
-    OUT/C-NMC_Leukemia/testing_data/C-NMC_test_final_phase_data/{N}.bmp           (unlabelled)
-    OUT/.synth_info.json          (parameters and counts; a dot file, so dataset scanners skip it;
-                                   the marker of :func:`cnmc_core.data.provenance.dataset_provenance`)
+    OUT/C-NMC_Leukemia/testing_data/C-NMC_test_final_phase_data/{N}.png           (unlabelled)
+    OUT/.synth_info.json   (the marker: parameters, counts, "synthetic": true; written last;
+                            see :func:`cnmc_core.data.provenance.dataset_provenance`)
 
-ALL subjects are numbered ``1``, ``2``, ...; healthy subjects ``H1``, ``H2``, ... . The ``H`` is
-always upper case here (the real data has one lower-case ``h3``; readers must case-normalise, and
-the real samples already exercise that). Each subject lives in exactly one of fold_0/1/2, the
-preliminary set or the final set, so the preliminary and final subjects are unseen in training.
-Subject numbers are shuffled across those sets, so the set cannot be read off the number.
+ALL subjects are numbered ``1``, ``2``, ...; healthy subjects ``H1``, ``H2``, ... (always upper
+case; the real data has one ``h3``, which the real samples exercise). Each subject lives in
+exactly one of fold_0/1/2, the preliminary set or the final set, so the preliminary and final
+subjects are unseen in training; subject numbers are shuffled across those sets.
 
-What the images look like (figures measured on the 40 real 450x450 samples; the synthetic ones
-match them within a few per cent, see ``tests/test_synth.py``):
+The cells (:mod:`~cnmc_core.data.synth_cells`, outlines in :mod:`~cnmc_core.data.synth_shapes`,
+chromatin in :mod:`~cnmc_core.data.synth_texture`): one purple cell on pure black, never touching
+the border, with the real segmentation's bright edge halo. Every cell draws a latent
+blast-likeness ``m`` (ALL subjects around 0.68, HEM around 0.32, spread 0.16 per cell plus a
+per-subject shift), and what is class-related follows ``m``, mostly in the chromatin *pattern*
+(blast-like: even, with 1-3 large pale nucleoli; mature-like: coarse dark clumps in a pale
+network), whose grey-level spread is drawn alike for both classes; weakly in size (blasts larger),
+outline (blasts more often notched or cleaved) and tint (blasts a little bluer). Outlines vary
+as real ones do (ovals, lumps, notches, clefts, kidney shapes, flat sides, attached fragments);
+some cells keep a thin rim of cytoplasm. ALL subjects contribute mature-looking cells and vice
+versa (the labels are per subject, not per cell), so a good model stays well short of 100 %.
 
-- one purple cell on pure black ``(0, 0, 0)``, centred, never touching the border; anti-aliased
-  edge, then the bright halo of the real segmentation (about +30 per channel right at the edge,
-  gone after about 12 px), then the stained chromatin;
-- mean colour inside the cell about (69, 30, 80) RGB for both classes, within-cell standard
-  deviation about (11.5, 9, 10.5);
-- cell area about 37,400 px for ALL and 28,700 px for HEM at 450 px, with a large overlap.
+The subject leak: each subject has its own stain, size, texture scale and contrast, halo and
+outline style, and the cells of one microscope image share a stain shift of their own; the
+subject's part is kept below the class signal, so a random split by image gains a few points of
+AUC over a subject-disjoint one, as on the real data (about 0.04), not tens.
 
-Where the class signal lives (as haematology describes it, and deliberately overlapping): every
-cell draws a latent "blast-likeness" ``m`` in [0, 1] (ALL subjects around 0.68, HEM around 0.32,
-spread 0.10 per cell plus a per-subject shift), and its morphology follows ``m``: blasts are larger,
-with fine, even chromatin, 1-3 lighter round nucleoli and a more irregular, notched outline; mature
-lymphocytes are smaller, with coarse clumped chromatin (darker blotches) and a smooth round outline.
-Because ALL subjects contribute some mature-looking cells and vice versa (the real labels are per
-subject, not per cell), a good model stays well short of 100 %.
-
-The subject leak: each subject has its own stain (colour shift), size, texture scale, halo
-strength and outline style, and the cells of one microscope image share a little extra stain
-shift. A model evaluated on a random split by image meets the same subjects in training and test
-and learns them; a subject-disjoint split does not allow that, so it scores lower, as on the real
-data.
+Calibration is honest: the numeric constants (areas, colour, spreads) were fitted on the ``fit``
+half of the 40 real samples only (:func:`cnmc_core.data.cell_features.real_sample_halves`); the
+``held_out`` half is only measured (``python -m cnmc_core synth --report``,
+``benchmarks/bench_synth.py``).
 
 Every length scales with ``size / 450`` (areas with its square). The output is a pure function of
 the arguments: the same seed gives the same bytes, whatever ``n_jobs`` is.
@@ -47,7 +45,7 @@ the arguments: the same seed gives the same bytes, whatever ``n_jobs`` is.
 Defaults: 25 ALL and 12 HEM subjects in the training folds, 4 + 2 unseen subjects in the
 preliminary set and 4 + 2 in the final set, 40 cells per subject on average (subjects vary between
 about 0.6x and 1.4x of that, class totals are exact): 1,960 images, 1,320 ALL : 640 HEM (2.06:1),
-1,480 of them in the training folds; 450 px; seed 0.
+1,480 of them in the training folds; 450 px; PNG (about 91 MB); seed 0.
 """
 
 from __future__ import annotations
@@ -66,11 +64,17 @@ from cnmc_core.data.synth_cells import (
     DEFAULT_SIZE,
     REFERENCE_SIZE,
     SubjectTask,
-    check_render_size,
     make_subject_profile,
     render_subject,
 )
-from cnmc_core.exceptions import ConfigError
+from cnmc_core.data.synth_checks import (
+    DEFAULT_FORMAT,
+    IMAGE_FORMATS,
+    check_count,
+    check_out,
+    check_synth_args,
+    default_unseen_subjects,
+)
 
 __all__ = [
     "DEFAULT_SUBJECTS_ALL",
@@ -85,6 +89,8 @@ __all__ = [
     "FINAL_DIR",
     "INFO_NAME",
     "GENERATOR_VERSION",
+    "IMAGE_FORMATS",
+    "DEFAULT_FORMAT",
     "ProgressFn",
     "SynthSummary",
     "default_unseen_subjects",
@@ -102,7 +108,7 @@ PRELIM_DIR = "validation_data/C-NMC_test_prelim_phase_data"
 LABELS_CSV_NAME = "C-NMC_test_prelim_phase_data_labels.csv"
 LABELS_CSV_DIR = "validation_data"
 FINAL_DIR = "testing_data/C-NMC_test_final_phase_data"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 ProgressFn = Callable[[int, int], None]
 
 
@@ -151,19 +157,6 @@ class SynthSummary:
 _SPLITS = ("fold_0", "fold_1", "fold_2", "prelim", "final")
 
 
-def default_unseen_subjects(n_subjects: int) -> int:
-    """Default number of unseen subjects of one class in the preliminary (and in the final) set:
-    about one for every six training subjects, at least one."""
-    return max(1, int(round(n_subjects / 6)))
-
-
-def _check_count(value, name: str, flag: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        rule = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ConfigError(f"{name} ({flag}) must be {rule}, got {value!r}; pass e.g. {flag} 10.")
-    return int(value)
-
-
 def _split_counts(rng: np.random.Generator, n_subjects: int, total: int) -> list[int]:
     """Split ``total`` cells over subjects with 0.6x-1.4x variation, exact total, each >= 1."""
     if n_subjects == 0:
@@ -180,53 +173,20 @@ def _split_counts(rng: np.random.Generator, n_subjects: int, total: int) -> list
     return [int(c) for c in counts]
 
 
-def _cell_names(rng: np.random.Generator, subject: str, label: str, n: int) -> list[str]:
-    """``UID_<subject>_<image>_<cell>_<label>.bmp`` names: 1-4 cells per microscope image."""
+def _cell_names(rng: np.random.Generator, subject: str, label: str, n: int, ext: str) -> list[str]:
+    """``UID_<subject>_<image>_<cell>_<label>.<ext>`` names: 1-4 cells per microscope image."""
     names: list[str] = []
     image_no = int(rng.integers(1, 6))
     while len(names) < n:
         n_cells = min(n - len(names), 1 + int(rng.poisson(1.0)))
         for c in range(1, n_cells + 1):
-            names.append(f"UID_{subject}_{image_no}_{c}_{label}.bmp")
+            names.append(f"UID_{subject}_{image_no}_{c}_{label}.{ext}")
         image_no += int(rng.integers(1, 5))
     return names
 
 
-def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"OUT {out} exists and is a file; the dataset needs a new or empty folder: "
-                          "choose another path.")
-    if out.is_dir() and any(out.iterdir()):
-        raise ConfigError(f"OUT {out} exists and is not empty; the generator never writes into a "
-                          f"non-empty folder: choose a new folder (e.g. {out}-2) or empty this one.")
-
-
-def _check_args(subjects_all, subjects_hem, cells_per_subject, size, seed, prelim_subjects,
-                final_subjects) -> tuple:
-    subjects_all = _check_count(subjects_all, "subjects_all", "--subjects-all")
-    subjects_hem = _check_count(subjects_hem, "subjects_hem", "--subjects-hem")
-    cells_per_subject = _check_count(cells_per_subject, "cells_per_subject", "--cells-per-subject")
-    size = check_render_size(size)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed (--seed) must be a non-negative integer, got {seed!r}; pass e.g. --seed 0.")
-    unseen = {}
-    for key, given, flag in (("prelim", prelim_subjects, "--prelim-subjects"),
-                             ("final", final_subjects, "--final-subjects")):
-        if given is None:
-            unseen[key] = (default_unseen_subjects(subjects_all), default_unseen_subjects(subjects_hem))
-            continue
-        try:
-            a, hh = tuple(given)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}_subjects ({flag}) must be two counts (ALL, HEM), got {given!r}; "
-                              f"pass e.g. {flag} 4 2.") from None
-        unseen[key] = (_check_count(a, f"{key}_subjects (ALL)", flag, 0),
-                       _check_count(hh, f"{key}_subjects (HEM)", flag, 0))
-    return subjects_all, subjects_hem, cells_per_subject, size, int(seed), unseen
-
-
 def _plan(out: Path, subjects_all: int, subjects_hem: int, cells_per_subject: int, size: int,
-          seed: int, unseen: dict[str, tuple[int, int]]):
+          seed: int, unseen: dict[str, tuple[int, int]], fmt: str = DEFAULT_FORMAT):
     """Who is in which set, file names and destinations; one seeded generator, no rendering."""
     plan_rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     root = out / ROOT_NAME
@@ -253,11 +213,11 @@ def _plan(out: Path, subjects_all: int, subjects_hem: int, cells_per_subject: in
                 task = SubjectTask(profile=make_subject_profile(prof_rng, tok, label), split=split,
                                     cell_seed=(seed, 3, cls_code, int(num)), size=size)
                 folder = root / TRAIN_DIR / split / label
-                task.files = [(n, str(folder / n)) for n in _cell_names(plan_rng, tok, label, n_cells)]
+                task.files = [(n, str(folder / n)) for n in _cell_names(plan_rng, tok, label, n_cells, fmt)]
                 tasks.append(task)
                 subjects[split][label].append(tok)
 
-    # Preliminary and final images are renamed N.bmp in a shuffled order, as in the real data.
+    # Preliminary and final images are renamed N.<ext> in a shuffled order, as in the real data.
     prelim_rows: list[tuple[str, str, int]] = []
     for split, folder in (("prelim", root / PRELIM_DIR), ("final", root / FINAL_DIR)):
         slots = [(ti, fi) for ti, t in enumerate(tasks) if t.split == split for fi in range(len(t.files))]
@@ -265,9 +225,9 @@ def _plan(out: Path, subjects_all: int, subjects_hem: int, cells_per_subject: in
         for pos, j in enumerate(order):
             ti, fi = slots[j]
             name = tasks[ti].files[fi][0]
-            tasks[ti].files[fi] = (name, str(folder / f"{pos + 1}.bmp"))
+            tasks[ti].files[fi] = (name, str(folder / f"{pos + 1}.{fmt}"))
             if split == "prelim":
-                prelim_rows.append((name, f"{pos + 1}.bmp", 1 if tasks[ti].profile.label == "all" else 0))
+                prelim_rows.append((name, f"{pos + 1}.{fmt}", 1 if tasks[ti].profile.label == "all" else 0))
 
     counts = {s: {"all": 0, "hem": 0} for s in _SPLITS}
     for t in tasks:
@@ -288,6 +248,7 @@ def plan_dataset(
     *,
     prelim_subjects: tuple[int, int] | None = None,
     final_subjects: tuple[int, int] | None = None,
+    image_format: str = DEFAULT_FORMAT,
 ) -> SynthSummary:
     """What :func:`generate_dataset` would write with these arguments, without writing anything.
 
@@ -295,7 +256,8 @@ def plan_dataset(
 
     Args:
         out, subjects_all, subjects_hem, cells_per_subject, size, seed, prelim_subjects,
-        final_subjects: as for :func:`generate_dataset` (``out`` is not checked or created).
+        final_subjects, image_format: as for :func:`generate_dataset` (``out`` is not checked or
+        created).
 
     Returns:
         The :class:`SynthSummary` that generation would return (``seconds`` = 0).
@@ -303,8 +265,8 @@ def plan_dataset(
     Raises:
         ConfigError: for the same bad arguments as :func:`generate_dataset`.
     """
-    args = _check_args(subjects_all, subjects_hem, cells_per_subject, size, seed, prelim_subjects,
-                       final_subjects)
+    args = check_synth_args(subjects_all, subjects_hem, cells_per_subject, size, seed, prelim_subjects,
+                       final_subjects, image_format)
     return _plan(Path(out), *args)[2]
 
 
@@ -318,6 +280,7 @@ def generate_dataset(
     *,
     prelim_subjects: tuple[int, int] | None = None,
     final_subjects: tuple[int, int] | None = None,
+    image_format: str = DEFAULT_FORMAT,
     n_jobs: int | None = None,
     progress: ProgressFn | None = None,
 ) -> SynthSummary:
@@ -335,6 +298,8 @@ def generate_dataset(
             (default :func:`default_unseen_subjects` of each class count: 4 and 2 for the
             defaults); 0 is allowed.
         final_subjects: ``(n_all, n_hem)`` unseen subjects of the unlabelled final set (same default).
+        image_format: ``"png"`` (default: lossless, about 50 KB an image at 450 px) or ``"bmp"``
+            (24-bit BMP like the real data, 608 KB an image at 450 px); the file names end with it.
         n_jobs: worker processes (default: the CPU count, at most 8, and 1 for small jobs; 1
             renders in this process). The output does not depend on it.
         progress: called as ``progress(done, total)`` in images, at the start and after each subject.
@@ -343,8 +308,8 @@ def generate_dataset(
         A :class:`SynthSummary` with the paths, counts and subjects per split and class.
 
     Raises:
-        ConfigError: a count that is not a positive integer, a size out of range, a bad seed, or
-            ``out`` existing and not empty (or being a file); nothing is written then.
+        ConfigError: a count that is not a positive integer, a size out of range, a bad seed, an
+            unknown image format, or ``out`` existing and not empty (or being a file); nothing is written then.
         OSError: a file that cannot be written (disk full, permissions); what was written so far
             is left in ``out``.
     """
@@ -353,12 +318,12 @@ def generate_dataset(
     from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json
 
     t0 = time.perf_counter()
-    args = _check_args(subjects_all, subjects_hem, cells_per_subject, size, seed, prelim_subjects,
-                       final_subjects)
+    args = check_synth_args(subjects_all, subjects_hem, cells_per_subject, size, seed, prelim_subjects,
+                       final_subjects, image_format)
     if n_jobs is not None:
-        n_jobs = _check_count(n_jobs, "n_jobs", "--jobs")
+        n_jobs = check_count(n_jobs, "n_jobs", "--jobs")
     out = Path(out)
-    _check_out(out)
+    check_out(out)
     tasks, prelim_rows, summary = _plan(out, *args)
 
     root = summary.root
@@ -393,7 +358,7 @@ def generate_dataset(
         if progress is not None:
             progress(done, total)
 
-    prelim_rows.sort(key=lambda r: int(r[1][:-4]))
+    prelim_rows.sort(key=lambda r: int(Path(r[1]).stem))
     atomic_write_csv(summary.labels_csv,
                      pd.DataFrame(prelim_rows, columns=["Patient_ID", "new_names", "labels"]))
     info = summary.to_dict()
@@ -402,7 +367,7 @@ def generate_dataset(
                 out=".", root=ROOT_NAME, labels_csv=str(summary.labels_csv.relative_to(out)),
                 info_path=INFO_NAME, subjects_all=args[0], subjects_hem=args[1],
                 cells_per_subject=args[2], prelim_subjects=list(args[5]["prelim"]),
-                final_subjects=list(args[5]["final"]))
+                final_subjects=list(args[5]["final"]), image_format=args[6])
     atomic_write_json(summary.info_path, info)
     summary.seconds = time.perf_counter() - t0
     return summary
