@@ -161,7 +161,7 @@ def real_sample_halves(folder: str | os.PathLike) -> dict[str, list[tuple[Path, 
     Raises:
         DataError: the folder lacks ``all/`` or ``hem/``, or a file name is not a C-NMC name.
     """
-    from cnmc_core.data.manifest import parse_image_name
+    from cnmc_core.data.names import parse_image_name
 
     folder = Path(folder)
     halves: dict[str, list[tuple[Path, int, str]]] = {FIT_HALF: [], HELD_OUT_HALF: []}
