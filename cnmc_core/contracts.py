@@ -29,6 +29,8 @@ __all__ = [
     "SCORED_SPLITS",
     "ProtocolInfo",
     "PROTOCOLS",
+    "SPLIT_PROTOCOLS",
+    "KFOLD_PROTOCOLS",
     "protocol_info",
     "protocol_label",
     "CONFIG",
@@ -96,7 +98,18 @@ PROTOCOLS = {
     "official": ProtocolInfo(
         "official", "train fold_0+fold_1, validate fold_2, test the labelled preliminary set", False
     ),
+    # k-fold protocols: the runs of a study (fold i is test, fold i + 1 val, the rest train)
+    "subject-kfold": ProtocolInfo(
+        "subject-kfold", "subject-grouped k-fold, stratified by class at the subject level: fold "
+        "i is test, fold i + 1 val", False),
+    "image-kfold": ProtocolInfo(
+        "image-kfold", "k-fold by image, stratified by class (the paper's split as folds); cells "
+        "of one subject fall in train and test, so scores are inflated", True),
 }
+#: Protocols of one train/val/test split (what a single run, the Data page and `split` offer).
+SPLIT_PROTOCOLS = ("subject", "paper", "official")
+#: Protocols of K folds: a run of one needs ``kfold = {"k": K, "fold": i}``.
+KFOLD_PROTOCOLS = ("subject-kfold", "image-kfold")
 
 
 def protocol_info(name: str) -> ProtocolInfo:

@@ -12,7 +12,7 @@ import os
 import streamlit as st
 
 from cnmc_core.analysis.run_charts import subject_counts_figure
-from cnmc_core.contracts import PROTOCOLS
+from cnmc_core.contracts import PROTOCOLS, SPLIT_PROTOCOLS
 from cnmc_core.data.summary import (
     CLASS_LABELS,
     class_counts,
@@ -144,7 +144,7 @@ def contents(manifest, skipped, notes, labels_csv) -> None:
 
 def protocol_chooser(dataset: str, signature: str, manifest) -> None:
     st.subheader("Split protocol")
-    names = list(PROTOCOLS)
+    names = list(SPLIT_PROTOCOLS)
     current = chosen_protocol(ROOT)
 
     def save():

@@ -15,7 +15,7 @@ import streamlit as st
 from cnmc_core.analysis.curves import history_frame
 from cnmc_core.analysis.experiments import read_log_tail
 from cnmc_core.analysis.run_charts import live_curves_figure
-from cnmc_core.contracts import PROTOCOLS
+from cnmc_core.contracts import PROTOCOLS, SPLIT_PROTOCOLS
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.training.config import list_presets
 from cnmc_core.training.launch import (
@@ -85,7 +85,7 @@ def launch_form() -> None:
             "Weights file (.h5)", value="" if d["weights"] in weight_options else d["weights"],
             key=k + "weights_path", help="Only used when Weights is 'a .h5 file'.")
         c = st.columns(4)
-        protocols = list(PROTOCOLS)
+        protocols = list(SPLIT_PROTOCOLS)
         protocol = c[0].selectbox("Split protocol", protocols, index=protocols.index(chosen_protocol(ROOT)),
                                   format_func=lambda n: PROTOCOLS[n].label(), key=k + "protocol",
                                   help="Defaults to the protocol chosen on the Data page. `paper` is leaky.")

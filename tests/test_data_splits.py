@@ -163,6 +163,47 @@ def test_grouped_kfold_covers_every_subject_once_as_test():
         grouped_kfold(manifest, k=2, fold=0)
 
 
+@pytest.mark.parametrize("protocol", ["subject-kfold", "image-kfold"])
+def test_kfold_protocols_score_every_image_once_with_the_next_fold_as_val(protocol):
+    manifest = fake_manifest()
+    labelled = set(manifest.loc[manifest["y"] >= 0, "image_id"])
+    tests, vals = [], []
+    for fold in range(4):
+        split = make_split(manifest, protocol, seed=3, kfold={"k": 4, "fold": fold})
+        assert set(split["image_id"]) == labelled  # the same pool for both protocols
+        tests.append(set(split.loc[split["split"] == "test", "image_id"]))
+        vals.append(set(split.loc[split["split"] == "val", "image_id"]))
+        j = _joined(manifest, split)
+        if protocol == "subject-kfold":
+            assert j.groupby("subject")["split"].nunique().max() == 1
+    assert set().union(*tests) == labelled and sum(map(len, tests)) == len(labelled)
+    assert all(vals[i] == tests[(i + 1) % 4] for i in range(4))  # fold i + 1 is val
+    # the same seed gives the same folds; another seed other folds
+    again = make_split(manifest, protocol, seed=3, kfold={"k": 4, "fold": 0})
+    assert set(again.loc[again["split"] == "test", "image_id"]) == tests[0]
+    other = make_split(manifest, protocol, seed=4, kfold={"k": 4, "fold": 0})
+    assert set(other.loc[other["split"] == "test", "image_id"]) != tests[0]
+
+
+def test_image_kfold_is_leaky_and_subject_kfold_is_not():
+    assert protocol_info("image-kfold").leaky and "leaky" in protocol_info("image-kfold").label()
+    assert not protocol_info("subject-kfold").leaky
+    manifest = fake_manifest()
+    j = _joined(manifest, make_split(manifest, "image-kfold", kfold={"k": 5, "fold": 0}))
+    assert j.groupby("subject")["split"].nunique().max() > 1  # subjects cross the folds
+
+
+@pytest.mark.parametrize("protocol, kfold, message", [
+    ("subject-kfold", None, "needs kfold="),
+    ("image-kfold", {"k": 4}, "needs kfold="),
+    ("subject", {"k": 4, "fold": 0}, "applies to the k-fold protocols"),
+    ("subject-kfold", {"k": 2, "fold": 0}, "'k' parameter must be an int in the range"),
+])
+def test_kfold_arguments_are_checked(protocol, kfold, message):
+    with pytest.raises(ConfigError, match=message):
+        make_split(fake_manifest(), protocol, kfold=kfold)
+
+
 def test_check_split_refuses_shared_subjects():
     manifest = fake_manifest()
     leaky = make_split(manifest, "paper", seed=0)

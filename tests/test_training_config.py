@@ -57,7 +57,7 @@ def test_resolve_config_options_and_sets():
         (["stages.0.learning_rate=fast"], "'stages.0.learning_rate' must be float; got 'fast'"),
         (["stages.4.epochs=1"], "the config has stages 0..0"),
         (["stages.0.momentum=1"], "unknown stage key 'momentum'"),
-        (["split_protocol=random"], "'split_protocol' must be one of \\['subject', 'paper', 'official'\\]"),
+        (["split_protocol=random"], "'split_protocol' must be one of \\['subject', 'paper', 'official', 'subject-kfold', 'image-kfold'\\]"),
         (["seed"], "--set expects key=value"),
         (["image_size=0"], r"The 'image_size' parameter of --set must be an int in the range \[1, inf\]\. "
                            "Got 0 instead"),
@@ -104,3 +104,15 @@ def test_a_preset_file_with_a_bad_value_is_named(tmp_path):
         '"optimizer": "adam", "learning_rate": 2.0, "epochs": 1}]}')
     with pytest.raises(ConfigError, match=r"'stages.0.learning_rate' parameter of .*bad\.json must be"):
         load_preset("bad", tmp_path)
+
+
+def test_kfold_runs_need_their_fold():
+    config = resolve_config("demo_scratch", split_protocol="subject-kfold",
+                            sets=['kfold={"k": 5, "fold": 4}'])
+    assert config["kfold"] == {"k": 5, "fold": 4}
+    with pytest.raises(ConfigError, match="the 'subject-kfold' protocol needs 'kfold'"):
+        resolve_config("demo_scratch", split_protocol="subject-kfold")
+    with pytest.raises(ConfigError, match=r"kfold.fold' parameter must be an int in the range \[0, 4\]"):
+        resolve_config("demo_scratch", split_protocol="image-kfold", sets=['kfold={"k": 5, "fold": 5}'])
+    with pytest.raises(ConfigError, match="applies to the k-fold protocols"):
+        resolve_config("demo_scratch", sets=['kfold={"k": 5, "fold": 0}'])

@@ -48,6 +48,7 @@ _EXPORTS = {
     'check_kfold': 'splits',
     'make_split': 'splits',
     'grouped_kfold': 'splits',
+    'image_kfold': 'splits',
     'check_split': 'splits',
     'save_split': 'splits',
     'load_split': 'splits',

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cnmc_core.contracts import DATA_SPLITS, protocol_info
+from cnmc_core.contracts import DATA_SPLITS, KFOLD_PROTOCOLS, protocol_info
 from cnmc_core.exceptions import ConfigError, DataError
 from cnmc_core.validation import check_scalar, check_seed
 from cnmc_core.workspace.fileio import atomic_write_csv
@@ -30,6 +30,7 @@ __all__ = [
     "check_kfold",
     "make_split",
     "grouped_kfold",
+    "image_kfold",
     "check_split",
     "save_split",
     "load_split",
@@ -123,15 +124,20 @@ def make_split(
     protocol: str = "subject",
     seed: int = 0,
     fractions=(0.6, 0.2, 0.2),
+    kfold: dict | None = None,
 ) -> pd.DataFrame:
     """Assign labelled images to train/val/test.
 
     Args:
         manifest: a manifest (see :mod:`cnmc_core.data.manifest`).
-        protocol: ``subject``, ``paper`` or ``official``.
-        seed: the random seed; the same seed gives the same split.
+        protocol: ``subject``, ``paper`` or ``official``; or a k-fold protocol of a study,
+            ``subject-kfold`` (:func:`grouped_kfold`) or the leaky ``image-kfold``
+            (:func:`image_kfold`), which need ``kfold``.
+        seed: the random seed; the same seed gives the same split (and the same folds).
         fractions: train/val/test shares (of subjects for ``subject``, of images for ``paper``;
-            ignored by ``official``).
+            ignored by ``official`` and the k-fold protocols).
+        kfold: ``{"k": K, "fold": i}`` for a k-fold protocol (fold ``i`` test, fold ``i + 1``
+            val), None otherwise.
 
     Returns:
         A frame with columns ``image_id`` and ``split`` (``train``/``val``/``test``), sorted by
@@ -144,6 +150,16 @@ def make_split(
     """
     protocol_info(protocol)
     check_seed(seed)
+    if protocol in KFOLD_PROTOCOLS:
+        if not isinstance(kfold, dict) or set(kfold) != {"k", "fold"}:
+            raise ConfigError(f"The {protocol!r} protocol needs kfold={{'k': K, 'fold': i}} (its "
+                              f"number of folds and which is test); got {kfold!r}. A study sets "
+                              "it for each of its runs.")
+        fold_of = grouped_kfold if protocol == "subject-kfold" else image_kfold
+        return fold_of(manifest, k=kfold["k"], fold=kfold["fold"], seed=seed)
+    if kfold is not None:
+        raise ConfigError(f"kfold={kfold!r} applies to the k-fold protocols "
+                          f"{list(KFOLD_PROTOCOLS)} only, not to {protocol!r}.")
     fractions = check_fractions(fractions)
     labelled = _labelled(manifest)
     rng = np.random.default_rng(seed)
@@ -249,6 +265,37 @@ def grouped_kfold(manifest: pd.DataFrame, k: int = 5, fold: int = 0, seed: int =
     split = np.where(group == fold, "test", np.where(group == (fold + 1) % k, "val", "train"))
     result = _sorted(pd.DataFrame({"image_id": labelled["image_id"].to_numpy(), "split": split}))
     check_split(manifest, result, "subject")
+    return result
+
+
+def image_kfold(manifest: pd.DataFrame, k: int = 5, fold: int = 0, seed: int = 0) -> pd.DataFrame:
+    """Class-stratified k-fold by image, the paper's split as folds (leaky: one subject's cells
+    fall in several folds): fold ``fold`` is test, the next one val.
+
+    The images of each class are shuffled and dealt round-robin to ``k`` groups, over the same
+    labelled images as :func:`grouped_kfold`, so that the two protocols compare on one pool.
+
+    Raises:
+        ConfigError: bad ``k``, ``fold`` or ``seed``. DataError: fewer images of a class than
+            folds.
+    """
+    check_kfold(k, fold, seed)
+    labelled = _labelled(manifest)
+    _require_both_classes(labelled, "The dataset")
+    rng = np.random.default_rng(seed)
+    group_of = {}
+    for y in (1, 0):
+        ids = np.array(sorted(labelled.loc[labelled["y"] == y, "image_id"]))
+        if len(ids) < k:
+            raise DataError(f"{k}-fold needs at least {k} {'ALL' if y else 'HEM'} images; the "
+                            f"dataset has {len(ids)}. Use a smaller k.")
+        rng.shuffle(ids)
+        for i, image_id in enumerate(ids):
+            group_of[image_id] = i % k
+    group = labelled["image_id"].map(group_of)
+    split = np.where(group == fold, "test", np.where(group == (fold + 1) % k, "val", "train"))
+    result = _sorted(pd.DataFrame({"image_id": labelled["image_id"].to_numpy(), "split": split}))
+    check_split(manifest, result, "image-kfold")
     return result
 
 

@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from cnmc_core.contracts import PROTOCOLS
+from cnmc_core.contracts import KFOLD_PROTOCOLS, PROTOCOLS
+from cnmc_core.data.splits import check_fractions, check_kfold
 from cnmc_core.exceptions import ConfigError
 from cnmc_core.validation import check_param
 
@@ -57,6 +58,8 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple | None, str]] = {
     "mixed_precision": ((bool,), None, "float16 compute on a GPU"),
     "jit_compile": ((bool,), None, "XLA compilation (GPU)"),
     "paper_reported": ((dict, type(None)), None, "figures the paper reports for this experiment"),
+    "kfold": ((dict, type(None)), None, "{k, fold} of a k-fold protocol: fold i test, i + 1 val"),
+    "study": ((dict, type(None)), None, "the study a run belongs to: {id, preset, fold, seed}"),
 }
 STAGE_SCHEMA: dict[str, tuple[tuple[type, ...], tuple | None, str]] = {
     "name": ((str,), None, "stage name"),
@@ -97,6 +100,8 @@ DEFAULTS: dict[str, Any] = {
     "mixed_precision": False,
     "jit_compile": False,
     "paper_reported": None,
+    "kfold": None,
+    "study": None,
 }
 
 
@@ -177,9 +182,18 @@ def validate_config(config: dict, source: str = "config") -> dict:
         for key, value in stage.items():
             _check_value(f"stages.{i}.{key}", value, STAGE_SCHEMA[key], source, STAGE_RANGES.get(key))
         stage["learning_rate"] = float(stage["learning_rate"])
-    fr = config["split_fractions"]
-    if len(fr) != 3 or not all(_type_ok(f, (float,)) and f > 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
-        raise ConfigError(f"{source}: 'split_fractions' must be three positive numbers summing to 1; got {fr}.")
+    check_fractions(config["split_fractions"], f"{source}: split_fractions")
+    kfold = config.get("kfold")
+    if config["split_protocol"] in KFOLD_PROTOCOLS:
+        if not isinstance(kfold, dict) or set(kfold) != {"k", "fold"}:
+            raise ConfigError(f"{source}: the {config['split_protocol']!r} protocol needs "
+                              f"'kfold': {{'k': K, 'fold': i}}; got {kfold!r}.")
+        check_kfold(kfold["k"], kfold["fold"], config["seed"],
+                    names=(f"{source}: kfold.k", f"{source}: kfold.fold", f"{source}: seed"))
+    elif kfold is not None:
+        raise ConfigError(f"{source}: 'kfold' applies to the k-fold protocols "
+                          f"{list(KFOLD_PROTOCOLS)} only; the protocol is "
+                          f"{config['split_protocol']!r}: remove it.")
     return config
 
 

@@ -18,8 +18,8 @@ from cnmc_core.contracts import (
     METRICS,
     MODEL,
     PREDICTIONS,
-    PROTOCOLS,
     SOURCES,
+    SPLIT_PROTOCOLS,
     protocol_label,
 )
 from cnmc_core.data.manifest import manifest_fingerprint, resolve_manifest
@@ -32,7 +32,7 @@ from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json, read
 __all__ = ["EVALUATION_SPLITS", "evaluate_run"]
 
 #: What ``split=`` accepts: every labelled image, or the test split of a protocol.
-EVALUATION_SPLITS = ("all", *PROTOCOLS)
+EVALUATION_SPLITS = ("all", *SPLIT_PROTOCOLS)
 
 
 def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, split: str = "all",

@@ -56,7 +56,7 @@ def plan_split(manifest: pd.DataFrame, config: dict) -> pd.DataFrame:
         DataError: the dataset cannot be split so, or a split lacks a class after the cap.
     """
     split = make_split(manifest, config["split_protocol"], seed=config["seed"],
-                       fractions=tuple(config["split_fractions"]))
+                       fractions=tuple(config["split_fractions"]), kfold=config.get("kfold"))
     split = split.merge(manifest[["image_id", "y", "subject"]], on="image_id")
     split = _cap(split, config.get("max_images_per_split"), config["seed"])
     for name in ("train", "val", "test"):

@@ -87,10 +87,10 @@ def set_chosen_dataset(path: str | os.PathLike | None, root: str | os.PathLike |
 
 def chosen_protocol(root: str | os.PathLike | None = None) -> str:
     """The split protocol chosen on the Data page (``subject`` by default)."""
-    from cnmc_core.contracts import PROTOCOLS
+    from cnmc_core.contracts import SPLIT_PROTOCOLS
 
     value = load_settings(root).get("split_protocol")
-    return value if value in PROTOCOLS else "subject"
+    return value if value in SPLIT_PROTOCOLS else "subject"
 
 
 def set_chosen_protocol(name: str, root: str | os.PathLike | None = None) -> str:
