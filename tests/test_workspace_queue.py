@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from conftest import make_kaggle_tree
@@ -197,3 +198,31 @@ def test_queue_calls_on_next_once_for_the_next_run_only(tmp_path):
     for t in threads:
         t.join(10)
     assert calls == [b, c]
+
+
+def _zombie_children() -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2:].split()
+        if fields[0] == "Z" and int(fields[1]) == os.getpid():
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_a_finished_detached_job_leaves_no_zombie(tmp_path):
+    """A worker started by the dashboard must not stay <defunct> under the server once done."""
+    import sys
+
+    from cnmc_core.workspace.queue import spawn_detached
+    from cnmc_core.workspace.status import process_alive
+
+    log = tmp_path / "log.txt"
+    pid = spawn_detached([sys.executable, "-c", "print('job done')"], log)
+    _wait(lambda: not process_alive(pid), 30, "the detached job to end")
+    time.sleep(0.5)
+    assert pid not in _zombie_children() and not _zombie_children()
+    assert "job done" in log.read_text()

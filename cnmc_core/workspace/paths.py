@@ -13,6 +13,7 @@ __all__ = [
     "artifacts_dir",
     "runs_dir",
     "ensembles_dir",
+    "studies_dir",
     "cache_dir",
     "demo_data_dir",
     "artifacts_root",
@@ -42,6 +43,11 @@ def ensembles_dir(root: str | os.PathLike | None = None) -> Path:
     return _sub("ensembles", root)
 
 
+def studies_dir(root: str | os.PathLike | None = None) -> Path:
+    """``artifacts/studies``: one folder per study (its runs live in ``runs/``)."""
+    return _sub("studies", root)
+
+
 def cache_dir(root: str | os.PathLike | None = None) -> Path:
     """``artifacts/cache``: preprocessed image arrays keyed by a fingerprint."""
     return _sub("cache", root)
@@ -59,4 +65,4 @@ def artifacts_root(path: str | os.PathLike | None = None) -> Path:
     if path is None:
         return Path(os.environ.get("CNMC_ARTIFACTS", "artifacts"))
     path = Path(path)
-    return path.parent if path.name in ("runs", "ensembles") else path
+    return path.parent if path.name in ("runs", "ensembles", "studies") else path

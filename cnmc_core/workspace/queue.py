@@ -9,6 +9,7 @@ workers take slots in the order their runs were created.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -27,8 +28,8 @@ from cnmc_core.workspace.status import (
     write_status,
 )
 
-__all__ = ["QUEUE_DIR", "WORKER_ENV", "CancelledError", "launch_run", "cancel_run", "cancel_requested",
-           "queue_slot"]
+__all__ = ["QUEUE_DIR", "WORKER_ENV", "CancelledError", "spawn_detached", "launch_run", "cancel_run",
+           "cancel_requested", "queue_slot"]
 
 QUEUE_DIR = ".queue"
 #: Set in every worker's environment. TF_CPP_MIN_LOG_LEVEL=3 keeps TensorFlow's C++ errors that
@@ -42,6 +43,38 @@ class CancelledError(Exception):
     """A queued or running job was cancelled by the user (raised where it stops)."""
 
 
+# Run by a short-lived intermediate process: it starts the job in a session of its own and exits,
+# so the job is re-parented to init, which reaps it. Started directly, a finished job stays a
+# <defunct> zombie under its parent (the Streamlit server) until the parent exits.
+_SPAWN = """
+import json, subprocess, sys
+argv, log, cwd = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+with open(log, "ab") as fh:
+    proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, cwd=cwd)
+print(proc.pid)
+"""
+
+
+def spawn_detached(argv: list[str], log: str | os.PathLike, env: dict | None = None) -> int:
+    """Start ``argv`` as a detached process: its own session (it outlives the caller, closing a
+    terminal or a browser does not stop it), output appended to ``log``, and no zombie left
+    under the caller when it ends (it is started through an intermediate that exits at once).
+
+    Returns:
+        The pid of the detached process.
+
+    Raises:
+        RunError: the process could not be started (the intermediate's error is given).
+    """
+    out = subprocess.run([sys.executable, "-c", _SPAWN, json.dumps([str(a) for a in argv]),
+                          str(log), os.getcwd()], capture_output=True, text=True,
+                         env={**os.environ, **(env or {})}, timeout=60)
+    if out.returncode != 0 or not out.stdout.strip().isdigit():
+        raise RunError(f"Could not start {argv[:4]}...: {out.stderr.strip()[-500:]}")
+    return int(out.stdout.strip())
+
+
 def launch_run(run_dir: str | os.PathLike, env: dict | None = None) -> int:
     """Start the run's worker as a detached process (own session: it outlives the caller).
 
@@ -49,22 +82,15 @@ def launch_run(run_dir: str | os.PathLike, env: dict | None = None) -> int:
     ``log.txt``. Returns the pid.
     """
     run_dir = Path(run_dir)
-    log = open(run_dir / LOG, "ab")
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cnmc_core", "worker", str(run_dir.resolve())],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=os.getcwd(),
-            # the worker's caches live in the artifacts folder that holds this run
-            env={**os.environ, **WORKER_ENV, "CNMC_ARTIFACTS": str(run_dir.resolve().parent.parent),
-                 **(env or {})},
-        )
-    finally:
-        log.close()
+    # the worker's caches live in the artifacts folder that holds this run
+    pid = spawn_detached([sys.executable, "-m", "cnmc_core", "worker", str(run_dir.resolve())],
+                         run_dir / LOG, env={**WORKER_ENV,
+                                             "CNMC_ARTIFACTS": str(run_dir.resolve().parent.parent),
+                                             **(env or {})})
     status = read_status(run_dir)
     if status.get("pid") is None:  # the worker may already have written its own
-        write_status(run_dir, pid=proc.pid, pid_start=proc_start_time(proc.pid), heartbeat=wall_time())
-    return proc.pid
+        write_status(run_dir, pid=pid, pid_start=proc_start_time(pid), heartbeat=wall_time())
+    return pid
 
 
 def cancel_run(run_dir: str | os.PathLike) -> dict:
