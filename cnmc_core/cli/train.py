@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_runs)
 
     p = sub.add_parser("cancel", help="cancel a queued or running run")
-    p.add_argument("run", help="run id or folder")
+    p.add_argument("run", help="run or study id, or its folder")
     add_artifacts_option(p)
     p.set_defaults(func=_cancel)
 
@@ -158,6 +158,13 @@ def _cancel(args) -> int:
     from cnmc_core.workspace.layout import run_path
     from cnmc_core.workspace.queue import cancel_run
 
+    if str(args.run).startswith("study-") or (Path(args.run) / "study.json").is_file():
+        from cnmc_core.study.runner import cancel_study
+        from cnmc_core.study.store import study_path
+
+        done = cancel_study(study_path(args.run, args.artifacts))
+        print(f"study cancel requested; {done['cancelled']} active run(s) cancelled")
+        return 0
     status = cancel_run(run_path(args.run, args.artifacts))
     print(f"cancel requested; state now {status['state']}")
     return 0

@@ -102,7 +102,7 @@ def pooled_predictions(oof: pd.DataFrame) -> pd.DataFrame:
 
 
 def _score(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, float]:
-    from cnmc_core.metrics.classification import binary_report
+    from cnmc_core.metrics.report import binary_report
 
     rep = binary_report(y, prob, threshold)
     return {"roc_auc": rep["roc_auc"], "weighted_f1": rep["weighted_f1"]}
