@@ -105,7 +105,7 @@ def _study(args: argparse.Namespace) -> int:
     plan = plan_study(args.presets, data=args.data, folds=args.folds, seeds=args.seeds,
                       protocol=args.protocol, backend=args.backend, address=args.address,
                       epochs=args.epochs, image_size=args.image_size, num_cpus=args.num_cpus,
-                      num_gpus=args.num_gpus)
+                      num_gpus=args.num_gpus, artifacts=args.artifacts)
     folder = create_study(plan, args.artifacts)
     print(folder, flush=True)
     print(f"{len(plan.configs)} runs: {', '.join(plan.presets)} x {plan.folds} folds x "

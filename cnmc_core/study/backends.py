@@ -26,7 +26,11 @@ from cnmc_core.exceptions import ConfigError, RunError
 from cnmc_core.study.pooling import StudyRun
 from cnmc_core.workspace.status import effective_status, write_status
 
-__all__ = ["LocalBackend", "RayBackend", "make_backend", "train_on_worker", "probe_workspace"]
+__all__ = ["REPO", "LocalBackend", "RayBackend", "make_backend", "train_on_worker", "probe_workspace",
+           "ray_connect", "check_workers_see"]
+
+#: The project's folder, put on the Ray workers' path.
+REPO = Path(__file__).resolve().parents[2]
 
 
 class LocalBackend:
@@ -59,22 +63,73 @@ def train_on_worker(run_dir: str, artifacts: str) -> str:
     return "completed"
 
 
-def probe_workspace(study_dir: str) -> dict:
-    """What a Ray worker sees of the workspace: whether the study's folder is there and the runs
-    folder is writable, and on which host."""
-    study = Path(study_dir)
-    runs = study.parent.parent / "runs"
-    seen = (study / "study.json").is_file()
+def probe_workspace(probe_file: str) -> dict:
+    """What a Ray worker sees of the workspace: whether it can read the probe file the driver
+    wrote into the artifacts folder and write beside it, and on which host."""
+    probe = Path(probe_file)
+    seen = probe.is_file() and probe.read_text() == probe.name
     writable = False
-    if runs.is_dir():
-        probe = runs / f".probe-{socket.gethostname()}-{os.getpid()}"
+    if seen:
+        mine = probe.with_name(f"{probe.name}-{socket.gethostname()}-{os.getpid()}")
         try:
-            probe.write_text("ok")
-            probe.unlink()
+            mine.write_text("ok")
+            mine.unlink()
             writable = True
         except OSError:
             writable = False
-    return {"host": socket.gethostname(), "sees_study": seen, "runs_writable": writable}
+    return {"host": socket.gethostname(), "sees": seen, "writable": writable}
+
+
+def ray_connect(address: str, artifacts: Path, repo: Path):
+    """Connect this process to the Ray cluster, with the environment its workers need (the
+    project on their path, the workspace, quiet TensorFlow); returns the ``ray`` module.
+
+    Raises:
+        ConfigError: the cluster cannot be reached.
+    """
+    import ray
+
+    env = {"PYTHONPATH": str(repo), "CNMC_ARTIFACTS": str(artifacts), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    try:
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
+                 runtime_env={"env_vars": env})
+    except Exception as exc:  # noqa: BLE001 - every connection failure is the same to a user
+        raise ConfigError(f"Cannot reach the Ray cluster at {address!r} ({type(exc).__name__}: "
+                          f"{exc}). Start one (`ray start --head`) and give its address with "
+                          "--address (e.g. 127.0.0.1:6379 or ray://host:10001), or use --backend "
+                          "local.") from None
+    return ray
+
+
+def check_workers_see(artifacts: Path) -> None:
+    """Check that a worker on every node of the connected cluster sees the artifacts folder
+    (reads a probe file written here, writes beside it); the probe is removed afterwards.
+
+    Raises:
+        ConfigError: the nodes that cannot, and what to do.
+    """
+    import secrets
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    artifacts = Path(artifacts).resolve()
+    artifacts.mkdir(parents=True, exist_ok=True)
+    probe = artifacts / f".ray-probe-{secrets.token_hex(4)}"
+    probe.write_text(probe.name)
+    try:
+        task = ray.remote(num_cpus=0)(probe_workspace)
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        answers = ray.get([task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+            n["NodeID"], soft=False)).remote(str(probe)) for n in nodes], timeout=180)
+    finally:
+        probe.unlink(missing_ok=True)
+    blind = [a for a in answers if not (a["sees"] and a["writable"])]
+    if blind:
+        hosts = ", ".join(sorted({a["host"] for a in blind}))
+        raise ConfigError(f"Ray worker(s) on {hosts} cannot see (or write) the artifacts folder "
+                          f"{artifacts}: put it on a path every node of the cluster shares (a "
+                          "network file system mounted at the same path), or use --backend local.")
 
 
 class RayBackend:
@@ -89,42 +144,17 @@ class RayBackend:
         self.repo = repo
         self.refs: dict = {}  # ObjectRef -> StudyRun
 
-    def _connect(self, artifacts: Path):
-        import ray
-
-        env = {"PYTHONPATH": str(self.repo), "CNMC_ARTIFACTS": str(artifacts),
-               "TF_CPP_MIN_LOG_LEVEL": "3"}
-        try:
-            ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=False,
-                     runtime_env={"env_vars": env})
-        except Exception as exc:  # noqa: BLE001 - every connection failure is the same to a user
-            raise ConfigError(f"Cannot reach the Ray cluster at {self.address!r} ({type(exc).__name__}: "
-                              f"{exc}). Start one (`ray start --head`) and give its address with "
-                              "--address (e.g. 127.0.0.1:6379 or ray://host:10001), or use --backend "
-                              "local.") from None
-        return ray
-
     def start(self, runs: list[StudyRun], study_dir: Path) -> None:
         """Connect, check every node sees the workspace, and submit the queued runs."""
-        ray = self._connect(study_dir.parent.parent)
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        probe = ray.remote(num_cpus=0)(probe_workspace)
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        answers = ray.get([probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
-            n["NodeID"], soft=False)).remote(str(study_dir)) for n in nodes], timeout=120)
-        blind = [a for a in answers if not (a["sees_study"] and a["runs_writable"])]
-        if blind:
-            hosts = ", ".join(a["host"] for a in blind)
-            raise ConfigError(f"Ray worker(s) on {hosts} cannot see (or write) the artifacts folder "
-                              f"{study_dir.parent.parent}: put it on a path every node of the "
-                              "cluster shares (a network file system), or use --backend local.")
+        artifacts = study_dir.parent.parent.resolve()
+        ray = ray_connect(self.address, artifacts, self.repo)
+        check_workers_see(artifacts)
         task = ray.remote(train_on_worker)
         for run in runs:
             if effective_status(run.path).get("state") != "queued":
                 continue
             ref = task.options(max_retries=0, **self.resources).remote(
-                str(run.path.resolve()), str(study_dir.parent.parent.resolve()))
+                str(run.path.resolve()), str(artifacts))
             self.refs[ref] = run
 
     def poll(self, runs: list[StudyRun]) -> None:
@@ -150,7 +180,11 @@ class RayBackend:
         """Cancel the tasks not started yet (started ones stop at their cancel flag)."""
         import ray
 
-        for ref in list(self.refs):
+        for ref, run in list(self.refs.items()):
+            # a started run stops at its cancel flag and records itself cancelled; cancelling
+            # its task would interrupt it with a KeyboardInterrupt that reads as a failure
+            if effective_status(run.path).get("state") == "running":
+                continue
             try:
                 ray.cancel(ref, force=False)
             except Exception:  # noqa: BLE001 - already finished
@@ -172,6 +206,5 @@ def make_backend(study: dict) -> LocalBackend | RayBackend:
     if name == "local":
         return LocalBackend()
     if name == "ray":
-        return RayBackend(study.get("address"), study.get("resources") or {},
-                          Path(__file__).resolve().parents[2])
+        return RayBackend(study.get("address"), study.get("resources") or {}, REPO)
     raise RunError(f"study.json names the backend {name!r}; known: local, ray.")

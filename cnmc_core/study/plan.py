@@ -23,7 +23,7 @@ from cnmc_core.contracts import KFOLD_PROTOCOLS, protocol_label
 from cnmc_core.exceptions import ConfigError, DataError
 from cnmc_core.validation import check_choice, check_scalar
 
-__all__ = ["BACKENDS", "MAX_FOLDS", "MAX_SEEDS", "StudyPlan", "plan_study"]
+__all__ = ["BACKENDS", "MAX_FOLDS", "MAX_SEEDS", "StudyPlan", "check_ray_address", "plan_study"]
 
 #: Where a study's runs train: the local queue of detached workers, or a Ray cluster.
 BACKENDS = ("local", "ray")
@@ -65,11 +65,48 @@ def _subjects_per_class(manifest) -> dict[str, int]:
             "hem": int(labelled.loc[labelled["y"] == 0, "subject"].nunique())}
 
 
+def check_ray_address(address: str | None) -> str:
+    """The Ray cluster address a study will use, checked to answer before anything is created:
+    ``auto`` (the cluster this machine runs: ``$RAY_ADDRESS``, or the one ``ray start`` left a
+    record of), ``host:port`` (its GCS port) or ``ray://host:port`` (its client server).
+
+    Raises:
+        ConfigError: a malformed address, nothing listening there, or no cluster for ``auto``.
+    """
+    import socket
+    import tempfile
+
+    address = address or "auto"
+    target = address
+    if address == "auto":
+        target = os.environ.get("RAY_ADDRESS", "")
+        record = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        if not target and record.is_file():
+            target = record.read_text().strip()
+        if not target:
+            raise ConfigError("--address auto: no Ray cluster runs on this machine ($RAY_ADDRESS is "
+                              "unset and `ray start` left no record). Start one with `ray start "
+                              "--head` or give --address host:port.")
+    hostport = target.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r} is not auto, host:port or ray://host:port.")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--address {address!r}: nothing answers at {host}:{port} ({exc.strerror or exc}). "
+                          "Start the cluster (`ray start --head --port PORT`) or give the right "
+                          "address.") from None
+    return address
+
+
 def plan_study(presets: list[str], *, data: str | os.PathLike, folds: int = 5, seeds: int = 1,
                protocol: str = "subject-kfold", backend: str = "local",
                address: str | None = None, epochs: int | None = None,
                image_size: int | None = None, num_cpus: float | None = None,
-               num_gpus: float | None = None) -> StudyPlan:
+               num_gpus: float | None = None,
+               artifacts: str | os.PathLike | None = None) -> StudyPlan:
     """Check a study and make its run configs (no file is written).
 
     Args:
@@ -82,8 +119,10 @@ def plan_study(presets: list[str], *, data: str | os.PathLike, folds: int = 5, s
         address: the Ray cluster (``auto``, ``ray://host:port`` or ``host:port``); Ray only.
         epochs: the maximum epochs of every stage (default: the presets').
         image_size: the input side of every preset (default: the presets', which must agree).
-        num_cpus, num_gpus: what each run asks of the Ray cluster (default: the preset's
-            ``batch_size``-independent 1 CPU, 0 GPU); Ray only.
+        num_cpus, num_gpus: what each run asks of the Ray cluster (default 1 CPU, 0 GPU); Ray
+            only.
+        artifacts: the workspace (default ``$CNMC_ARTIFACTS`` or ``./artifacts``): with Ray,
+            every node of the cluster must see it (checked with a probe file).
 
     Raises:
         ConfigError: an unknown preset, K < 3 or too many, a bad S, an unknown protocol or
@@ -118,6 +157,7 @@ def plan_study(presets: list[str], *, data: str | os.PathLike, folds: int = 5, s
                                   "cluster: use it with --backend ray.")
             resources[name] = check_scalar(value, f"--{name.replace('_', '-')}", "float", low=0)
     if backend == "ray":
+        address = check_ray_address(address)
         resources.setdefault("num_cpus", 1.0)
         resources.setdefault("num_gpus", 0.0)
     if not data:
@@ -150,4 +190,14 @@ def plan_study(presets: list[str], *, data: str | os.PathLike, folds: int = 5, s
                 config.update(split_protocol=protocol, seed=seed, kfold={"k": folds, "fold": fold})
                 check_config(config)
                 plan.configs.append(config)
+    if backend == "ray":
+        from cnmc_core.study.backends import REPO, check_workers_see, ray_connect
+        from cnmc_core.workspace.paths import artifacts_root
+
+        root = artifacts_root(artifacts).resolve()
+        ray = ray_connect(address, root, REPO)
+        try:
+            check_workers_see(root)
+        finally:
+            ray.shutdown()
     return plan
