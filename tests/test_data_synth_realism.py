@@ -190,3 +190,19 @@ def test_synthetic_table_errors(tmp_path):
     with pytest.raises(DataError, match="both classes"):
         synthetic_table(s.out)
     assert (s.out / INFO_NAME).is_file()
+
+
+def test_side_by_side_figure_of_real_and_synthetic_cells(real_samples, tmp_path):
+    from cnmc_core.cli.main import main
+
+    out = tmp_path / "figure.png"
+    assert main(["synth", "--figure", str(out), "--real", str(real_samples)]) == 0
+    import cv2
+
+    image = cv2.imread(str(out))
+    assert image is not None and image.shape[0] > 4 * 128 and image.shape[1] > 8 * 128
+    # four rows of cells: each row has non-white cell pixels
+    for r in range(4):
+        band = image[r * 132 + 10:r * 132 + 118, 200:]
+        assert (band < 250).any()
+    assert main(["synth", "--figure", str(tmp_path / "x.jpg")]) == 2

@@ -92,6 +92,10 @@ def register(sub) -> None:
     p.add_argument("--real", default=None, metavar="DIR",
                    help="real samples for --report (default: $CNMC_REAL_SAMPLES, else "
                         "../shared/real-samples beside the repository)")
+    p.add_argument("--figure", default=None, metavar="PNG",
+                   help="write real and synthetic cells side by side to PNG (with OUT: an existing "
+                        "synthetic dataset; without: a small fresh one in a temporary folder) and "
+                        "print its path; see --real")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=handler)
 
@@ -113,6 +117,8 @@ def handler(args: argparse.Namespace) -> int:
 
     if getattr(args, "report", False):
         return _report(args)
+    if getattr(args, "figure", None):
+        return _figure(args)
     if args.out is None:
         raise ConfigError("OUT is required: pass the folder to write the dataset to (e.g. "
                           "`synth artifacts/demo-data`), or --report to measure realism.")
@@ -201,4 +207,42 @@ def _report(args: argparse.Namespace) -> int:
     print(f"synthetic: {source}")
     print(f"real: {real_dir}")
     print(format_report(realism_report(table, real)))
+    return 0
+
+
+def _figure(args: argparse.Namespace) -> int:
+    """``synth --figure PNG [OUT]``: real and synthetic cells side by side."""
+    import shutil
+    import tempfile
+
+    import cv2
+
+    from cnmc_core.data.synth import generate_dataset
+    from cnmc_core.data.synth_figure import side_by_side
+    from cnmc_core.data.synth_realism import default_real_samples
+    from cnmc_core.exceptions import ConfigError
+
+    target = Path(args.figure)
+    if target.suffix.lower() != ".png":
+        raise ConfigError(f"--figure must name a .png file; got {target}.")
+    real_dir = Path(args.real) if args.real else default_real_samples()
+    tmp = None
+    try:
+        if args.out is not None:
+            root = Path(args.out)
+            if not root.is_dir():
+                raise ConfigError(f"OUT {root} is not an existing synthetic dataset folder.")
+        else:
+            tmp = Path(tempfile.mkdtemp(prefix="cnmc-synth-figure-"))
+            root = generate_dataset(tmp / "ds", subjects_all=6, subjects_hem=6, cells_per_subject=4,
+                                    seed=args.seed, prelim_subjects=(0, 0), final_subjects=(0, 0),
+                                    n_jobs=args.jobs).root
+        figure = side_by_side(real_dir, root, seed=args.seed)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(target), figure[:, :, ::-1]):
+        raise ConfigError(f"Could not write {target}; check the folder is writable.")
+    print(target)
     return 0
