@@ -45,7 +45,8 @@ def test_resolve_config_options_and_sets():
                             sets=["stages.0.learning_rate=1e-4", "balance=false", "model_args.dropout=0.3"])
     assert config["data"] == "/d" and config["seed"] == 5 and config["split_protocol"] == "paper"
     assert config["stages"][0]["epochs"] == 2 and config["stages"][0]["learning_rate"] == 1e-4
-    assert config["balance"] is False and config["model_args"] == {"batch_norm": True, "dropout": 0.3}
+    assert config["balance"] is False and config["model_args"] == {"batch_norm": True, "dropout": 0.3,
+                                                                   "pool_sizes": [2, 2, 2, 2]}
 
 
 @pytest.mark.parametrize(

@@ -79,10 +79,11 @@ def _wait(run, states=("queued", "running"), timeout=150.0):
 def test_start_run_refuses_before_creating_anything(workspace, tmp_path):
     from cnmc_core.training.launch import build_run_config, start_run
 
-    config = build_run_config("demo_scratch", data=workspace["data"], image_size=32)  # scratch needs >= 60
+    # the demo's pools 2*2*2*2 need at least 16 px
+    config = build_run_config("demo_scratch", data=workspace["data"], image_size=8)
     for detach in (True, False):
         with pytest.raises(ConfigError, match=r"The 'image_size' parameter of scratch_dd256 must be an "
-                                              r"int in the range \[60, 600\]\. Got 32 instead"):
+                                              r"int in the range \[16, 600\]\. Got 8 instead"):
             start_run(config, tmp_path, detach=detach)
     assert _runs(tmp_path) == []
 

@@ -67,7 +67,7 @@ def test_train_demo_preset_end_to_end(tiny_data, tmp_path, capsys):
     from cnmc_core.models.io import load_model
 
     model = load_model(run_dir / "model.keras")
-    assert model.input_shape == (None, 64, 64, 3)
+    assert model.input_shape == (None, 32, 32, 3)
 
     # re-score on the prelim images of the same tree
     assert main(["evaluate", str(run_dir), "--data", str(tiny_data), "--source", "prelim", "--artifacts", str(art)]) == 0
