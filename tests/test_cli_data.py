@@ -45,7 +45,9 @@ def test_errors_are_messages_not_tracebacks(tmp_path, capsys):
     assert main(["split", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "s.csv")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["split", str(tmp_path), "--protocol", "bogus", "--out", str(tmp_path / "s.csv")]) == 2
-    assert "The split protocol must be one of ['official', 'paper', 'subject']" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "The '--protocol' parameter must be one of {'subject', 'paper', 'official'}. Got 'bogus'" in err
+    assert "--kfold K --fold I" in err
 
 
 def test_module_entry_point(tmp_path):

@@ -46,8 +46,8 @@ MISTAKES = [
     (["--set", "model_args.filters=[8,8]"], r"model_args.filters \[8, 8\] and model_args.pool_sizes"),
     (["--set", "model_args.dense_units=-4"], r"'model_args.dense_units' parameter .* Got -4 instead"),
     (["--image-size", "100000"],
-     r"The 'image_size' parameter of scratch_dd256 must be an int in the range \[60, 600\]\. "
-     r"Got 100000 instead\. Choose an input side from 60"),
+     r"The 'image_size' parameter of scratch_dd256 must be an int in the range \[16, 600\]\. "
+     r"Got 100000 instead\. Choose an input side from 16"),
     (["--preset", "demo_vgg16", "--set", "model_args.cut_layer=block9_pool"],
      r"'model_args.cut_layer' parameter of vgg16_block4 must be a layer of its vgg16 backbone"),
     # weights and data

@@ -36,7 +36,7 @@ def test_plan_makes_one_checked_config_per_preset_fold_and_seed(data):
     (["--folds", "4"], "needs at least 4 subjects of each class; the dataset has 3 HEM"),
     (["--seeds", "0"], "'--seeds' parameter must be an int in the range [1, 20]"),
     (["--presets", "demo_nope"], "'--presets' parameter must be one of"),
-    (["--presets", "demo_scratch", "demo_vgg16"], "must share one input size"),
+    (["--presets", "demo_scratch", "paper_scratch_d256"], "must share one input size"),
     (["--presets", "demo_scratch", "demo_scratch"], "lists a preset twice"),
     (["--protocol", "paper"], "'--protocol' parameter must be one of {'subject-kfold', 'image-kfold'}"),
     (["--backend", "slurm"], "'--backend' parameter must be one of {'local', 'ray'}"),

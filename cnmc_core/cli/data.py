@@ -100,11 +100,14 @@ def _split(args) -> int:
         make_split,
         save_split,
     )
-    from cnmc_core.validation import check_seed
+    from cnmc_core.contracts import SPLIT_PROTOCOLS
+    from cnmc_core.validation import check_choice, check_seed
 
     # every argument is checked before the dataset is read (a scan can take minutes)
     fractions = check_fractions([_number(x) for x in args.fractions.split(",")], "--fractions")
     check_seed(args.seed, "--seed")
+    check_choice(args.protocol, "--protocol", SPLIT_PROTOCOLS,
+                 fix="For K folds by subject give --kfold K --fold I; a study (cnmc study) runs every fold.")
     info = protocol_info(args.protocol)
     if args.kfold is not None:
         if args.protocol != "subject":
