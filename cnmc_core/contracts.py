@@ -40,11 +40,14 @@ __all__ = [
     "METRICS",
     "MODEL",
     "LOG",
+    "SUMMARY",
     "RUN_FILES",
     "CANCEL_FLAG",
     "PREDICTION_COLUMNS",
     "STATES",
     "ACTIVE_STATES",
+    "FINAL_STATES",
+    "DAMAGED",
 ]
 
 # --------------------------------------------------------------------------- labels
@@ -130,11 +133,17 @@ def protocol_label(name) -> str:
 
 
 # --------------------------------------------------------------------------- run folders
-CONFIG, STATUS, HISTORY, PREDICTIONS, METRICS, MODEL, LOG = (
-    "config.json", "status.json", "history.jsonl", "predictions.csv", "metrics.json", "model.keras", "log.txt")
-RUN_FILES = (CONFIG, STATUS, HISTORY, PREDICTIONS, METRICS, MODEL, LOG)
+CONFIG, STATUS, HISTORY, PREDICTIONS, METRICS, MODEL, LOG, SUMMARY = (
+    "config.json", "status.json", "history.jsonl", "predictions.csv", "metrics.json", "model.keras",
+    "log.txt", "summary.json")
+#: ``summary.json`` is what the listing shows of a finished folder, rebuilt from the others when
+#: missing or stale (:mod:`cnmc_core.workspace.summary`).
+RUN_FILES = (CONFIG, STATUS, HISTORY, PREDICTIONS, METRICS, MODEL, LOG, SUMMARY)
 CANCEL_FLAG = "cancel.request"
 #: Columns every ``predictions.csv`` has (a ``subject`` column follows where subjects are known).
 PREDICTION_COLUMNS = ("image_id", "split", "y", "prob")
 STATES = ("queued", "running", "completed", "failed", "cancelled")
 ACTIVE_STATES = ("queued", "running")
+FINAL_STATES = ("completed", "failed", "cancelled")
+#: The state the listing gives a folder it cannot read (never written in ``status.json``).
+DAMAGED = "damaged"

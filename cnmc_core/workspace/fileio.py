@@ -25,6 +25,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_json",
     "atomic_write_csv",
+    "json_kind",
     "read_json",
     "check_name",
     "json_safe",
@@ -95,14 +96,53 @@ def atomic_write_csv(path: str | os.PathLike, frame) -> Path:
     return atomic_write(path, lambda fh: frame.to_csv(fh, index=False, lineterminator="\n"))
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file; a malformed file raises :class:`CnmcError` naming it."""
+_JSON_KINDS = ((dict, "a JSON object"), (list, "a JSON array"), (str, "a string"),
+               (bool, "true or false"), ((int, float), "a number"), (type(None), "null"))
+
+
+def json_kind(value: Any) -> str:
+    """How a JSON value is named in messages: ``a JSON object``, ``a JSON array``, ``null``..."""
+    for types, name in _JSON_KINDS:
+        if isinstance(value, types):
+            return name
+    return type(value).__name__
+
+
+def read_json(path: str | os.PathLike, expect: type | None = None,
+              error: type[CnmcError] = CnmcError) -> Any:
+    """Read a JSON file, checking its encoding and, with ``expect``, the type it holds.
+
+    Args:
+        path: the file.
+        expect: the type the top-level value must have (``dict`` for a config or a status);
+            None accepts any JSON value.
+        error: the :class:`CnmcError` subclass raised for a damaged file (``RunError`` for the
+            files of a run folder).
+
+    Returns:
+        The parsed value.
+
+    Raises:
+        OSError: the file cannot be opened (``FileNotFoundError`` when it is missing).
+        CnmcError: (``error``) the file is not UTF-8 text, not valid JSON, or holds another type
+            than ``expect``; the message names the file, what is wrong and what to do.
+    """
     path = Path(path)
+    with open(path, "rb") as fh:
+        data = fh.read()
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                    f"{exc.start}); delete or restore the file.") from None
+    try:
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CnmcError(f"{path} is not valid JSON ({exc}); delete or restore the file.") from exc
+        raise error(f"{path} is not valid JSON ({exc}); delete or restore the file.") from exc
+    if expect is not None and not isinstance(value, expect):
+        want = json_kind(expect()) if expect in (dict, list, str) else expect.__name__
+        raise error(f"{path} holds {json_kind(value)}, not {want}; delete or restore the file.")
+    return value
 
 
 def check_name(name: str, what: str = "name", error: type[CnmcError] = CnmcError) -> str:

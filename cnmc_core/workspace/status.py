@@ -15,18 +15,26 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from cnmc_core.contracts import ACTIVE_STATES, CONFIG, STATUS
+from cnmc_core.contracts import ACTIVE_STATES, CONFIG, STATES, STATUS
 from cnmc_core.exceptions import CnmcError, RunError
-from cnmc_core.workspace.fileio import atomic_write_json, json_safe, read_json
+from cnmc_core.workspace.fileio import (
+    atomic_write_json,
+    json_kind,
+    json_safe,
+    read_json,
+)
 
 __all__ = [
     "STALE_SECONDS",
     "HEARTBEAT_SECONDS",
     "wall_time",
+    "NUMERIC_STATUS_FIELDS",
+    "check_status",
     "read_status",
     "write_status",
     "proc_start_time",
     "process_alive",
+    "apply_liveness",
     "effective_status",
     "error_text",
     "Heartbeat",
@@ -41,12 +49,46 @@ def wall_time() -> float:
     return time.time()
 
 
+#: Fields of ``status.json`` that must be numbers (or null) for liveness and progress to work.
+NUMERIC_STATUS_FIELDS = ("heartbeat", "created", "updated", "pid", "epoch", "epochs")
+
+
+def check_status(status: Any, path: str | os.PathLike) -> dict:
+    """``status`` (the parsed ``status.json`` at ``path``) if it has the shape every reader relies
+    on: a JSON object whose ``state`` is one of :data:`~cnmc_core.contracts.STATES` and whose
+    :data:`NUMERIC_STATUS_FIELDS` are numbers or null.
+
+    Raises:
+        RunError: naming the file, the field, what it holds and what to do.
+    """
+    fix = "the file is damaged: restore it, or delete the folder"
+    if not isinstance(status, dict):
+        raise RunError(f"{path} holds {json_kind(status)}, not a JSON object; {fix}.")
+    if status.get("state") not in STATES:
+        raise RunError(f"{path}: state must be one of {list(STATES)}; got "
+                       f"{status.get('state')!r}; {fix}.")
+    for key in NUMERIC_STATUS_FIELDS:
+        value = status.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise RunError(f"{path}: {key} must be a number or null; got {value!r}; {fix}.")
+    return status
+
+
 def read_status(run_dir: str | os.PathLike) -> dict:
-    """The raw ``status.json`` of a run (as written, without liveness checks)."""
+    """The raw ``status.json`` of a run or ensemble search (as written, without liveness
+    checks), checked by :func:`check_status`.
+
+    Raises:
+        RunError: the file is missing, not UTF-8, not JSON, or not a valid status.
+    """
     path = Path(run_dir) / STATUS
-    if not path.is_file():
-        raise RunError(f"{path} is missing; the folder is not a run or was damaged.")
-    return read_json(path)
+    try:
+        status = read_json(path, expect=dict, error=RunError)
+    except FileNotFoundError:
+        raise RunError(f"{path} is missing; the folder is not a run or was damaged.") from None
+    except OSError as exc:
+        raise RunError(f"{path} cannot be read ({exc.strerror or exc}).") from None
+    return check_status(status, path)
 
 
 def write_status(run_dir: str | os.PathLike, **fields: Any) -> dict:
@@ -82,10 +124,10 @@ def process_alive(pid: int | None, start: str | None = None) -> bool:
     return start is None or now_start == start
 
 
-def effective_status(run_dir: str | os.PathLike, stale_seconds: float = STALE_SECONDS) -> dict:
-    """``status.json`` with liveness applied: an active run whose process is gone, or whose
-    heartbeat is older than ``stale_seconds``, is reported ``failed`` with the reason."""
-    status = read_status(run_dir)
+def apply_liveness(status: dict, stale_seconds: float = STALE_SECONDS) -> dict:
+    """A checked status (:func:`read_status`) with liveness applied, in place: an active job
+    whose process is gone, or whose heartbeat is older than ``stale_seconds``, becomes
+    ``failed`` with the reason; returns it."""
     if status.get("state") in ACTIVE_STATES:
         pid, start = status.get("pid"), status.get("pid_start")
         age = wall_time() - float(status.get("heartbeat") or 0)
@@ -99,6 +141,18 @@ def effective_status(run_dir: str | os.PathLike, stale_seconds: float = STALE_SE
         elif not pid and status.get("state") == "queued" and age > max(stale_seconds, 3600):
             status.update(state="failed", error="queued but never started")
     return status
+
+
+def effective_status(run_dir: str | os.PathLike, stale_seconds: float = STALE_SECONDS) -> dict:
+    """``status.json`` with liveness applied (:func:`apply_liveness`): an active run whose
+    process is gone, or whose heartbeat is older than ``stale_seconds``, is reported ``failed``
+    with the reason.
+
+    Raises:
+        RunError: ``status.json`` is missing or damaged (:func:`read_status`), e.g. a heartbeat
+            that is not a number.
+    """
+    return apply_liveness(read_status(run_dir), stale_seconds)
 
 
 def error_text(exc: BaseException) -> str:
