@@ -66,15 +66,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _scan(args) -> int:
     from cnmc_core.data.manifest import save_manifest, scan_dataset
-    from cnmc_core.workspace.paths import artifacts_dir
+    from cnmc_core.workspace.paths import workspace_dir
 
+    if args.out:
+        out = Path(args.out)
+    else:  # resolved first: a workspace that cannot be written is refused before the scan
+        out = workspace_dir("manifests") / f"{Path(args.root).resolve().name or 'dataset'}.csv"
     result = scan_dataset(args.root, labels_csv=args.labels_csv, verify=not args.no_verify,
                           progress=print_progress("verifying images"))
     print(result.summary())
-    if args.out:
-        out = Path(args.out)
-    else:
-        out = artifacts_dir() / "manifests" / f"{Path(args.root).resolve().name or 'dataset'}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     save_manifest(result.manifest, out)
     print(f"manifest written: {out}")

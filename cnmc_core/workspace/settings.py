@@ -13,7 +13,7 @@ from typing import Any
 
 from cnmc_core.exceptions import ConfigError
 from cnmc_core.workspace.fileio import atomic_write_json, read_json
-from cnmc_core.workspace.paths import artifacts_dir
+from cnmc_core.workspace.paths import artifacts_dir, artifacts_root
 
 __all__ = [
     "SETTINGS_FILE",
@@ -30,7 +30,7 @@ _KEYS = {"dataset": (str, type(None)), "split_protocol": (str,)}
 
 
 def _path(root) -> Path:
-    return artifacts_dir(root) / SETTINGS_FILE
+    return artifacts_root(root) / SETTINGS_FILE
 
 
 def load_settings(root: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def save_settings(root: str | os.PathLike | None = None, **fields: Any) -> dict[
             raise ConfigError(f"Workspace setting {key!r} must be {' or '.join(t.__name__ for t in _KEYS[key])}; "
                               f"got {value!r}.")
     settings = {**load_settings(root), **fields}
-    atomic_write_json(_path(root), settings)
+    atomic_write_json(artifacts_dir(root) / SETTINGS_FILE, settings)
     return settings
 
 
