@@ -38,7 +38,8 @@ def app(workspace, tmp_path_factory):
     root = tmp_path_factory.mktemp("browser") / "artifacts"
     shutil.copytree(workspace["artifacts"], root)
     runs = sorted(p for p in (root / "runs").iterdir() if "fixture_" in p.name)
-    run_search(runs, method="mean", methods=("mean",), n_boot=20, out_dir=root / "ensembles")
+    run_search(runs, method="mean", methods=("mean",), n_boot=20, out_dir=root / "ensembles",
+               runs_root=root)
     with streamlit_server(root) as url:
         yield {"url": url, "root": root, "data": workspace["data"]}
 

@@ -22,7 +22,7 @@ def test_explain_run_writes_a_figure(workspace, tmp_path, capsys):
     for method in ("gradcam", "gradcam++", "activations"):
         out = tmp_path / f"{method}.png"
         assert main(["explain", str(run), _image(workspace), "--out", str(out), "--method", method,
-                     "--class", "all"]) == 0
+                     "--class", "all", "--artifacts", str(workspace["artifacts"])]) == 0
         lines = capsys.readouterr().out.strip().splitlines()
         assert lines[-1] == str(out)
         figure = cv2.imread(str(out))
@@ -35,7 +35,7 @@ def test_explain_ensemble_combines_members(workspace, tmp_path, capsys):
     # an ensemble is saved in its members' workspace: a private copy, not the shared one
     art = shutil.copytree(workspace["artifacts"], tmp_path / "artifacts")
     runs = [art / "runs" / run.name for run in workspace["runs"]]
-    assert main(["ensemble", *map(str, runs), "--method", "mean"]) == 0
+    assert main(["ensemble", *map(str, runs), "--method", "mean", "--artifacts", str(art)]) == 0
     ens = capsys.readouterr().out.strip().splitlines()[-1]
     members = leaf_weights([ens])
     assert sorted(m[1] for m in members) == sorted(runs)
@@ -48,7 +48,7 @@ def test_explain_ensemble_combines_members(workspace, tmp_path, capsys):
     assert explanation.ensemble_prob == pytest.approx(np.mean([m.prob for m in explanation.members]))
     assert len({m.target for m in explanation.members}) == 1  # one class for the combined map
     out = tmp_path / "ens.png"
-    assert main(["explain", ens, _image(workspace), "--out", str(out)]) == 0
+    assert main(["explain", ens, _image(workspace), "--out", str(out), "--artifacts", str(art)]) == 0
     assert "ensemble: P(ALL)" in capsys.readouterr().out
 
 
@@ -61,12 +61,14 @@ def test_explain_ensemble_combines_members(workspace, tmp_path, capsys):
     ],
 )
 def test_explain_bad_arguments(workspace, tmp_path, capsys, extra, message):
-    rc = main(["explain", str(workspace["runs"][0]), _image(workspace), "--out", str(tmp_path / "x.png"), *extra])
+    rc = main(["explain", str(workspace["runs"][0]), _image(workspace), "--out", str(tmp_path / "x.png"),
+               "--artifacts", str(workspace["artifacts"]), *extra])
     assert rc == 2 and message in capsys.readouterr().err
 
 
 def test_explain_refuses_failed_run_and_bad_out(workspace, tmp_path, capsys):
-    assert main(["explain", str(workspace["failed"]), _image(workspace), "--out", str(tmp_path / "x.png")]) == 2
+    art = ["--artifacts", str(workspace["artifacts"])]
+    assert main(["explain", str(workspace["failed"]), _image(workspace), "--out", str(tmp_path / "x.png"), *art]) == 2
     assert "has no model.keras" in capsys.readouterr().err
-    assert main(["explain", str(workspace["runs"][0]), _image(workspace), "--out", str(tmp_path / "x.jpg")]) == 2
+    assert main(["explain", str(workspace["runs"][0]), _image(workspace), "--out", str(tmp_path / "x.jpg"), *art]) == 2
     assert "--out must be a .png file" in capsys.readouterr().err

@@ -92,7 +92,7 @@ def test_misaligned_runs_are_refused_by_message(tmp_path):
 def test_resolve_member_by_id(three_runs, tmp_path):
     _, paths = three_runs
     assert layout.resolve_member("B", tmp_path / "artifacts") == paths[1]
-    assert layout.resolve_member(paths[0]) == paths[0]
+    assert layout.resolve_member(paths[0], tmp_path / "artifacts") == paths[0]
     with pytest.raises(RunError, match="Run 'Z' not found"):
         layout.resolve_member("Z", tmp_path / "artifacts")
     with pytest.raises(CnmcError, match="Invalid run id '../x'"):

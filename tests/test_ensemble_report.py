@@ -70,7 +70,7 @@ def test_cli_ensemble_saves_a_run_like_folder(three_runs, tmp_path, capsys):
     assert metrics["test"]["weighted_f1"] == pytest.approx(rep["weighted_f1"])
     # the same seed gives the same weights
     main(["ensemble", *map(str, paths), "--method", "ga", "--threshold", "best", "--seed", "3",
-          "--n-boot", "0", "--report", "chosen"])
+          "--n-boot", "0", "--report", "chosen", "--artifacts", str(art)])
     again = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert again.parent == art / "ensembles"  # by default beside its members
     assert json.loads((again / "config.json").read_text())["weights"] == config["weights"]
@@ -127,6 +127,6 @@ def test_ga_memory_guards_fail_before_any_work(tmp_path, three_runs, capsys):
     _, paths = three_runs
     out = tmp_path / "ens"
     rc = main(["ensemble", *map(str, paths), "--method", "ga", "--ga-generations", "10000000",
-               "--ga-restarts", "1000", "--out", str(out)])
+               "--ga-restarts", "1000", "--runs-dir", str(tmp_path / "artifacts"), "--out", str(out)])
     assert rc == 2 and "lower restarts or generations" in capsys.readouterr().err
     assert not out.exists() or not list(out.iterdir())

@@ -32,7 +32,8 @@ def base_ws(workspace, tmp_path_factory):
     root = tmp_path_factory.mktemp("pages") / "artifacts"
     shutil.copytree(workspace["artifacts"], root)
     runs = sorted(p for p in (root / "runs").iterdir() if "fixture_" in p.name)
-    run_search(runs, method="mean", methods=("mean",), n_boot=20, out_dir=root / "ensembles")
+    run_search(runs, method="mean", methods=("mean",), n_boot=20, out_dir=root / "ensembles",
+               runs_root=root)
     return root
 
 

@@ -22,7 +22,8 @@ def test_score_and_explain_with_runs_and_an_ensemble(ws_copy):
     assert set(probs) == {runs[0].name, runs[1].name}
     assert all(p.shape == (2,) and ((p >= 0) & (p <= 1)).all() for p in probs.values())
     ens, _ = run_search(runs[:2], method="weighted", params={"weighted": {"weights": [1, 3]}},
-                        methods=("mean",), n_boot=0, ensemble_id="e")
+                        methods=("mean",), n_boot=0, ensemble_id="e",
+                        runs_root=workspace["artifacts"])
     cache: dict = {}
     p_ens = I.score_member(ens, [image, image[::-1]], cache)
     np.testing.assert_allclose(p_ens, 0.25 * probs[runs[0].name] + 0.75 * probs[runs[1].name],

@@ -21,33 +21,75 @@ import pandas as pd
 from cnmc_core.contracts import ACTIVE_STATES, CONFIG, HISTORY
 from cnmc_core.exceptions import RunError
 from cnmc_core.workspace.fileio import atomic_write_json, check_name
-from cnmc_core.workspace.paths import artifacts_root, runs_dir
+from cnmc_core.workspace.paths import artifacts_root, ensembles_dir, runs_dir
 from cnmc_core.workspace.status import effective_status, wall_time, write_status
 
 __all__ = [
+    "inside_workspace",
     "run_path",
     "make_unique_folder",
     "create_run",
     "append_history",
+    "history_text",
     "read_history",
     "delete_run",
     "resolve_member",
 ]
 
 
-def run_path(run_id_or_dir: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
-    """The folder of a run given its id (checked: no path escapes the runs folder) or its path.
+def _is_path(ref: str | os.PathLike) -> bool:
+    """Whether a run reference is a path to a folder (it has a separator, or is absolute, and
+    is a folder) rather than an id; anything else is checked as an id (so ``../x`` that is not
+    a folder is an invalid id, and a folder named like an id in the current directory is not
+    taken for the run of that id)."""
+    text = os.fspath(ref)
+    return (os.path.isabs(text) or os.sep in text) and os.path.isdir(text)
+
+
+def inside_workspace(path: str | os.PathLike, root: str | os.PathLike | None = None,
+                     what: str = "run") -> Path:
+    """``path`` if it resolves (symlinks followed) inside the artifacts folder ``root``.
+
+    Args:
+        path: a folder a user or a file named.
+        root: the artifacts folder (:func:`~cnmc_core.workspace.paths.artifacts_root`).
+        what: what the folder is, for the message (``run``, ``run or ensemble``).
+
+    Returns:
+        ``path`` as given.
 
     Raises:
-        RunError: an unsafe id, or no such run.
+        RunError: it resolves outside the workspace (``..``, an absolute path elsewhere, a
+            symlink pointing out); the message names both folders and the fix.
     """
-    text = str(run_id_or_dir)
-    candidate = Path(text)
-    if os.sep in text or candidate.is_dir():
-        path = candidate
+    base = artifacts_root(root).resolve()
+    real = Path(path).resolve()
+    if real != base and base not in real.parents:
+        hint = (f" (this one is in {real.parent.parent})"
+                if real.parent.name in ("runs", "ensembles") else "")
+        raise RunError(
+            f"The {what} folder {path} resolves to {real}, outside the workspace {base}: only "
+            "folders inside the workspace are used. Point --runs-dir (or $CNMC_ARTIFACTS) at the "
+            f"artifacts folder that holds it{hint}, or give the {what}'s id.")
+    return Path(path)
+
+
+def run_path(run_id_or_dir: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+    """The folder of a run given its id, or its path inside the workspace.
+
+    Args:
+        run_id_or_dir: a run id (a safe name, looked up in ``<root>/runs/``) or a path to the
+            run folder (with a separator), which must resolve inside ``root``.
+        root: the artifacts folder (default ``$CNMC_ARTIFACTS`` or ``./artifacts``).
+
+    Raises:
+        RunError: an unsafe id, a path outside the workspace, or no run there.
+    """
+    if _is_path(run_id_or_dir):
+        path = inside_workspace(run_id_or_dir, root)
     else:
-        check_name(text, "run id", RunError)
-        path = runs_dir(root) / text
+        name = check_name(os.fspath(run_id_or_dir), "run id", RunError)
+        path = inside_workspace(runs_dir(root, create=False) / name, root)
     if not (path / CONFIG).is_file():
         raise RunError(f"No run at {path} (no {CONFIG}); list runs with `python -m cnmc_core runs`.")
     return path
@@ -94,12 +136,13 @@ def create_run(config: dict, root: str | os.PathLike | None = None, kind: str = 
 
     The id is ``<UTC time>-<preset>-<random>``; the folder is created with ``mkdir`` (which fails
     if it exists), so two runs created at the same moment get distinct folders.
+
+    Raises:
+        ConfigError: the artifacts folder is a file; RunError: the run folder cannot be created
+            (a read-only workspace: the message says to make it writable or point elsewhere).
     """
-    try:
-        base = runs_dir(root)
-    except OSError as exc:
-        raise RunError(f"Cannot create a run folder in {root or 'artifacts'}: {exc.strerror}; make the "
-                       "artifacts folder writable or point $CNMC_ARTIFACTS elsewhere.") from exc
+    # created by make_unique_folder, whose error says the workspace must be writable
+    base = runs_dir(root, create=False)
     stem = str(config.get("name") or config.get("model") or "run")
     stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem)[:40] or "run"
     path = make_unique_folder(
@@ -131,15 +174,36 @@ def append_history(run_dir: str | os.PathLike, record: dict | Sequence[dict]) ->
         os.fsync(fh.fileno())
 
 
-def read_history(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """``history.jsonl`` as a frame; an unterminated or malformed last line is ignored."""
+def history_text(run_dir: str | os.PathLike) -> str:
+    """The finished lines of ``history.jsonl`` as text ("" when there is no file). The part
+    after the last newline is being written (it may end inside a multi-byte character) and is
+    left out.
+
+    Raises:
+        RunError: the finished lines are not UTF-8 text (a damaged file), naming it.
+    """
     path = Path(run_dir) / HISTORY
-    if not path.is_file():
-        return pd.DataFrame()
-    text = path.read_text(encoding="utf-8")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return ""
+    done = data[:data.rfind(b"\n") + 1]
+    try:
+        return done.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RunError(f"{path} is not UTF-8 text (byte 0x{done[exc.start]:02x} at offset "
+                       f"{exc.start}); the history is damaged: restore or delete the file.") from None
+
+
+def read_history(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """``history.jsonl`` as a frame (:func:`history_text`); an unterminated last line (being
+    written) and malformed lines are ignored, a missing file is an empty frame.
+
+    Raises:
+        RunError: the file is not UTF-8 text, naming it.
+    """
     records = []
-    lines = text.split("\n")
-    for i, line in enumerate(lines[:-1]):  # the part after the last newline is unfinished
+    for line in history_text(run_dir).split("\n"):
         if line.strip():
             try:
                 records.append(json.loads(line))
@@ -162,22 +226,29 @@ def delete_run(run_dir: str | os.PathLike) -> None:
 def resolve_member(ref: str | os.PathLike, runs_root: str | os.PathLike | None = None) -> Path:
     """The folder of a member given as a path, a run id or an ensemble id.
 
-    A reference that is an existing folder is used as is; otherwise it must be a safe id found
-    under ``<runs_root>/runs/`` or ``<runs_root>/ensembles/`` (``runs_root`` is the artifacts
-    folder; default ``$CNMC_ARTIFACTS`` or ``./artifacts``), or directly under ``runs_root``.
+    A path (with a separator, or absolute) to a folder must resolve inside the workspace
+    (symlinks followed); anything else must be a safe id found under ``<runs_root>/runs/`` or
+    ``<runs_root>/ensembles/`` (and resolve inside the workspace too: a symlink there that points
+    out is refused).
+
+    Args:
+        ref: the path or id.
+        runs_root: the artifacts folder (default ``$CNMC_ARTIFACTS`` or ``./artifacts``).
+
+    Raises:
+        RunError: a path outside the workspace or not a folder, an unknown id.
+        CnmcError: an unsafe id.
     """
-    path = Path(ref)
-    if path.is_dir():
-        return path
-    name = check_name(str(ref), "run id")
-    root = artifacts_root(runs_root)
-    candidates = [root / "runs" / name, root / "ensembles" / name]
-    if runs_root is not None:
-        candidates.insert(0, Path(runs_root) / name)
+    what = "run or ensemble"
+    if _is_path(ref):
+        return inside_workspace(ref, runs_root, what)
+    name = check_name(os.fspath(ref), "run id")
+    candidates = [runs_dir(runs_root, create=False) / name,
+                  ensembles_dir(runs_root, create=False) / name]
     for cand in candidates:
         if cand.is_dir():
-            return cand
+            return inside_workspace(cand, runs_root, what)
     raise RunError(
-        f"Run {str(ref)!r} not found: it is not a folder, and no run or ensemble of that id exists "
-        f"in {', '.join(str(c.parent) for c in candidates)}."
+        f"Run {os.fspath(ref)!r} not found: no run or ensemble of that id exists in "
+        f"{', '.join(str(c.parent) for c in candidates)}."
     )
