@@ -21,16 +21,10 @@ from cnmc_core.demo import (
     queue_demo_runs,
 )
 from cnmc_core.exceptions import CnmcError
-from cnmc_core.workspace.listing import (
-    STATE_ICONS,
-    display_name,
-    experiment_status,
-    list_experiments,
-    run_progress,
-    workspace_counts,
-)
-from cnmc_core.workspace.paths import artifacts_dir
+from cnmc_core.workspace.listing import display_name, workspace_counts
+from cnmc_core.workspace.progress import STATE_ICONS, experiment_status, run_progress
 from cnmc_core.workspace.settings import chosen_dataset, set_chosen_dataset
+from page_common import workspace_experiments, workspace_root
 
 PAGES = [
     ("pages/1_Data.py", "Data", ":material/database:", "Data",
@@ -69,8 +63,9 @@ def _progress_bar(path: str, label: str) -> None:
 @st.fragment(run_every=2)
 def _live_runs(root) -> None:
     """Progress of the active runs (or the latest finished ones) and of the ensemble searches
-    running; reruns itself every 2 s."""
-    experiments = list_experiments(root)
+    running; reruns itself every 2 s. The listing is cached per workspace signature; only the
+    bars shown read their status (never every run)."""
+    _, experiments = workspace_experiments(root)
     runs = experiments[experiments["kind"] == "run"]
     active = runs[runs["state"].isin(ACTIVE_STATES)]
     searches = experiments[(experiments["kind"] == "ensemble")
@@ -94,13 +89,13 @@ def _live_runs(root) -> None:
 
 
 def home() -> None:
-    root = artifacts_dir()
+    root = workspace_root()
     st.title("C-NMC 2019: ALL vs HEM cell classifier")
     st.caption("Classify malignant B-lymphoblasts (ALL, cancer, y = 1) against normal B cells "
                "(HEM, y = 0) in C-NMC 2019 images, train the paper's models, and compare experiments "
                "with leakage-aware scores.")
 
-    experiments = list_experiments(root)
+    _, experiments = workspace_experiments(root)
     counts = workspace_counts(experiments)
     dataset = chosen_dataset(root)
 

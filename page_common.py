@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from cnmc_core.ensemble.members import list_members, members_signature
-from cnmc_core.workspace.paths import artifacts_dir
+from cnmc_core.exceptions import CnmcError
+from cnmc_core.workspace.listing import (
+    list_experiments,
+    list_members,
+    workspace_signature,
+)
+from cnmc_core.workspace.paths import artifacts_root
 
-__all__ = ["use_app_navigation", "page_link", "load_members", "workspace_members"]
+__all__ = ["use_app_navigation", "page_link", "workspace_root", "load_experiments",
+           "workspace_experiments", "load_members", "workspace_members", "model_members"]
 
 
 def use_app_navigation() -> None:
@@ -33,10 +42,35 @@ def page_link(path: str, label: str, icon: str) -> None:
         st.caption(f"{label}: open it from the navigation.")
 
 
+def workspace_root() -> Path:
+    """The artifacts folder ($CNMC_ARTIFACTS or ./artifacts); when it cannot be used (it is a
+    file...), the page says why and what to do, and stops."""
+    try:
+        return artifacts_root()
+    except CnmcError as exc:
+        st.error(str(exc), icon=":material/folder_off:")
+        st.stop()
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
-def load_members(root: str, signature: tuple):
-    """:func:`cnmc_core.ensemble.members.list_members`, cached per workspace signature."""
-    return list_members(root)
+def load_experiments(root: str, signature: str) -> pd.DataFrame:
+    """:func:`cnmc_core.workspace.listing.list_experiments`, cached per workspace signature."""
+    return list_experiments(root)
+
+
+def workspace_experiments(root: str | Path) -> tuple[str, pd.DataFrame]:
+    """``(signature, experiments)``: the workspace's signature (a cache key for what a page
+    computes from it) and its listing, read again only when the signature changes (a job
+    queued, started, ended, failed, killed, deleted or damaged). Active rows carry the progress
+    of when they were listed: a page that shows live progress reads the status itself."""
+    signature = workspace_signature(root)
+    return signature, load_experiments(str(root), signature)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_members(root: str, signature: str):
+    """:func:`cnmc_core.workspace.listing.list_members` over the cached listing."""
+    return list_members(experiments=load_experiments(root, signature))
 
 
 def workspace_members(what: str, empty_text: str):
@@ -47,10 +81,10 @@ def workspace_members(what: str, empty_text: str):
 
     Returns:
         ``(root, signature, members)``: the artifacts folder, its signature (a cache key) and the
-        members frame of :func:`cnmc_core.ensemble.members.list_members`.
+        members frame of :func:`cnmc_core.workspace.listing.list_members`.
     """
-    root = artifacts_dir()
-    signature = members_signature(root)
+    root = workspace_root()
+    signature = workspace_signature(root)
     members, skipped = load_members(str(root), signature)
     if len(skipped):
         with st.expander(f"{len(skipped)} run(s) or ensemble(s) cannot be {what} (not completed "
@@ -73,8 +107,8 @@ def model_members(empty_text: str):
         ``(root, signature, members, usable)``: as :func:`workspace_members`, and the members
         that have a model.
     """
-    root = artifacts_dir()
-    signature = members_signature(root)
+    root = workspace_root()
+    signature = workspace_signature(root)
     members, _ = load_members(str(root), signature)
     usable = members[members["has_model"]] if len(members) else members
     if usable.empty:

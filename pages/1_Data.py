@@ -27,16 +27,15 @@ from cnmc_core.data.summary import (
 )
 from cnmc_core.demo import demo_data_root, demo_dataset_exists
 from cnmc_core.exceptions import CnmcError
-from cnmc_core.workspace.paths import artifacts_dir
 from cnmc_core.workspace.settings import (
     chosen_dataset,
     chosen_protocol,
     set_chosen_dataset,
     set_chosen_protocol,
 )
-from page_common import use_app_navigation
+from page_common import use_app_navigation, workspace_root
 
-ROOT = artifacts_dir()
+ROOT = workspace_root()
 
 
 @st.cache_data(show_spinner=False, max_entries=4)

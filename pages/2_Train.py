@@ -24,18 +24,12 @@ from cnmc_core.training.launch import (
     preset_models,
     start_run,
 )
-from cnmc_core.workspace.listing import (
-    STATE_ICONS,
-    experiment_status,
-    list_experiments,
-    run_progress,
-)
-from cnmc_core.workspace.paths import artifacts_dir
+from cnmc_core.workspace.progress import STATE_ICONS, experiment_status, run_progress
 from cnmc_core.workspace.queue import cancel_run
 from cnmc_core.workspace.settings import chosen_dataset, chosen_protocol
-from page_common import use_app_navigation
+from page_common import use_app_navigation, workspace_experiments, workspace_root
 
-ROOT = artifacts_dir()
+ROOT = workspace_root()
 SIZES = [32, 48, 64, 96, 128, 160, 192, 224, 256, 300]
 
 
@@ -129,10 +123,16 @@ def launch_form() -> None:
                        icon=":material/check_circle:")
 
 
+def _runs():
+    """The workspace's runs (cached per workspace signature), newest first."""
+    _, experiments = workspace_experiments(ROOT)
+    return experiments[experiments["kind"] == "run"]
+
+
 @st.fragment(run_every=2)
 def live_runs() -> None:
     """The queue and the running runs; reruns every 2 s and the whole page when one finishes."""
-    runs = list_experiments(ROOT, kinds=("run",))
+    runs = _runs()
     active = runs[runs["state"].isin(["queued", "running"])]
     ids = tuple(active["run_id"])
     previous = st.session_state.get("active_runs")
@@ -176,7 +176,7 @@ def live_runs() -> None:
 
 
 def finished_runs() -> None:
-    runs = list_experiments(ROOT, kinds=("run",))
+    runs = _runs()
     done = runs[~runs["state"].isin(["queued", "running"])]
     st.subheader("Finished runs")
     if done.empty:

@@ -38,11 +38,9 @@ from cnmc_core.analysis.run_charts import (
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.interop.mlflow_export import export_table, export_to_mlflow
 from cnmc_core.interop.report import build_report
-from cnmc_core.workspace.listing import list_experiments
-from cnmc_core.workspace.paths import artifacts_dir
-from page_common import use_app_navigation
+from page_common import use_app_navigation, workspace_experiments, workspace_root
 
-ROOT = artifacts_dir()
+ROOT = workspace_root()
 
 
 def _mtime(path: str, name: str) -> float:
@@ -268,7 +266,7 @@ def share_section(selected) -> None:
 def main() -> None:
     use_app_navigation()
     st.title("Compare")
-    experiments = list_experiments(ROOT)
+    _, experiments = workspace_experiments(ROOT)
     if experiments.empty:
         st.info("No run or ensemble yet. Start the four demo runs on the Home page, or launch a run on the "
                 "Train page; they show here as soon as they exist.", icon=":material/hourglass_empty:")

@@ -136,9 +136,26 @@ def ws_copy(workspace, tmp_path_factory):
     shutil.copytree(workspace["artifacts"], root)
     runs = sorted(p for p in (root / "runs").iterdir() if "fixture_" in p.name)
     ens, _ = run_search(runs, method="mean", methods=("mean",), n_boot=20,
-                            out_dir=root / "ensembles")
+                            out_dir=root / "ensembles", runs_root=root)
     return {"root": root, "runs": runs, "ensemble": ens,
             "failed": root / "runs" / workspace["failed"].name, "data": workspace["data"]}
+
+
+@pytest.fixture
+def member_store(tmp_path):
+    """Runs a and b scored on the same images, c on others, a failed run and a damaged one."""
+    from run_fixtures import write_member_run
+
+    root = tmp_path / "artifacts"
+    a = write_member_run(root, "20260101-000001-demo-aaaa", ["x1", "x2", "x3", "x4"], data="/data/a")
+    b = write_member_run(root, "20260101-000002-demo-bbbb", ["x1", "x2", "x3", "x4"])
+    c = write_member_run(root, "20260101-000003-demo-cccc", ["x1", "x2", "x3", "x9"])
+    write_member_run(root, "20260101-000004-demo-dddd", [], state="failed")
+    bad = root / "runs" / "20260101-000005-damaged"
+    bad.mkdir()
+    (bad / "config.json").write_text("{")
+    (bad / "status.json").write_text("{not json")
+    return {"root": root, "a": a, "b": b, "c": c}
 
 
 @pytest.fixture(scope="module")

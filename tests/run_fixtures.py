@@ -62,3 +62,25 @@ def make_aligned(n: int = 200, m: int = 3, seed: int = 0) -> AlignedPredictions:
     names = [f"run{j}" for j in range(m)]
     return AlignedPredictions(names, [Path(x) for x in names], ["run"] * m, [0.5] * m,
                               "subject", "fp", splits)
+
+
+def write_member_run(root: Path, run_id: str, ids, *, state="completed", protocol="subject",
+                     model=True, data=None) -> Path:
+    """``root/runs/<run_id>`` as the training engine leaves it: config, status, and when
+    completed predictions (val and test on ``ids``), metrics and a stand-in model file."""
+    path = root / "runs" / run_id
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({
+        "run_id": run_id, "kind": "run", "name": "demo", "model": "cnn", "image_size": 32,
+        "split_protocol": protocol, "dataset_fingerprint": "fp", "created": 1.0,
+        **({"data": str(data)} if data else {})}))
+    (path / "status.json").write_text(json.dumps({"state": state, "error": "boom" if
+                                                  state == "failed" else None}))
+    if state == "completed":
+        rows = [{"image_id": i, "split": s, "y": k % 2, "prob": 0.3 + 0.4 * (k % 2)}
+                for s in ("val", "test") for k, i in enumerate(ids)]
+        pd.DataFrame(rows).to_csv(path / "predictions.csv", index=False)
+        (path / "metrics.json").write_text(json.dumps({"test": {"weighted_f1": 0.9}}))
+    if model:
+        (path / "model.keras").write_bytes(b"not really a model")
+    return path

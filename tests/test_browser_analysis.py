@@ -36,7 +36,8 @@ def analysis_workspace(workspace, tmp_path_factory):
     root = tmp_path_factory.mktemp("analysis-ws") / "artifacts"
     shutil.copytree(workspace["artifacts"], root)
     runs = sorted(p for p in (root / "runs").iterdir() if (p / "predictions.csv").is_file())
-    run_search(runs, method="ga", out_dir=root / "ensembles", ensemble_id="ens-ga-fixture",
+    run_search(runs, method="ga", out_dir=root / "ensembles", runs_root=root,
+                   ensemble_id="ens-ga-fixture",
                    methods=("mean",), n_boot=50, params={"ga": {"generations": 20, "restarts": 2}})
     return root
 
@@ -143,7 +144,7 @@ def test_ensemble_slider_moves_metric(page, app_url, analysis_workspace):
     wait_for_text(page, "untouched: the honest number")
     from cnmc_core.ensemble.align import align_runs
     from cnmc_core.ensemble.live import live_reports
-    from cnmc_core.ensemble.members import list_members
+    from cnmc_core.workspace.listing import list_members
 
     # The page starts with the group's runs at equal weights: find a weight whose move to 0
     # changes a score (the tiny fixture models differ from session to session).

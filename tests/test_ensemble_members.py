@@ -7,107 +7,42 @@ import json
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from cnmc_core.ensemble import members as K
 from cnmc_core.ensemble.search import run_search
 from cnmc_core.exceptions import ConfigError, DataError, RunError
+from cnmc_core.workspace.listing import list_members
 
 
-# --------------------------------------------------------------------------- catalog
-def write_run(root: Path, run_id: str, ids, *, state="completed", protocol="subject",
-              model=True, data=None) -> Path:
-    path = root / "runs" / run_id
-    path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({
-        "run_id": run_id, "kind": "run", "name": "demo", "model": "cnn", "image_size": 32,
-        "split_protocol": protocol, "dataset_fingerprint": "fp", "created": 1.0,
-        **({"data": str(data)} if data else {})}))
-    (path / "status.json").write_text(json.dumps({"state": state, "error": "boom" if
-                                                  state == "failed" else None}))
-    if state == "completed":
-        rows = [{"image_id": i, "split": s, "y": k % 2, "prob": 0.3 + 0.4 * (k % 2)}
-                for s in ("val", "test") for k, i in enumerate(ids)]
-        pd.DataFrame(rows).to_csv(path / "predictions.csv", index=False)
-        (path / "metrics.json").write_text(json.dumps({"test": {"weighted_f1": 0.9}}))
-    if model:
-        (path / "model.keras").write_bytes(b"not really a model")
-    return path
-
-
-@pytest.fixture
-def store(tmp_path):
-    root = tmp_path / "artifacts"
-    a = write_run(root, "20260101-000001-demo-aaaa", ["x1", "x2", "x3", "x4"], data="/data/a")
-    b = write_run(root, "20260101-000002-demo-bbbb", ["x1", "x2", "x3", "x4"])
-    c = write_run(root, "20260101-000003-demo-cccc", ["x1", "x2", "x3", "x9"])
-    write_run(root, "20260101-000004-demo-dddd", [], state="failed")
-    bad = root / "runs" / "20260101-000005-damaged"
-    bad.mkdir()
-    (bad / "config.json").write_text("{")
-    (bad / "status.json").write_text("{not json")
-    return {"root": root, "a": a, "b": b, "c": c}
-
-
-def test_list_members_groups_alignable_runs_and_explains_the_rest(store):
-    members, skipped = K.list_members(store["root"])
-    assert list(members.columns) == K.MEMBER_COLUMNS
-    assert set(members["member_id"]) == {store[k].name for k in "abc"}
-    group = members.set_index("member_id")["group"]
-    assert group[store["a"].name] == group[store["b"].name] != group[store["c"].name]
-    assert members["test_weighted_f1"].tolist() == [0.9, 0.9, 0.9]
-    assert members["label"].tolist() == ["demo-cccc", "demo-bbbb", "demo-aaaa"]
-    reasons = dict(zip(skipped["member_id"], skipped["state"]))
-    assert reasons == {"20260101-000004-demo-dddd": "failed", "20260101-000005-damaged": "damaged"}
-    assert "boom" in skipped["reason"].tolist()
-
-
-def test_list_members_of_an_empty_workspace(tmp_path):
-    members, skipped = K.list_members(tmp_path / "nothing")
-    assert members.empty and skipped.empty and list(members.columns) == K.MEMBER_COLUMNS
-
-
-def test_workspace_signature_changes_when_a_run_finishes(store):
-    before = K.members_signature(store["root"])
-    assert K.members_signature(store["root"]) == before
-    status = store["root"] / "runs" / "20260101-000004-demo-dddd" / "status.json"
-    status.write_text(json.dumps({"state": "completed"}))
-    assert K.members_signature(store["root"]) != before
-
-
-def test_short_labels_stay_unique():
-    ids = ["20260101-demo-aaaa", "20260102-demo-aaaa", "ens-ga-20260101-000000-abc123"]
-    assert K.short_labels(ids, ["demo", "demo", ""], ["run", "run", "ensemble"]) == \
-        ["20260101-demo-aaaa", "20260102-demo-aaaa", "ens-ga-abc123"]
-
-
-def test_leaf_runs_and_data_source_through_nested_ensembles(store):
-    root = store["root"]
-    ens1, _ = run_search([store["a"], store["b"]], method="weighted",
+# --------------------------------------------------------------------------- leaf runs
+def test_leaf_runs_and_data_source_through_nested_ensembles(member_store):
+    root = member_store["root"]
+    ens1, _ = run_search([member_store["a"], member_store["b"]], method="weighted",
                              params={"weighted": {"weights": [3, 1]}}, methods=("mean",),
-                             n_boot=0, out_dir=root / "ensembles", ensemble_id="e1")
-    ens2, _ = run_search([ens1, store["b"]], method="mean", methods=("mean",), n_boot=0,
-                             out_dir=root / "ensembles", ensemble_id="e2")
+                             n_boot=0, out_dir=root / "ensembles", runs_root=root, ensemble_id="e1")
+    ens2, _ = run_search([ens1, member_store["b"]], method="mean", methods=("mean",), n_boot=0,
+                             out_dir=root / "ensembles", runs_root=root, ensemble_id="e2")
     leaves = dict(K.leaf_runs(ens2))
-    assert leaves[store["a"]] == pytest.approx(0.375)
-    assert leaves[store["b"]] == pytest.approx(0.625)
+    assert leaves[member_store["a"]] == pytest.approx(0.375)
+    assert leaves[member_store["b"]] == pytest.approx(0.625)
     assert K.data_source(ens2) == "/data/a"
-    assert K.data_source(store["b"]) is None
-    members, _ = K.list_members(root)
+    assert K.data_source(member_store["b"]) is None
+    members, _ = list_members(root)
     assert members.set_index("member_id").loc["e2", "has_model"]
     # A moved workspace: member paths recorded in config.json no longer exist.
     config = json.loads((ens2 / "config.json").read_text())
     config["member_paths"] = ["/gone/e1", "/gone/b"]
     (ens2 / "config.json").write_text(json.dumps(config))
-    assert dict(K.leaf_runs(ens2))[store["a"]] == pytest.approx(0.375)
+    assert dict(K.leaf_runs(ens2))[member_store["a"]] == pytest.approx(0.375)
 
 
-def test_a_copied_workspace_uses_its_own_members_never_the_originals(store, tmp_path):
-    root, a, b = store["root"], store["a"], store["b"]
+def test_a_copied_workspace_uses_its_own_members_never_the_originals(member_store, tmp_path):
+    root, a, b = member_store["root"], member_store["a"], member_store["b"]
     ens1, _ = run_search([a, b], method="weighted", params={"weighted": {"weights": [3, 1]}},
-                         methods=("mean",), n_boot=0, ensemble_id="e1")
-    ens2, _ = run_search([ens1, b], method="mean", methods=("mean",), n_boot=0, ensemble_id="e2")
+                         methods=("mean",), n_boot=0, runs_root=root, ensemble_id="e1")
+    ens2, _ = run_search([ens1, b], method="mean", methods=("mean",), n_boot=0, runs_root=root,
+                         ensemble_id="e2")
     assert ens2.parent == root / "ensembles"  # beside its members by default
     config = json.loads((ens2 / "config.json").read_text())
     assert config["member_paths"] == ["ensembles/e1", f"runs/{b.name}"]  # no absolute path
@@ -151,18 +86,20 @@ def test_a_copied_workspace_uses_its_own_members_never_the_originals(store, tmp_
         K.leaf_runs(copy / "ensembles" / "e1")
 
 
-def test_an_ensemble_is_created_only_in_its_members_workspace(store, tmp_path):
+def test_an_ensemble_is_created_only_in_its_members_workspace(member_store, tmp_path):
     with pytest.raises(ConfigError, match=r"is not in the workspace .* never by a path outside "
                                           r"it\. Instead, create it in .*artifacts/ensembles"):
-        run_search([store["a"], store["b"]], method="mean", methods=("mean",), n_boot=0,
-                   out_dir=tmp_path / "ens")
+        run_search([member_store["a"], member_store["b"]], method="mean", methods=("mean",), n_boot=0,
+                   out_dir=tmp_path / "ens", runs_root=member_store["root"])
     assert not (tmp_path / "ens").exists()
     other = tmp_path / "other" / "runs" / "x"
     other.parent.mkdir(parents=True)
-    shutil.copytree(store["b"], other)
-    with pytest.raises(ConfigError, match="put its members in one workspace"):
-        run_search([store["a"], other], method="mean", methods=("mean",), n_boot=0)
-    assert not (store["root"] / "ensembles").exists()
+    shutil.copytree(member_store["b"], other)
+    # a member of another workspace is refused where it is named (workspace.layout)
+    with pytest.raises(RunError, match="outside the workspace"):
+        run_search([member_store["a"], other], method="mean", methods=("mean",), n_boot=0,
+                   runs_root=member_store["root"])
+    assert not (member_store["root"] / "ensembles").exists()
 
 
 def _cycle(root: Path) -> Path:
@@ -188,10 +125,10 @@ def test_nesting_is_limited_once_for_every_walk(tmp_path):
             walk(x)
 
 
-def test_leaf_runs_refuses_a_run_without_model(store):
-    (store["a"] / "model.keras").unlink()
+def test_leaf_runs_refuses_a_run_without_model(member_store):
+    (member_store["a"] / "model.keras").unlink()
     with pytest.raises(RunError, match="has no model.keras"):
-        K.leaf_runs(store["a"])
+        K.leaf_runs(member_store["a"])
 
 
 def test_image_paths_of_a_dataset(tmp_path):

@@ -24,11 +24,15 @@ from run_fixtures import make_truth, model_probs, write_run
 from cnmc_core import ensemble as E
 from cnmc_core.cli.main import main
 from cnmc_core.ensemble import search as ensemble_job
-from cnmc_core.ensemble.members import list_members, members_signature
 from cnmc_core.exceptions import RunError
 from cnmc_core.workspace import status as R
 from cnmc_core.workspace.layout import read_history
-from cnmc_core.workspace.listing import experiment_status, list_experiments
+from cnmc_core.workspace.listing import (
+    experiment_status,
+    list_experiments,
+    list_members,
+    workspace_signature,
+)
 from cnmc_core.workspace.status import effective_status, read_status, write_status
 
 REPO = Path(__file__).resolve().parents[1]
@@ -351,7 +355,7 @@ def test_readers_apply_liveness_to_search_folders(art, capsys):
     assert "no heartbeat for 60 s: the ensemble search's process hangs or died" in reasons["silent"]
     frame = list_experiments(art).set_index("run_id")
     assert frame.loc[["gone", "silent", "live", "broken"], "state"].tolist() == [
-        "failed", "failed", "running", "failed"]
+        "failed", "failed", "running", "damaged"]
     assert main(["runs", "--runs-dir", str(art)]) == 0
     assert "live  running" in capsys.readouterr().out
 
@@ -429,6 +433,8 @@ def test_cli_runs_lists_runs_then_searches_oldest_first_with_progress(art, capsy
     done = _search_folder(art, "done", state="completed")
     old = json.loads((done / "config.json").read_text())
     (done / "config.json").write_text(json.dumps({**old, "created": now - 100}))
+    # a completed folder has its predictions (without them it is listed damaged)
+    (done / "predictions.csv").write_bytes((art / "runs" / "A" / "predictions.csv").read_bytes())
     _search_folder(art, "busy", state="running", pid=os.getpid(),
                    pid_start=R.proc_start_time(os.getpid()), heartbeat=now, fitting="ga",
                    step=2, steps=3, restart=1, restarts=2, generation=3, generations=10,
@@ -446,7 +452,7 @@ def test_cli_runs_lists_runs_then_searches_oldest_first_with_progress(art, capsy
     assert [line.split()[0] for line in lines] == ["C", "A", "B", "done", "busy", "broken"]
     assert lines[4].startswith("busy  running") and lines[4].endswith(
         "method 2 of 3: ga: restart 1 of 2, generation 3 of 10")
-    assert lines[5].startswith("broken  failed") and "error: " in lines[5]
+    assert lines[5].startswith("broken  damaged") and "error: " in lines[5]
 
 
 def test_catalog_signature_changes_when_a_search_dies(art):
@@ -454,12 +460,12 @@ def test_catalog_signature_changes_when_a_search_dies(art):
     try:
         _search_folder(art, "dies", state="running", pid=proc.pid,
                        pid_start=R.proc_start_time(proc.pid), heartbeat=time.time())
-        before = members_signature(art)
-        assert members_signature(art) == before  # stable while it lives
+        before = workspace_signature(art)
+        assert workspace_signature(art) == before  # stable while it lives
     finally:
         proc.kill()
         proc.wait()
-    assert members_signature(art) != before  # cached page listings are recomputed
+    assert workspace_signature(art) != before  # cached page listings are recomputed
 
 
 def test_history_lines_of_a_long_restart_are_thinned(tmp_path):

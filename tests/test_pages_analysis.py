@@ -32,7 +32,7 @@ def base_ws(workspace, tmp_path_factory):
     shutil.copytree(workspace["artifacts"], root)
     runs = sorted(p for p in (root / "runs").iterdir() if "fixture_" in p.name)
     run_search(runs, method="ga", methods=("mean",), n_boot=20, out_dir=root / "ensembles",
-                   ensemble_id="ens-ga-fixture", params={"ga": {"generations": 10, "restarts": 2}})
+                   runs_root=root, ensemble_id="ens-ga-fixture", params={"ga": {"generations": 10, "restarts": 2}})
     return root
 
 
@@ -140,7 +140,7 @@ def default_members(root):
     """The members the Ensemble page starts with (the group's runs, newest first) and their
     aligned predictions."""
     from cnmc_core.ensemble.align import align_runs
-    from cnmc_core.ensemble.members import list_members
+    from cnmc_core.workspace.listing import list_members
 
     members, _ = list_members(root)
     runs = members[members["kind"] == "run"]
@@ -262,7 +262,7 @@ def test_explain_page_heatmaps_sources_and_uploads(ws):
 
 
 def test_explain_page_takes_the_error_set(ws):
-    from cnmc_core.ensemble.members import list_members
+    from cnmc_core.workspace.listing import list_members
 
     members, _ = list_members(ws)
     runs = members[members["kind"] == "run"]["path"].tolist()

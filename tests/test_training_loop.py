@@ -14,7 +14,7 @@ from sklearn.metrics import f1_score, roc_auc_score
 from cnmc_core.cli.main import main
 from cnmc_core.contracts import RUN_FILES
 from cnmc_core.workspace.layout import read_history
-from cnmc_core.workspace.listing import list_runs
+from cnmc_core.workspace.listing import list_experiments
 from cnmc_core.workspace.status import read_status
 
 
@@ -76,7 +76,7 @@ def test_train_demo_preset_end_to_end(tiny_data, tmp_path, capsys):
     ev_preds = pd.read_csv(f"{ev_dir}/predictions.csv")
     assert len(ev_preds) == 3 and ev["test"]["n"] == 3 and ev["source"] == "prelim"
 
-    runs = list_runs(art)
+    runs = list_experiments(art)
     assert runs.loc[0, "state"] == "completed" and runs.loc[0, "val_weighted_f1"] == pytest.approx(metrics["val"]["weighted_f1"])
     assert main(["runs", "--artifacts", str(art)]) == 0
     assert "completed" in capsys.readouterr().out

@@ -1,8 +1,9 @@
-"""cnmc_core.workspace.listing: runs and ensembles listed together, counts, signatures, progress
-text."""
+"""cnmc_core.workspace.listing: runs and ensembles listed once, its views (members, counts), the
+signature, and cnmc_core.workspace.progress (progress text)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
@@ -16,12 +17,15 @@ from cnmc_core.analysis.experiments import (
 from cnmc_core.workspace.layout import append_history, create_run
 from cnmc_core.workspace.listing import (
     EXPERIMENT_COLUMNS,
+    MEMBER_COLUMNS,
     display_name,
-    files_signature,
     list_experiments,
-    run_progress,
+    list_members,
+    short_labels,
     workspace_counts,
+    workspace_signature,
 )
+from cnmc_core.workspace.progress import run_progress
 
 
 # --------------------------------------------------------------------------- listing
@@ -51,30 +55,31 @@ def test_list_experiments_on_empty_workspace(tmp_path):
     frame = list_experiments(tmp_path)
     assert frame.empty and list(frame.columns) == EXPERIMENT_COLUMNS
     assert workspace_counts(frame) == {"runs": 0, "completed": 0, "active": 0, "running": 0, "queued": 0,
-                                       "failed": 0, "cancelled": 0, "ensembles": 0}
+                                       "failed": 0, "cancelled": 0, "damaged": 0, "ensembles": 0}
     assert runs_table(frame).empty
 
 
-def test_damaged_ensemble_folder_is_listed_as_failed(tmp_path):
+def test_damaged_ensemble_folder_is_listed_as_damaged(tmp_path):
     folder = tmp_path / "ensembles" / "ens-broken"
     folder.mkdir(parents=True)
     (folder / "config.json").write_text("{not json")
     frame = list_experiments(tmp_path)
-    assert frame.iloc[0]["state"] == "failed" and "not valid JSON" in frame.iloc[0]["error"]
+    assert frame.iloc[0]["state"] == "damaged" and "not valid JSON" in frame.iloc[0]["error"]
+    assert str(folder / "config.json") in frame.iloc[0]["error"]
 
 
 def test_workspace_counts_and_signature_changes(ws_copy, tmp_path):
     frame = list_experiments(ws_copy["root"])
     assert workspace_counts(frame) == {"runs": 4, "completed": 3, "active": 0, "running": 0, "queued": 0,
-                                       "failed": 1, "cancelled": 0, "ensembles": 1}
+                                       "failed": 1, "cancelled": 0, "damaged": 0, "ensembles": 1}
     root = tmp_path / "a"
     shutil.copytree(ws_copy["root"] / "runs", root / "runs")
-    before = files_signature(root)
-    assert before == files_signature(root)
+    before = workspace_signature(root)
+    assert before == workspace_signature(root)
     run = next(p for p in (root / "runs").iterdir() if p.is_dir() and not p.name.startswith("."))
     time.sleep(0.01)
-    append_history(run, {"epoch": 9, "loss": 0.1})
-    assert files_signature(root) != before
+    append_history(run, {"epoch": 9, "loss": 0.1})  # a finished run's files changed
+    assert workspace_signature(root) != before
 
 
 def test_display_name_strips_creation_time():
@@ -102,6 +107,48 @@ def test_default_selection_takes_the_newest_completed():
     assert default_selection(table) == [0, 2, 4]
     assert default_selection(table, limit=2) == [2, 4]
     assert default_selection(table.iloc[[1, 3]]) == []
+
+
+# --------------------------------------------------------------------------- members view
+def test_list_members_groups_alignable_runs_and_explains_the_rest(member_store):
+    members, skipped = list_members(member_store["root"])
+    assert list(members.columns) == MEMBER_COLUMNS
+    assert set(members["member_id"]) == {member_store[k].name for k in "abc"}
+    group = members.set_index("member_id")["group"]
+    assert group[member_store["a"].name] == group[member_store["b"].name] != group[member_store["c"].name]
+    assert members["test_weighted_f1"].tolist() == [0.9, 0.9, 0.9]
+    assert members["label"].tolist() == ["demo-cccc", "demo-bbbb", "demo-aaaa"]
+    assert members["n_val"].tolist() == [4, 4, 4] and members["has_model"].all()
+    reasons = dict(zip(skipped["member_id"], skipped["state"]))
+    assert reasons == {"20260101-000004-demo-dddd": "failed", "20260101-000005-damaged": "damaged"}
+    assert "boom" in skipped["reason"].tolist()
+
+
+def test_list_members_of_an_empty_workspace(tmp_path):
+    members, skipped = list_members(tmp_path / "nothing")
+    assert members.empty and skipped.empty and list(members.columns) == MEMBER_COLUMNS
+    assert not (tmp_path / "nothing").exists()  # listing writes nothing
+
+
+def test_list_members_is_a_view_of_the_listing(member_store):
+    frame = list_experiments(member_store["root"])
+    members, skipped = list_members(experiments=frame)
+    assert (members, skipped)[0].equals(list_members(member_store["root"])[0])
+    assert len(members) + len(skipped) == len(frame)
+
+
+def test_workspace_signature_changes_when_a_run_finishes(member_store):
+    before = workspace_signature(member_store["root"])
+    assert workspace_signature(member_store["root"]) == before
+    status = member_store["root"] / "runs" / "20260101-000004-demo-dddd" / "status.json"
+    status.write_text(json.dumps({"state": "completed"}))
+    assert workspace_signature(member_store["root"]) != before
+
+
+def test_short_labels_stay_unique():
+    ids = ["20260101-demo-aaaa", "20260102-demo-aaaa", "ens-ga-20260101-000000-abc123"]
+    assert short_labels(ids, ["demo", "demo", ""], ["run", "run", "ensemble"]) == \
+        ["20260101-demo-aaaa", "20260102-demo-aaaa", "ens-ga-abc123"]
 
 
 # --------------------------------------------------------------------------- progress

@@ -22,7 +22,7 @@ from cnmc_core.workspace.layout import (
     read_history,
     run_path,
 )
-from cnmc_core.workspace.listing import list_runs
+from cnmc_core.workspace.listing import list_experiments
 from cnmc_core.workspace.queue import cancel_run, launch_run
 from cnmc_core.workspace.status import effective_status, read_status, write_status
 
@@ -63,7 +63,7 @@ def test_dead_process_and_stale_heartbeat_are_failed(tmp_path):
     status = effective_status(run)
     assert status["state"] == "failed" and "no heartbeat for 100 s" in status["error"]
     assert read_status(run)["state"] == "running"  # the file itself is left as the run wrote it
-    assert list_runs(tmp_path).loc[0, "state"] == "failed"
+    assert list_experiments(tmp_path).loc[0, "state"] == "failed"
 
 
 @pytest.mark.parametrize("bad", ["..", "../x", "/etc", "a/b", "", ".hidden", "x" * 200, "a b", "a\x00b"])
@@ -72,11 +72,11 @@ def test_run_ids_cannot_escape(tmp_path, bad):
         run_path(bad, tmp_path) if "/" not in bad else check_name(bad, "run id", RunError)
 
 
-def test_damaged_run_folder_is_listed_as_failed(tmp_path):
+def test_damaged_run_folder_is_listed_as_damaged(tmp_path):
     run = create_run(_config(), tmp_path)
     (run / "status.json").write_text("{not json")
-    frame = list_runs(tmp_path)
-    assert frame.loc[0, "state"] == "failed" and "not valid JSON" in frame.loc[0, "error"]
+    frame = list_experiments(tmp_path)
+    assert frame.loc[0, "state"] == "damaged" and "not valid JSON" in frame.loc[0, "error"]
 
 
 def _wait(predicate, timeout, what):

@@ -109,37 +109,32 @@ def _fmt(value, digits=4):
     return "" if value is None or value != value else f"{value:.{digits}f}"
 
 
-def _progress(row) -> str:
-    """What an active run or ensemble search is doing: ``epoch 3/8``, or the search's method and
-    GA restart/generation (from its status, liveness applied)."""
-    from cnmc_core.contracts import ACTIVE_STATES
-    from cnmc_core.exceptions import CnmcError
-    from cnmc_core.workspace.listing import experiment_status, run_progress
-
-    if row["state"] not in ACTIVE_STATES:
-        return ""
-    if row["kind"] == "run":
-        return f"epoch {row['epoch']}/{row['epochs']}"
-    try:
-        status = experiment_status(row["path"])
-    except (CnmcError, OSError) as exc:
-        return f"unreadable status: {exc}"
-    return run_progress(status)[1].removeprefix(f"{status.get('state')} - ")
+def _score(value, low, high) -> str:
+    """``0.8123 [0.701, 0.902]``: a weighted F1 with its subject-bootstrap CI, "-" if none."""
+    if value is None or value != value:
+        return "-"
+    ci = f" [{_fmt(low, 3)}, {_fmt(high, 3)}]" if low is not None and low == low else ""
+    return f"{_fmt(value)}{ci}"
 
 
 def _runs(args) -> int:
     import pandas as pd
 
+    from cnmc_core.contracts import DAMAGED, protocol_label
     from cnmc_core.workspace.listing import list_experiments
 
     frame = list_experiments(args.artifacts)
-    # runs, then ensembles; each oldest first, damaged folders (no creation time) last. A
-    # running search shows its state and progress, a killed one failed (liveness applied).
-    frame = (frame.assign(_ensemble=frame["kind"] != "run",
+    # runs, then ensembles; each oldest first, damaged folders last. A running job shows its
+    # progress (read at this listing), a killed one failed (liveness applied).
+    frame = (frame.assign(_ensemble=frame["kind"] != "run", _damaged=frame["state"] == DAMAGED,
                           _created=pd.to_numeric(frame["created_ts"], errors="coerce"))
-             .sort_values(["_ensemble", "_created", "run_id"], na_position="last", kind="stable")
-             .drop(columns=["_ensemble", "_created", "created_ts"]).reset_index(drop=True))
-    frame["progress"] = [_progress(row) for _, row in frame.iterrows()]
+             .sort_values(["_ensemble", "_damaged", "_created", "run_id"], na_position="last",
+                          kind="stable")
+             .drop(columns=["_ensemble", "_damaged", "_created", "created_ts"])
+             .reset_index(drop=True))
+    # the protocol as every score names it (the paper's reads "paper (leaky: split by image)")
+    frame.insert(frame.columns.get_loc("protocol") + 1, "protocol_label",
+                 frame["protocol"].map(protocol_label))
     if args.json:
         print(json.dumps(json.loads(frame.to_json(orient="records")), indent=2))
         return 0
@@ -147,10 +142,11 @@ def _runs(args) -> int:
         print("no runs yet: start one with `python -m cnmc_core train --preset demo_scratch --data DIR`")
         return 0
     for row in frame.itertuples():
-        ci = f" [{_fmt(row.test_f1_low, 3)}, {_fmt(row.test_f1_high, 3)}]" if pd.notna(row.test_f1_low) else ""
-        print(f"{row.run_id}  {row.state:<9} {row.model or '':<20} {row.protocol or '':<8} "
-              f"val F1 {_fmt(row.val_weighted_f1)}  test F1 {_fmt(row.test_weighted_f1)}{ci} {row.progress}"
-              + (f"  error: {row.error}" if row.state == "failed" and row.error else ""))
+        problem = row.state in ("failed", DAMAGED) and isinstance(row.error, str) and row.error
+        print(f"{row.run_id}  {row.state:<9} {row.model or '':<20} {row.protocol_label:<8} "
+              f"val F1 {_score(row.val_weighted_f1, row.val_f1_low, row.val_f1_high)}  "
+              f"test F1 {_score(row.test_weighted_f1, row.test_f1_low, row.test_f1_high)}"
+              f" {row.progress}" + (f"  error: {row.error}" if problem else ""))
     return 0
 
 

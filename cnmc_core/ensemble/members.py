@@ -1,19 +1,16 @@
-"""What the analysis pages can work on: finished runs and ensembles, grouped by the images they
-were scored on, and the image files behind their predictions.
+"""What the analysis pages do with finished runs and ensembles: their groups of alignable
+members, the image files behind their predictions, and the runs an ensemble is made of.
 
-The Errors, Ensemble, Explain and Predict pages (and anything else that compares members) start
-here:
+The members themselves are listed by :func:`cnmc_core.workspace.listing.list_members` (a view of
+the one workspace listing: completed members with their ``group`` key, and the folders that
+cannot be used with the reason). Here:
 
-- :func:`list_members` lists every completed run and saved ensemble with ``predictions.csv``,
-  with a ``group`` key: members of one group were scored on the same ``(image_id, split)`` pairs
-  under the same split protocol and dataset, so :func:`cnmc_core.ensemble.align_runs` accepts
-  them together. Folders that cannot be used (failed, running, damaged) come back separately
-  with the reason, so a page can say why a run is missing instead of hiding it.
-- :func:`workspace_signature` is a cheap fingerprint of the run and ensemble folders (names and
-  modification times) for cache keys: a new or finished run changes it.
+- :func:`group_label`, :func:`comparable_groups`, :func:`default_members`: choosing a group of
+  members scored on the same images, and its default members;
+- :func:`member_paths` finds an ensemble's members inside its own workspace only;
 - :func:`data_source` finds the dataset a member's images come from (a run's ``config.json``
   ``data``; an ensemble's first member that has one) and :func:`image_paths` maps image ids to
-  files through :func:`cnmc_core.data.manifest.resolve_manifest`.
+  files through :func:`cnmc_core.data.manifest.resolve_manifest`;
 - :func:`leaf_runs` expands an ensemble into the runs (with ``model.keras``) it is made of, with
   their effective weights, for explanations and scoring of new images; it refuses an ensemble
   that is not completed (a search still running, failed, cancelled or killed) and one without
@@ -22,11 +19,9 @@ here:
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -35,13 +30,9 @@ from cnmc_core.workspace.fileio import check_name, read_json
 from cnmc_core.workspace.status import check_completed
 
 __all__ = [
-    "MEMBER_COLUMNS",
-    "SKIPPED_COLUMNS",
     "MAX_NESTING",
+    "MEMBER_FOLDERS",
     "check_nesting",
-    "members_signature",
-    "list_members",
-    "short_labels",
     "member_paths",
     "data_source",
     "image_paths",
@@ -52,10 +43,6 @@ __all__ = [
     "default_members",
 ]
 
-MEMBER_COLUMNS = ["member_id", "kind", "label", "model", "protocol", "dataset", "group",
-                  "n_val", "n_test", "val_weighted_f1", "test_weighted_f1", "has_model",
-                  "created", "path"]
-SKIPPED_COLUMNS = ["member_id", "kind", "state", "reason", "path"]
 MAX_NESTING = 8  # ensembles of ensembles: deeper nesting is refused (and catches cycles)
 
 
@@ -72,147 +59,6 @@ def check_nesting(path: str | os.PathLike, depth: int) -> None:
                        "(a cycle?).")
 
 
-def _root(root: str | os.PathLike | None) -> Path:
-    return Path(root) if root is not None else Path(os.environ.get("CNMC_ARTIFACTS", "artifacts"))
-
-
-def _folders(root: Path) -> list[tuple[str, Path]]:
-    out = []
-    for kind, sub in (("run", "runs"), ("ensemble", "ensembles")):
-        base = root / sub
-        if not base.is_dir():
-            continue
-        for path in sorted(base.iterdir()):
-            if path.is_dir() and not path.name.startswith(".") and (path / "config.json").is_file():
-                out.append((kind, path))
-    return out
-
-
-def members_signature(root: str | os.PathLike | None = None) -> tuple:
-    """Each run/ensemble folder's name, state (with liveness applied: a killed run or search
-    changes it) and the modification times (ns) of its config, predictions and metrics.
-
-    Cheap (a few ``stat`` calls and one small JSON read per folder); use it as a cache key so
-    that cached listings and alignments are recomputed when a run finishes or fails or an
-    ensemble is saved, but not at every heartbeat of a training run or ensemble search.
-    """
-    from cnmc_core.workspace.status import effective_status
-
-    sig = []
-    for kind, path in _folders(_root(root)):
-        stamps = []
-        for name in ("config.json", "predictions.csv", "metrics.json"):
-            try:
-                stamps.append((path / name).stat().st_mtime_ns)
-            except OSError:
-                stamps.append(0)
-        try:
-            state = effective_status(path).get("state")
-        except (OSError, ValueError, AttributeError, TypeError):  # CnmcError included
-            state = None
-        sig.append((kind, path.name, str(state), *stamps))
-    return tuple(sig)
-
-
-def _group_key(config: dict, frame: pd.DataFrame) -> str:
-    pairs = sorted(zip(frame["split"].astype(str), frame["image_id"].astype(str)))
-    digest = hashlib.sha1()
-    digest.update(f"{config.get('split_protocol')}|{config.get('dataset_fingerprint')}|".encode())
-    for split, image_id in pairs:
-        digest.update(f"{split}/{image_id}\n".encode())
-    return digest.hexdigest()[:12]
-
-
-def list_members(root: str | os.PathLike | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Completed runs and ensembles usable for analysis, and the folders that are not.
-
-    Args:
-        root: the artifacts folder (default ``$CNMC_ARTIFACTS`` or ``./artifacts``).
-
-    Returns:
-        ``(members, skipped)``. ``members`` has :data:`MEMBER_COLUMNS`: ``member_id`` (the run or
-        ensemble id, as :func:`~cnmc_core.ensemble.align_runs` names members), ``kind`` (``run``
-        / ``ensemble``), ``label`` (short and unique, for charts), ``model``, ``protocol``,
-        ``dataset`` (fingerprint), ``group`` (same group: same images, alignable), ``n_val``,
-        ``n_test``, the weighted F1 of each split from ``metrics.json`` (None if absent),
-        ``has_model`` (a run with ``model.keras``, or an ensemble whose runs all have one),
-        ``created`` and ``path``; newest first. ``skipped`` has :data:`SKIPPED_COLUMNS`, one row
-        per run or ensemble that is not completed or cannot be read, with the reason.
-    """
-    from cnmc_core.ensemble.align import load_predictions
-    from cnmc_core.workspace.status import effective_status
-
-    rows, skipped = [], []
-    for kind, path in _folders(_root(root)):
-        try:  # liveness applies to ensembles too: a killed search reads as failed
-            status = effective_status(path)
-            state = status.get("state")
-        except (OSError, ValueError, AttributeError, TypeError) as exc:  # CnmcError included
-            skipped.append({"member_id": path.name, "kind": kind, "state": "damaged",
-                            "reason": str(exc), "path": str(path)})
-            continue
-        if state != "completed":
-            reason = status.get("error") or status.get("message") or ""
-            skipped.append({"member_id": path.name, "kind": kind, "state": str(state),
-                            "reason": reason or f"the {kind} is {state}", "path": str(path)})
-            continue
-        try:
-            member = load_predictions(path)
-        except CnmcError as exc:
-            skipped.append({"member_id": path.name, "kind": kind, "state": "damaged",
-                            "reason": str(exc), "path": str(path)})
-            continue
-        config, frame = member.config, member.frame
-        scores: dict[str, Any] = {}
-        try:
-            metrics = read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
-        except CnmcError:
-            metrics = {}
-        for split in ("val", "test"):
-            report = metrics.get(split) if isinstance(metrics, dict) else None
-            scores[f"{split}_weighted_f1"] = (report or {}).get("weighted_f1")
-        try:
-            has_model = bool(leaf_runs(path))
-        except CnmcError:
-            has_model = False
-        rows.append({
-            "member_id": member.name, "kind": member.kind, "label": "",
-            "model": str(config.get("model") or ""), "protocol": str(config["split_protocol"]),
-            "dataset": str(config["dataset_fingerprint"]), "group": _group_key(config, frame),
-            "n_val": int((frame["split"] == "val").sum()),
-            "n_test": int((frame["split"] == "test").sum()),
-            **scores, "has_model": has_model, "created": float(config.get("created") or 0.0),
-            "path": str(path), "_name": config.get("name") or config.get("model") or "",
-        })
-    members = pd.DataFrame(rows, columns=[*MEMBER_COLUMNS, "_name"])
-    if len(members):
-        members = members.sort_values(["created", "member_id"], ascending=[False, False],
-                                      kind="stable").reset_index(drop=True)
-        members["label"] = short_labels(members["member_id"].tolist(), members["_name"].tolist(),
-                                        members["kind"].tolist())
-    return members.drop(columns="_name"), pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
-
-
-def short_labels(ids: list[str], names: list[str] | None = None,
-                 kinds: list[str] | None = None) -> list[str]:
-    """Short unique display names: a run's preset name plus the last 4 characters of its id
-    (``fixture_scratch_dd256-f0e6``), an ensemble's method plus its id's hash (``ens-ga-abc123``);
-    the full id wherever that would not be unique."""
-    names = names or [""] * len(ids)
-    kinds = kinds or ["run"] * len(ids)
-    out = []
-    for mid, name, kind in zip(ids, names, kinds):
-        if kind == "ensemble":
-            parts = mid.split("-")
-            label = f"{parts[0]}-{parts[1]}-{parts[-1]}" if mid.startswith("ens-") and \
-                len(parts) >= 4 else mid
-        else:
-            label = f"{name}-{mid[-4:]}" if name and len(mid) > 4 else mid
-        out.append(label)
-    counts = {lab: out.count(lab) for lab in out}
-    return [mid if counts[lab] > 1 else lab for lab, mid in zip(out, ids)]
-
-
 def _config(path: Path) -> dict:
     try:
         config = read_json(path / "config.json")
@@ -223,7 +69,8 @@ def _config(path: Path) -> dict:
     return config
 
 
-_MEMBER_FOLDERS = {"run": "runs", "ensemble": "ensembles"}
+#: Where a member of each kind lives in the workspace.
+MEMBER_FOLDERS = {"run": "runs", "ensemble": "ensembles"}
 
 
 def member_paths(path: Path, config: dict) -> list[Path]:
@@ -249,10 +96,10 @@ def member_paths(path: Path, config: dict) -> list[Path]:
     for i, name in enumerate(names):
         ref = refs[i] if i < len(refs) and isinstance(refs[i], str) else ""
         parts = ref.split("/")
-        if len(parts) == 2 and parts[0] in _MEMBER_FOLDERS.values() and not ref.startswith("/"):
+        if len(parts) == 2 and parts[0] in MEMBER_FOLDERS.values() and not ref.startswith("/"):
             where = [parts]  # a workspace reference: that place, nowhere else
         else:  # an old absolute path (or none): by id, inside this workspace only
-            first = _MEMBER_FOLDERS.get(kinds[i] if i < len(kinds) else "run", "runs")
+            first = MEMBER_FOLDERS.get(kinds[i] if i < len(kinds) else "run", "runs")
             where = [[sub, str(name)] for sub in dict.fromkeys([first, "runs", "ensembles"])]
         try:
             for sub, mid in where:
@@ -370,7 +217,7 @@ def leaf_runs(member_path: str | os.PathLike, use: str = "used",
 
 
 def group_label(members: pd.DataFrame, group: str, noun: str = "run(s)") -> str:
-    """One line naming a group of :func:`list_members` (members scored on the same images):
+    """One line naming a group of :func:`~cnmc_core.workspace.listing.list_members` (members scored on the same images):
     protocol, dataset fingerprint, val/test image counts and how many ``noun`` it holds."""
     rows = members[members["group"] == group]
     r = rows.iloc[0]
@@ -379,7 +226,7 @@ def group_label(members: pd.DataFrame, group: str, noun: str = "run(s)") -> str:
 
 
 def comparable_groups(members: pd.DataFrame) -> list[str]:
-    """The groups of :func:`list_members` that can be compared, largest first: those with at
+    """The groups of :func:`~cnmc_core.workspace.listing.list_members` that can be compared, largest first: those with at
     least two members, or every group when none has two."""
     counts = members["group"].value_counts()
     return [g for g in counts.index if counts[g] >= 2] or list(counts.index)

@@ -66,6 +66,7 @@ from cnmc_core.workspace.layout import (
     resolve_member,
 )
 from cnmc_core.workspace.status import Heartbeat, proc_start_time
+from cnmc_core.workspace.summary import write_summary
 
 __all__ = ["HISTORY_FLUSH_SECONDS", "MAX_LINES_PER_RESTART", "GAHistory", "run_search"]
 
@@ -253,4 +254,5 @@ def run_search(
         _keep_config(folder, base)
         heartbeat.finish(exc)  # failed with the error (cancelled on Ctrl-C); stops the thread
         raise
+    write_summary(folder, "ensemble")  # what the listing shows of it
     return folder, rows

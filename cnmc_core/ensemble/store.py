@@ -32,6 +32,7 @@ from cnmc_core.exceptions import ConfigError, RunError
 from cnmc_core.metrics.bootstrap import full_report
 from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json, check_name
 from cnmc_core.workspace.paths import ensembles_dir
+from cnmc_core.workspace.summary import write_summary
 
 __all__ = [
     "MEMBER_FOLDERS",
@@ -213,6 +214,7 @@ def save_ensemble(
         atomic_write_json(tmp / "status.json", {"state": "completed", "kind": "ensemble",
                                                 "created": created, "heartbeat": created,
                                                 "error": None})
+        write_summary(tmp, "ensemble")  # stamps hold no path: still fresh once renamed
         os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

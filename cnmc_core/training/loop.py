@@ -38,6 +38,7 @@ from cnmc_core.training.pipeline import (
 from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json, read_json
 from cnmc_core.workspace.queue import CancelledError, cancel_requested, queue_slot
 from cnmc_core.workspace.status import Heartbeat, proc_start_time
+from cnmc_core.workspace.summary import write_summary
 
 __all__ = ["STARTUP_NOISE", "import_tensorflow", "optimizer", "library_versions", "train_run"]
 
@@ -267,6 +268,7 @@ def _train(run_dir: Path, config: dict, status: Heartbeat, log, artifacts) -> di
     atomic_write_json(run_dir / METRICS, metrics)
     status.stop()
     status.update(state="completed", message="completed", finished=time.time(), epoch=offset)
+    write_summary(run_dir, "run")  # what the listing shows, so it need not read the run's files
     log(f"val weighted F1 {metrics['val']['weighted_f1']:.4f}, test weighted F1 "
         f"{metrics['test']['weighted_f1']:.4f}; protocol {protocol_label(config['split_protocol'])}")
     return metrics

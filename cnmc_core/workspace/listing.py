@@ -1,184 +1,347 @@
-"""Listing the workspace: runs and ensembles in one table with their state (liveness applied),
-progress and key metrics, the counts the Home page shows, and a file signature for caches.
+"""The workspace listed once: every run and ensemble in one table, its views, and one signature.
+
+- :func:`list_experiments` is the one listing: a row per folder of every kind in
+  :data:`~cnmc_core.workspace.summary.KINDS` (runs, ensembles) with :data:`EXPERIMENT_COLUMNS`.
+  A finished folder is read from its ``summary.json`` (rebuilt from the folder when missing or
+  stale, and kept for the next listing); a queued or running job from its ``status.json`` with
+  liveness applied, at every listing; a folder that cannot be read is ``damaged`` with the
+  reason, never hidden and never a traceback.
+- :func:`list_members` is its view for the analysis pages: the completed members and the
+  folders that cannot be used, with the reason. :func:`workspace_counts` is its view for Home.
+- :func:`workspace_signature` is a cheap cache key (a few ``stat`` calls per folder): it changes
+  when a job starts, ends, fails, is killed, deleted or damaged, and not at every heartbeat or
+  epoch; pages that show live progress read it apart (:mod:`cnmc_core.workspace.progress`).
+
+Summaries are also kept in memory per process, keyed by their files' stamps, so a dashboard
+lists an unchanged workspace without reading any run's files.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import pandas as pd
 
-from cnmc_core.contracts import ACTIVE_STATES, CONFIG, METRICS, PREDICTIONS, STATUS
-from cnmc_core.workspace.fileio import read_json
-from cnmc_core.workspace.paths import ensembles_dir, runs_dir
-from cnmc_core.workspace.status import effective_status
+from cnmc_core.contracts import ACTIVE_STATES, CONFIG, DAMAGED, FINAL_STATES
+from cnmc_core.ensemble.members import MAX_NESTING
+from cnmc_core.exceptions import CnmcError, ConfigError
+from cnmc_core.workspace.paths import artifacts_root
+
+# re-exported: the listing's callers show progress beside it (one implementation, in progress)
+from cnmc_core.workspace.progress import (
+    STATE_ICONS,
+    experiment_status,
+    progress_text,
+    run_progress,
+)
+from cnmc_core.workspace.status import apply_liveness, read_status
+from cnmc_core.workspace.summary import (
+    KINDS,
+    SUMMARY_VERSION,
+    build_summary,
+    folder_stamps,
+    is_fresh,
+    read_summary,
+    save_summary,
+)
 
 __all__ = [
-    "list_runs",
     "EXPERIMENT_COLUMNS",
+    "MEMBER_COLUMNS",
+    "SKIPPED_COLUMNS",
     "list_experiments",
-    "display_name",
-    "files_signature",
+    "list_members",
+    "workspace_signature",
+    "forget_summaries",
     "workspace_counts",
+    "display_name",
+    "short_labels",
     "STATE_ICONS",
     "run_progress",
     "experiment_status",
 ]
 
-
-def _iso(ts: float | None) -> str:
-    return _dt.datetime.fromtimestamp(ts).isoformat(timespec="seconds") if ts else ""
-
-
-def _iter_run_dirs(root: str | os.PathLike | None) -> Iterator[Path]:
-    base = runs_dir(root)
-    for path in sorted(base.iterdir()):
-        if path.is_dir() and not path.name.startswith(".") and (path / CONFIG).is_file():
-            yield path
-
-
-def list_runs(root: str | os.PathLike | None = None) -> pd.DataFrame:
-    """One row per run: id, state, preset, model, protocol, progress, key metrics with CIs.
-
-    A damaged run folder is listed with state ``failed`` and the reason, never skipped silently.
-    """
-    rows = []
-    for path in _iter_run_dirs(root):
-        row: dict[str, Any] = {"run_id": path.name, "path": str(path)}
-        try:
-            config = read_json(path / CONFIG)
-            status = effective_status(path)
-        except Exception as exc:  # a damaged folder is shown as such
-            row.update(state="failed", error=str(exc))
-            rows.append(row)
-            continue
-        row.update(
-            state=status.get("state"), preset=config.get("name"), model=config.get("model"),
-            protocol=config.get("split_protocol"), seed=config.get("seed"),
-            image_size=config.get("image_size"), created=_iso(config.get("created")),
-            epoch=status.get("epoch"), epochs=status.get("epochs"), error=status.get("error"),
-        )
-        metrics_path = path / METRICS
-        if metrics_path.is_file():
-            try:
-                metrics = read_json(metrics_path)
-            except Exception:
-                metrics = {}
-            for split in ("val", "test"):
-                report = metrics.get(split) or {}
-                row[f"{split}_weighted_f1"] = report.get("weighted_f1")
-                ci = (report.get("ci") or {}).get("weighted_f1") or {}
-                row[f"{split}_f1_low"], row[f"{split}_f1_high"] = ci.get("low"), ci.get("high")
-                row[f"{split}_auc"] = report.get("roc_auc")
-        rows.append(row)
-    columns = ["run_id", "state", "preset", "model", "protocol", "seed", "image_size", "created",
-               "epoch", "epochs", "val_weighted_f1", "val_f1_low", "val_f1_high", "val_auc",
-               "test_weighted_f1", "test_f1_low", "test_f1_high", "test_auc", "error", "path"]
-    frame = pd.DataFrame(rows)
-    for column in columns:
-        if column not in frame.columns:
-            frame[column] = None
-    return frame[columns]
-
-
 EXPERIMENT_COLUMNS = [
     "run_id", "kind", "state", "preset", "model", "protocol", "seed", "image_size", "created",
     "epoch", "epochs", "val_weighted_f1", "val_f1_low", "val_f1_high", "val_auc",
     "test_weighted_f1", "test_f1_low", "test_f1_high", "test_auc", "error", "path", "created_ts",
+    "message", "progress", "dataset", "group", "n_val", "n_test", "has_model",
 ]
+MEMBER_COLUMNS = ["member_id", "kind", "label", "model", "protocol", "dataset", "group",
+                  "n_val", "n_test", "val_weighted_f1", "test_weighted_f1", "has_model",
+                  "created", "path"]
+SKIPPED_COLUMNS = ["member_id", "kind", "state", "reason", "path"]
+
+# {absolute artifacts folder: {absolute folder: its last summary}}: final and damaged ones only,
+# each valid while its files' stamps are unchanged
+_MEMO: dict[str, dict[str, dict]] = {}
 
 
-def _ensemble_rows(root) -> list[dict]:
-    rows = []
-    base = ensembles_dir(root)
-    for path in sorted(base.iterdir()):
-        if not path.is_dir() or path.name.startswith(".") or not (path / CONFIG).is_file():
-            continue
-        row: dict[str, Any] = {"run_id": path.name, "kind": "ensemble", "path": str(path)}
+def forget_summaries() -> None:
+    """Drop the summaries kept in memory (the next listing reads ``summary.json`` files again,
+    as a fresh process does)."""
+    _MEMO.clear()
+
+
+def _folders(root: Path) -> Iterator[tuple[str, Path, str | None]]:
+    """``(kind, folder, problem)`` of every folder of every kind, by name; ``problem`` says why
+    a folder must not be read (a symlink pointing out of the workspace). Hidden entries
+    (temporary folders, the queue's locks) are not folders of the workspace."""
+    real_root = None
+    for kind, spec in KINDS.items():
+        base = root / spec.subdir
         try:
-            config = read_json(path / CONFIG)
-            # liveness as for runs: a search whose process is gone or silent reads as failed
-            status = effective_status(path) if (path / STATUS).is_file() else {
-                "state": "failed", "error": "no status.json"}
-        except Exception as exc:  # a damaged folder is shown as such, never skipped silently
-            row.update(state="failed", error=str(exc))
-            rows.append(row)
+            entries = sorted(os.scandir(base), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
             continue
-        created = config.get("created")
-        row.update(
-            run_id=config.get("ensemble_id") or path.name, state=status.get("state"),
-            preset=f"ensemble ({config.get('method', '?')})", model=config.get("model"),
-            protocol=config.get("split_protocol"), seed=config.get("seed"),
-            image_size=None,
-            created=_dt.datetime.fromtimestamp(float(created)).isoformat(timespec="seconds") if created else "",
-            epoch=None, epochs=None, error=status.get("error"), created_ts=_float_or_none(created),
-        )
-        row.update(_metric_fields(path))
-        rows.append(row)
-    return rows
+        except OSError as exc:
+            raise ConfigError(f"Cannot list {base}: {exc.strerror or exc}; make it readable.") from None
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            problem = None
+            if entry.is_symlink():
+                real_root = real_root or root.resolve()
+                target = Path(os.path.realpath(entry.path))
+                if real_root not in target.parents:
+                    problem = (f"{entry.path} is a symlink to {target}, outside the workspace "
+                               f"{real_root}: it is not read. Remove the link, or move the "
+                               "folder into the workspace.")
+                elif not target.is_dir():
+                    problem = f"{entry.path} is a symlink to {target}, which is not a folder."
+            elif not entry.is_dir():
+                continue
+            yield kind, Path(entry.path), problem
 
 
-def _float_or_none(value) -> float | None:
+def _memo_fresh(summary: dict | None, stamps: dict, kind: str) -> bool:
+    return (summary is not None and summary.get("sources") == stamps
+            and (is_fresh(summary, stamps, kind)
+                 or (summary.get("state") == DAMAGED and summary.get("version") == SUMMARY_VERSION)))
+
+
+def _known(memo: dict, key: str, path: Path, kind: str, stamps: dict) -> dict | None:
+    """The folder's summary if one is fresh: in memory, else ``summary.json`` on disk."""
+    summary = memo.get(key)
+    if _memo_fresh(summary, stamps, kind):
+        return summary
+    stored = read_summary(path)
+    if is_fresh(stored, stamps, kind):
+        memo[key] = stored
+        return stored
+    return None
+
+
+def _summary(memo: dict, kind: str, path: Path, problem: str | None) -> dict:
+    """A folder's summary, from memory, from disk, or built (and kept when final); an active
+    job's with liveness and progress from its status."""
+    if problem:
+        return {"kind": kind, "id": path.name, "state": DAMAGED, "error": problem}
+    key = os.path.abspath(path)
+    stamps = folder_stamps(path, kind)
+    summary = _known(memo, key, path, kind, stamps)
+    if summary is not None:
+        return summary
+    summary = build_summary(path, kind, stamps)
+    if summary["state"] in (*FINAL_STATES, DAMAGED):
+        memo[key] = summary
+        save_summary(path, summary)  # final ones only; a read-only workspace keeps it in memory
+        return summary
+    try:  # queued or running: what it does now, never kept
+        status = apply_liveness(read_status(path))
+    except CnmcError as exc:
+        return {**summary, "state": DAMAGED, "error": str(exc)}
+    return {**summary, "state": status["state"], "error": status.get("error"),
+            "message": status.get("message"), "epoch": status.get("epoch"),
+            "epochs": status.get("epochs"), "progress": progress_text(status)}
+
+
+def _iso(ts) -> str:
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+        return _dt.datetime.fromtimestamp(float(ts)).isoformat(timespec="seconds")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return ""
 
 
-def _created_ts(path: str) -> float | None:
-    """A run's creation time in seconds (``config.json``'s ``created``; the listed ``created`` is
-    rounded to the second, and the demo runs are created within one second)."""
-    try:
-        return _float_or_none(read_json(Path(path) / CONFIG).get("created"))
-    except Exception:
-        return None
+def _row(kind: str, path: Path, s: dict) -> dict:
+    created = s.get("created")
+    row = {column: s.get(column) for column in EXPERIMENT_COLUMNS}
+    row.update(run_id=s.get("id") or path.name, kind=kind, path=str(path), created=_iso(created),
+               created_ts=float(created) if created is not None else None,
+               progress=s.get("progress") or "", has_model=bool(s.get("has_model")),
+               _members=s.get("members") or [], _member_paths=s.get("member_paths") or [],
+               _weights_ok=bool(s.get("weights_ok")))
+    return row
 
 
-def _metric_fields(path: Path) -> dict:
-    out: dict[str, Any] = {}
-    try:
-        metrics = read_json(path / METRICS) if (path / METRICS).is_file() else {}
-    except Exception:
-        metrics = {}
-    for split in ("val", "test"):
-        report = metrics.get(split) or {}
-        ci = (report.get("ci") or {}).get("weighted_f1") or {}
-        out.update({f"{split}_weighted_f1": report.get("weighted_f1"), f"{split}_f1_low": ci.get("low"),
-                    f"{split}_f1_high": ci.get("high"), f"{split}_auc": report.get("roc_auc")})
-    return out
+def _ensemble_models(rows: list[dict]) -> None:
+    """``has_model`` of each ensemble: completed, with fitted weights, and every member (found
+    in this listing by its recorded folder, else by id: runs first) has one, down through
+    nested ensembles, as :func:`cnmc_core.ensemble.members.leaf_runs` walks them."""
+    by_path = {os.path.realpath(r["path"]): r for r in rows}
+    by_id = {}
+    for r in rows:
+        by_id.setdefault(r["run_id"], r)  # runs come first: a run wins over an ensemble's id
+
+    def usable(row: dict, depth: int) -> bool:
+        if row["kind"] != "ensemble":
+            return row["has_model"]
+        if row["state"] != "completed" or not row["_weights_ok"] or not row["_members"] \
+                or depth > MAX_NESTING:
+            return False
+        for i, name in enumerate(row["_members"]):
+            recorded = row["_member_paths"][i] if i < len(row["_member_paths"]) else None
+            member = by_path.get(os.path.realpath(recorded)) if recorded else None
+            if member is None and recorded and os.path.isdir(recorded):
+                return False  # a folder outside this workspace
+            member = member or by_id.get(name)
+            if member is None or member is row or not usable(member, depth + 1):
+                return False
+        return True
+
+    for row in rows:
+        if row["kind"] == "ensemble":
+            row["has_model"] = usable(row, 0)
 
 
-def list_experiments(root: str | os.PathLike | None = None, kinds: Sequence[str] = ("run", "ensemble")) -> pd.DataFrame:
-    """Runs and ensembles in one frame, newest first by creation time (columns
-    :data:`EXPERIMENT_COLUMNS`; ``created`` is local time to the second, ``created_ts`` epoch
-    seconds).
+def list_experiments(root: str | os.PathLike | None = None,
+                     kinds: Sequence[str] = ("run", "ensemble")) -> pd.DataFrame:
+    """Every run and ensemble of the workspace in one frame, newest first.
 
-    ``kind`` is ``run`` or ``ensemble``; an ensemble's ``preset`` reads ``ensemble (<method>)``
-    and its ``model`` ``ensemble:<method>``. A damaged folder is listed as ``failed`` with the
-    reason. Metrics are None until a run completes.
+    Args:
+        root: the artifacts folder (default ``$CNMC_ARTIFACTS`` or ``./artifacts``); it is only
+            read (a read-only or missing workspace lists fine).
+        kinds: the kinds to return (keys of :data:`~cnmc_core.workspace.summary.KINDS`).
+
+    Returns:
+        :data:`EXPERIMENT_COLUMNS`: ``run_id`` (as alignment names members), ``kind``, ``state``
+        (liveness applied; ``damaged`` when a file cannot be read, with ``error`` naming it),
+        ``preset`` (an ensemble's reads ``ensemble (<method>)``), ``model``, ``protocol``,
+        ``seed``, ``image_size``, ``created`` (local time to the second) and ``created_ts``
+        (epoch seconds), ``epoch``/``epochs``, val/test weighted F1 with its CI and AUC (None
+        until completed), ``error``, ``message``, ``progress`` (what an active job does now),
+        ``dataset``, ``group``, ``n_val``/``n_test`` (completed ones), ``has_model`` and
+        ``path``.
+
+    Raises:
+        ConfigError: the artifacts folder is a file, or a subfolder cannot be listed.
     """
-    frames = []
-    if "run" in kinds:
-        runs = list_runs(root)
-        runs.insert(1, "kind", "run")
-        runs["created_ts"] = [_created_ts(p) for p in runs["path"]]
-        frames.append(runs)
-    if "ensemble" in kinds:
-        frames.append(pd.DataFrame(_ensemble_rows(root)))
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in EXPERIMENT_COLUMNS})
-    frame = pd.concat(frames, ignore_index=True)
-    for column in EXPERIMENT_COLUMNS:
-        if column not in frame.columns:
-            frame[column] = None
-    frame = frame[EXPERIMENT_COLUMNS]
+    base = artifacts_root(root)
+    key = os.path.abspath(base)
+    old = _MEMO.get(key, {})
+    memo: dict[str, dict] = {}
+    rows = []
+    for kind, path, problem in _folders(base):
+        folder = os.path.abspath(path)
+        if folder in old:
+            memo[folder] = old[folder]
+        rows.append(_row(kind, path, _summary(memo, kind, path, problem)))
+    _MEMO[key] = memo  # folders gone since the last listing are forgotten
+    _ensemble_models(rows)
+    frame = pd.DataFrame.from_records(rows, columns=EXPERIMENT_COLUMNS)
+    frame = frame[frame["kind"].isin(list(kinds))]
     return frame.sort_values(["created_ts", "run_id"], ascending=False, na_position="last",
                              kind="stable").reset_index(drop=True)
+
+
+def workspace_signature(root: str | os.PathLike | None = None) -> str:
+    """A cheap key of the workspace's state, for caches of the listing and of what is computed
+    from it (alignments, fits).
+
+    Per folder: its name and its files' stamps (size, modification time); an active job
+    contributes its state with liveness applied instead, so the key changes when a job is
+    queued, starts, ends, fails, is killed, is deleted or damaged, but not at its heartbeats
+    and epochs. Reads no file of a finished folder whose summary is known.
+    """
+    base = artifacts_root(root)
+    memo = _MEMO.setdefault(os.path.abspath(base), {})
+    digest = hashlib.sha1()
+    for kind, path, problem in _folders(base):
+        if problem:
+            token = ("problem", problem)
+        else:
+            stamps = folder_stamps(path, kind)
+            if _known(memo, os.path.abspath(path), path, kind, stamps) is not None:
+                token = ("known", stamps)
+            else:
+                try:
+                    state = apply_liveness(read_status(path))["state"]
+                except CnmcError:
+                    state = DAMAGED
+                # an active job's status changes at every beat: only its state counts
+                token = ((stamps.get(CONFIG), state) if state in ACTIVE_STATES
+                         else (stamps, state))
+        digest.update(f"{kind}/{path.name}={token}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def list_members(root: str | os.PathLike | None = None,
+                 experiments: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The completed runs and ensembles usable for analysis, and the folders that are not.
+
+    A view of :func:`list_experiments` (pass its frame as ``experiments`` to reuse it).
+
+    Returns:
+        ``(members, skipped)``. ``members`` has :data:`MEMBER_COLUMNS`: ``member_id`` (the run or
+        ensemble id, as :func:`~cnmc_core.ensemble.align_runs` names members), ``kind``, ``label``
+        (short and unique, for charts), ``model``, ``protocol``, ``dataset`` (fingerprint),
+        ``group`` (same group: same images, alignable), ``n_val``, ``n_test``, the weighted F1
+        of each split (None if absent), ``has_model`` (a run with ``model.keras``, or an
+        ensemble whose runs all have one), ``created`` (epoch seconds) and ``path``; newest
+        first. ``skipped`` has :data:`SKIPPED_COLUMNS`, one row per run or ensemble that is not
+        completed or cannot be read, with the reason.
+    """
+    frame = list_experiments(root) if experiments is None else experiments
+    frame = frame[frame["kind"].isin(["run", "ensemble"])]
+    done = frame[frame["state"] == "completed"]
+    members = pd.DataFrame({
+        "member_id": done["run_id"].astype(str), "kind": done["kind"], "label": "",
+        "model": done["model"].fillna("").astype(str), "protocol": done["protocol"].astype(str),
+        "dataset": done["dataset"].astype(str), "group": done["group"].astype(str),
+        "n_val": done["n_val"].astype(int), "n_test": done["n_test"].astype(int),
+        "val_weighted_f1": done["val_weighted_f1"], "test_weighted_f1": done["test_weighted_f1"],
+        "has_model": done["has_model"].astype(bool),
+        "created": pd.to_numeric(done["created_ts"]).fillna(0.0).astype(float),
+        "path": done["path"],
+    }, columns=MEMBER_COLUMNS)
+    names = done["preset"].fillna("").astype(str)
+    if len(members):
+        order = members.assign(_name=names).sort_values(
+            ["created", "member_id"], ascending=[False, False], kind="stable")
+        members = order.drop(columns="_name").reset_index(drop=True)
+        members["label"] = short_labels(members["member_id"].tolist(), order["_name"].tolist(),
+                                        members["kind"].tolist())
+    rest = frame[frame["state"] != "completed"]
+    reasons = [e if isinstance(e, str) and e else (m if isinstance(m, str) and m else
+                                                   f"the {k} is {s}")
+               for e, m, k, s in zip(rest["error"], rest["message"], rest["kind"], rest["state"])]
+    skipped = pd.DataFrame({"member_id": rest["run_id"].astype(str), "kind": rest["kind"],
+                            "state": rest["state"].astype(str), "reason": reasons,
+                            "path": rest["path"]}, columns=SKIPPED_COLUMNS)
+    return members, skipped.reset_index(drop=True)
+
+
+def workspace_counts(experiments: pd.DataFrame) -> dict[str, int]:
+    """How many runs are completed, active (queued or running), failed, cancelled or damaged,
+    and how many ensembles there are."""
+    runs = experiments[experiments["kind"] == "run"]
+    states = runs["state"].value_counts().to_dict()
+    return {
+        "runs": int(len(runs)),
+        "completed": int(states.get("completed", 0)),
+        "active": int(sum(states.get(s, 0) for s in ACTIVE_STATES)),
+        "running": int(states.get("running", 0)),
+        "queued": int(states.get("queued", 0)),
+        "failed": int(states.get("failed", 0)),
+        "cancelled": int(states.get("cancelled", 0)),
+        "damaged": int(states.get(DAMAGED, 0)),
+        "ensembles": int((experiments["kind"] == "ensemble").sum()),
+    }
 
 
 _RUN_ID_RE = re.compile(r"^\d{8}-\d{6}-(?P<rest>.+)$")
@@ -197,118 +360,23 @@ def display_name(run_id: str) -> str:
     return m["rest"] if m else text
 
 
-def files_signature(root: str | os.PathLike | None = None) -> tuple:
-    """A cheap fingerprint of every run and ensemble file (names, sizes, mtimes).
-
-    Pages pass it to ``st.cache_data`` loaders as an argument, so a new run, a new epoch or a
-    finished run invalidates the cache while an unchanged workspace is read once.
-    """
-    items = []
-    for base in (runs_dir(root), ensembles_dir(root)):
-        for path in sorted(base.iterdir()):
-            if not path.is_dir() or path.name.startswith("."):
-                continue
-            for name in (CONFIG, STATUS, METRICS, PREDICTIONS, "history.jsonl"):
-                try:
-                    st = (path / name).stat()
-                except OSError:
-                    continue
-                items.append((path.name, name, st.st_size, st.st_mtime_ns))
-    return tuple(items)
-
-
-def workspace_counts(experiments: pd.DataFrame) -> dict[str, int]:
-    """How many runs are completed, active (queued or running), failed or cancelled, and how many
-    ensembles there are."""
-    runs = experiments[experiments["kind"] == "run"]
-    states = runs["state"].value_counts().to_dict()
-    return {
-        "runs": int(len(runs)),
-        "completed": int(states.get("completed", 0)),
-        "active": int(sum(states.get(s, 0) for s in ACTIVE_STATES)),
-        "running": int(states.get("running", 0)),
-        "queued": int(states.get("queued", 0)),
-        "failed": int(states.get("failed", 0)),
-        "cancelled": int(states.get("cancelled", 0)),
-        "ensembles": int((experiments["kind"] == "ensemble").sum()),
-    }
-
-
-#: Streamlit material icons of the run states (the library only names them; pages draw them).
-STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/sync:",
-               "completed": ":material/check_circle:", "failed": ":material/error:",
-               "cancelled": ":material/cancel:"}
-
-
-def _count(value) -> int:
-    """A non-negative count from a status field; missing, NaN (a row of a damaged run in a
-    table) or malformed values count as 0."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return 0
-    return int(number) if number == number and number > 0 else 0
-
-
-def _search_progress(status: dict) -> tuple[float, str]:
-    """:func:`run_progress` of an ensemble search: the methods fitted one after the other
-    (``step`` of ``steps``), within the GA its restart and generation."""
-    state = status.get("state") or "unknown"
-    step, steps = _count(status.get("step")), _count(status.get("steps"))
-    if state == "completed":
-        return 1.0, "completed"
-    within = 0.0
-    if status.get("fitting") == "ga":
-        restart, restarts = _count(status.get("restart")), _count(status.get("restarts"))
-        generation, generations = _count(status.get("generation")), _count(status.get("generations"))
-        if restart and restarts and generations:
-            within = (restart - 1 + min(generation, generations) / generations) / restarts
-    elif status.get("fitting") is None and steps and step >= steps:
-        within = 1.0  # every method fitted: scoring and writing
-    fraction = min(1.0, max(0.0, (step - 1 + within) / steps)) if steps and step else 0.0
-    if state in ACTIVE_STATES:
-        where = f"method {step} of {steps}: " if steps and step else ""
-        return fraction, f"{state} - {where}{status.get('message') or 'starting'}"
-    error = status.get("error") or status.get("message") or ""
-    return fraction, f"{state}" + (f" - {error}" if error else "")
-
-
-def run_progress(status: dict) -> tuple[float, str]:
-    """A progress fraction in [0, 1] and a line to show beside it, from a run's (or an ensemble
-    search's) status.
-
-    Examples: ``running - train: epoch 3 of 8, batch 12 of 40``; ``queued - waiting in the
-    queue``; ``failed - MemoryError: ...``; a search: ``running - method 2 of 6: ga: restart
-    3 of 10, generation 40 of 100``.
-    """
-    if status.get("kind") == "ensemble":
-        return _search_progress(status)
-    state = status.get("state") or "unknown"
-    epochs, epoch = _count(status.get("epochs")), _count(status.get("epoch"))
-    batch, batches = _count(status.get("batch")), _count(status.get("batches"))
-    if state == "completed":
-        return 1.0, f"completed - {epoch} epoch{'s' if epoch != 1 else ''}"
-    if state == "queued":
-        return 0.0, "queued - " + (status.get("message") or "waiting in the queue")
-    if state == "running":
-        if epoch >= 1 and epochs:
-            within = batch / batches if batches else 0.0
-            fraction = min(1.0, max(0.0, (epoch - 1 + within) / epochs))
-            stage = f"{status['stage']}: " if status.get("stage") else ""
-            text = f"running - {stage}epoch {epoch} of {epochs}"
-            if batches:
-                text += f", batch {batch} of {batches}"
-            message = status.get("message") or ""
-            if message and not message.startswith(str(status.get("stage") or "\0")):
-                text += f" ({message})"
-            return fraction, text
-        return 0.0, "running - " + (status.get("message") or "starting")
-    error = status.get("error") or status.get("message") or ""
-    fraction = min(1.0, epoch / epochs) if epochs else 0.0
-    return fraction, f"{state}" + (f" - {error}" if error else "")
-
-
-def experiment_status(path: str | os.PathLike) -> dict:
-    """The status of a run or an ensemble, with liveness applied (a killed run or ensemble
-    search reads as ``failed``)."""
-    return effective_status(Path(path))
+def short_labels(ids: list[str], names: list[str] | None = None,
+                 kinds: list[str] | None = None) -> list[str]:
+    """Short unique display names: a run's preset name plus the last 4 characters of its id
+    (``fixture_scratch_dd256-f0e6``), an ensemble's method plus its id's hash (``ens-ga-abc123``);
+    the full id wherever that would not be unique."""
+    names = names or [""] * len(ids)
+    kinds = kinds or ["run"] * len(ids)
+    out = []
+    for mid, name, kind in zip(ids, names, kinds):
+        if kind == "ensemble":
+            parts = mid.split("-")
+            label = f"{parts[0]}-{parts[1]}-{parts[-1]}" if mid.startswith("ens-") and \
+                len(parts) >= 4 else mid
+        else:
+            label = f"{name}-{mid[-4:]}" if name and len(mid) > 4 else mid
+        out.append(label)
+    counts: dict[str, int] = {}
+    for label in out:
+        counts[label] = counts.get(label, 0) + 1
+    return [mid if counts[lab] > 1 else lab for lab, mid in zip(out, ids)]
