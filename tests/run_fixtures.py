@@ -84,3 +84,31 @@ def write_member_run(root: Path, run_id: str, ids, *, state="completed", protoco
     if model:
         (path / "model.keras").write_bytes(b"not really a model")
     return path
+
+
+def _replace(path: Path, old: bytes, new: bytes) -> None:
+    data = path.read_bytes()
+    assert old in data, (path, old)
+    path.write_bytes(data.replace(old, new, 1))
+
+
+#: Damages a reader must survive (issue 12 item 21), written into a copy of a completed run:
+#: ``(name, damage(run_dir), words the reason must contain)``. The reason names the file.
+DAMAGES = [
+    ("config-is-an-array", lambda r: (r / "config.json").write_text("[]"),
+     ["config.json", "holds a JSON array, not a JSON object"]),
+    ("metrics-is-an-array", lambda r: (r / "metrics.json").write_text("[1, 2]"),
+     ["metrics.json", "holds a JSON array, not a JSON object"]),
+    ("config-not-utf8", lambda r: _replace(r / "config.json", b'"model": "', b'"model": "\xff\xfe'),
+     ["config.json", "is not UTF-8 text (byte 0xff"]),
+    ("status-not-utf8", lambda r: _replace(r / "status.json", b'"message": "', b'"message": "\xff'),
+     ["status.json", "is not UTF-8 text (byte 0xff"]),
+    ("predictions-not-utf8", lambda r: _replace(r / "predictions.csv", b"UID_", b"\xff\xfeUID_"),
+     ["predictions.csv", "cannot be read as CSV", "utf-8"]),
+    ("history-not-utf8", lambda r: _replace(r / "history.jsonl", b'"stage": "', b'"stage": "\xff'),
+     ["history.jsonl", "is not UTF-8 text (byte 0xff"]),
+    ("heartbeat-not-a-number", lambda r: (r / "status.json").write_text(json.dumps(
+        {**json.loads((r / "status.json").read_text()), "heartbeat": "x"})),
+     ["status.json", "heartbeat must be a number or null; got 'x'"]),
+    ("config-deleted", lambda r: (r / "config.json").unlink(), ["config.json is missing"]),
+]

@@ -1,15 +1,27 @@
 """The training verbs of the CLI as a user types them: mistakes refused before any run folder
 exists (with and without --detach), --artifacts and its deprecated alias --runs-dir on every
-verb that has it, and the protocol named (leaky for the paper's) in what train prints."""
+verb that has it, and the protocol named (leaky for the paper's) in what train prints; `runs`:
+runs then ensembles, each oldest first, damaged last, with state, progress, val/test weighted F1
+with CIs and the protocol as scores name it, every damage a reader must survive listed with its
+reason, never a traceback."""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import make_kaggle_tree
+from run_fixtures import DAMAGES
 
 from cnmc_core.cli.main import build_parser, main
+from cnmc_core.workspace.listing import forget_summaries
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +140,77 @@ def test_train_names_the_leaky_protocol(tiny_data, tmp_path, capsys):
     assert not [line for line in out if "(paper protocol)" in line]
     log = (tmp_path / "art" / "runs" / out[-1].split("/")[-1] / "log.txt").read_text()
     assert "protocol paper (leaky: split by image)" in log
+
+
+# --------------------------------------------------------------------------- runs
+def copy_run(source: Path, root: Path, run_id: str, **config) -> Path:
+    """A copy of a finished run under a new id (its config rewritten with ``config``)."""
+    target = root / "runs" / run_id
+    shutil.copytree(source, target)
+    data = json.loads((target / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps({**data, "run_id": run_id, **config}))
+    return target
+
+
+@pytest.fixture
+def runs_ws(ws_copy, tmp_path):
+    """A workspace with copies of one completed run, ``20260101-00000k-...`` oldest first."""
+    forget_summaries()
+    return tmp_path / "artifacts", ws_copy["runs"][0]
+
+
+@pytest.mark.parametrize("name, damage, words", DAMAGES, ids=[d[0] for d in DAMAGES])
+def test_runs_shows_a_damaged_run_with_its_reason(runs_ws, capsys, name, damage, words):
+    root, source = runs_ws
+    good = copy_run(source, root, "20260101-000001-good", created=1.0)
+    bad = copy_run(source, root, "20260101-000000-bad", created=0.0)
+    damage(bad)
+    assert main(["runs", "--artifacts", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines] == [[good.name, "completed"], [bad.name, "damaged"]]
+    assert "error: " in lines[1] and all(w in lines[1] for w in words), lines[1]
+    assert main(["runs", "--artifacts", str(root), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["state"] for r in rows] == ["completed", "damaged"]
+    assert all(w in rows[1]["error"] for w in words)
+    assert rows[1]["path"] == str(bad)
+
+
+def test_runs_in_a_fresh_process_lists_every_damage_without_a_traceback(runs_ws):
+    root, source = runs_ws
+    copy_run(source, root, "20260101-000009-good")
+    for k, (name, damage, _) in enumerate(DAMAGES):
+        damage(copy_run(source, root, f"20260101-00000{k}-{name}"))
+    for extra in ([], ["--json"]):
+        proc = subprocess.run([sys.executable, "-m", "cnmc_core", "runs", "--artifacts", str(root),
+                               *extra], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["state"] for r in rows] == ["completed"] + ["damaged"] * len(DAMAGES)
+    reasons = {r["run_id"].split("-", 2)[-1]: r["error"] for r in rows[1:]}
+    for name, _, words in DAMAGES:
+        assert all(w in reasons[name] for w in words), (name, reasons[name])
+
+
+def test_runs_prints_scores_with_cis_and_the_leaky_protocol(runs_ws, capsys):
+    root, source = runs_ws
+    copy_run(source, root, "20260101-000001-subject", created=1.0)
+    copy_run(source, root, "20260101-000002-paper", created=2.0, split_protocol="paper")
+    assert main(["runs", "--artifacts", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    metrics = json.loads((source / "metrics.json").read_text())
+    val, test = metrics["val"], metrics["test"]
+    ci = test["ci"]["weighted_f1"]
+    assert f"test F1 {test['weighted_f1']:.4f} [{ci['low']:.3f}, {ci['high']:.3f}]" in lines[0]
+    assert f"val F1 {val['weighted_f1']:.4f} [" in lines[0]
+    assert " subject " in lines[0] and "paper (leaky: split by image)" in lines[1]
+    assert main(["runs", "--artifacts", str(root), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["protocol"], r["protocol_label"]) for r in rows] == [
+        ("subject", "subject"), ("paper", "paper (leaky: split by image)")]
+
+
+def test_runs_of_an_empty_or_missing_workspace(tmp_path, capsys):
+    assert main(["runs", "--artifacts", str(tmp_path / "none")]) == 0
+    assert "no runs yet" in capsys.readouterr().out
+    assert not (tmp_path / "none").exists()

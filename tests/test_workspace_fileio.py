@@ -1,5 +1,6 @@
 """cnmc_core.workspace.fileio: atomic writes leave the old file or the new one, never a temporary
-file, and give the new file the mode ``open()`` would give it."""
+file, and give the new file the mode ``open()`` would give it; read_json checks encoding and
+type and names the file."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import stat
 import pandas as pd
 import pytest
 
+from cnmc_core.exceptions import CnmcError, RunError
 from cnmc_core.workspace.fileio import (
     atomic_write,
     atomic_write_csv,
     atomic_write_json,
     atomic_write_text,
+    json_kind,
     read_json,
 )
 
@@ -66,3 +69,36 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         atomic_write(target, boom)
     assert read_json(target) == {"v": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+# --------------------------------------------------------------------------- read_json
+@pytest.mark.parametrize("content, expect, message", [
+    (b'{"a": 1}', dict, None),
+    (b"[1, 2]", list, None),
+    (b"[1, 2]", dict, r"holds a JSON array, not a JSON object; delete or restore the file"),
+    (b'"text"', dict, r"holds a string, not a JSON object"),
+    (b"null", dict, r"holds null, not a JSON object"),
+    (b"3.5", list, r"holds a number, not a JSON array"),
+    (b'{"a": "\xff"}', None, r"is not UTF-8 text \(byte 0xff at offset 7\); delete or restore"),
+    (b"{not json", None, r"is not valid JSON \(.*\); delete or restore the file"),
+])
+def test_read_json_checks_encoding_syntax_and_type(tmp_path, content, expect, message):
+    path = tmp_path / "x.json"
+    path.write_bytes(content)
+    if message is None:
+        assert isinstance(read_json(path, expect=expect), expect)
+        return
+    with pytest.raises(CnmcError, match=rf"^{path}.*{message}"):
+        read_json(path, expect=expect)
+    with pytest.raises(RunError):
+        read_json(path, expect=expect, error=RunError)
+
+
+def test_a_missing_file_stays_an_os_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_json(tmp_path / "none.json")
+
+
+def test_json_kind_names_values():
+    assert [json_kind(v) for v in ({}, [], "", True, 1, 1.5, None)] == [
+        "a JSON object", "a JSON array", "a string", "true or false", "a number", "a number", "null"]

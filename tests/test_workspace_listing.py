@@ -4,11 +4,15 @@ signature, and cnmc_core.workspace.progress (progress text)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 
 import pandas as pd
 import pytest
+from run_fixtures import DAMAGES
 
 from cnmc_core.analysis.experiments import (
     default_selection,
@@ -26,6 +30,7 @@ from cnmc_core.workspace.listing import (
     workspace_signature,
 )
 from cnmc_core.workspace.progress import run_progress
+from cnmc_core.workspace.status import write_status
 
 
 # --------------------------------------------------------------------------- listing
@@ -133,7 +138,7 @@ def test_list_members_of_an_empty_workspace(tmp_path):
 def test_list_members_is_a_view_of_the_listing(member_store):
     frame = list_experiments(member_store["root"])
     members, skipped = list_members(experiments=frame)
-    assert (members, skipped)[0].equals(list_members(member_store["root"])[0])
+    assert members.equals(list_members(member_store["root"])[0])
     assert len(members) + len(skipped) == len(frame)
 
 
@@ -198,3 +203,98 @@ _GA = {"kind": "ensemble", "state": "running", "fitting": "ga", "step": 2, "step
 def test_run_progress_of_an_ensemble_search(status, fraction, text):
     got_fraction, got_text = run_progress(status)
     assert got_fraction == pytest.approx(fraction) and got_text == text
+
+
+# --------------------------------------------------------------------------- damage
+@pytest.fixture
+def run_copy(ws_copy, tmp_path):
+    """A workspace with a copy of one completed run (files and summary as training left them)."""
+    from cnmc_core.workspace.listing import forget_summaries
+
+    root = tmp_path / "artifacts"
+    run = root / "runs" / ws_copy["runs"][0].name
+    shutil.copytree(ws_copy["runs"][0], run)
+    forget_summaries()
+    return root, run
+
+
+@pytest.mark.parametrize("name, damage, words", DAMAGES, ids=[d[0] for d in DAMAGES])
+def test_a_damaged_run_is_listed_damaged_with_its_reason(run_copy, name, damage, words):
+    root, run = run_copy
+    assert list_experiments(root).loc[0, "state"] == "completed"  # its summary is known now
+    before = workspace_signature(root)
+    damage(run)
+    row = list_experiments(root).iloc[0]
+    assert row["state"] == "damaged" and row["run_id"] == run.name and row["path"] == str(run)
+    assert all(w in row["error"] for w in words), row["error"]
+    assert workspace_signature(root) != before
+    members, skipped = list_members(root)
+    assert members.empty and skipped.loc[0, "state"] == "damaged"
+    assert skipped.loc[0, "reason"] == row["error"]
+    assert workspace_counts(list_experiments(root))["damaged"] == 1
+
+
+def test_a_symlink_out_of_the_workspace_is_listed_damaged_unread(run_copy, tmp_path):
+    root, run = run_copy
+    outside = tmp_path / "elsewhere"
+    shutil.move(str(run), outside)
+    (root / "runs" / "link").symlink_to(outside, target_is_directory=True)
+    (root / "runs" / "dangling").symlink_to(root / "runs" / "missing", target_is_directory=True)
+    (outside / "summary.json").unlink()  # were it read, the listing would write a new one
+    frame = list_experiments(root).set_index("run_id")
+    assert frame.loc["link", "state"] == "damaged"
+    assert f"is a symlink to {outside}, outside the workspace" in frame.loc["link", "error"]
+    assert not (outside / "summary.json").exists()
+    assert frame.loc["dangling", "state"] == "damaged"
+    assert "which is not a folder" in frame.loc["dangling", "error"]
+
+
+# --------------------------------------------------------------------------- signature
+def test_the_signature_ignores_heartbeats_and_follows_every_change_of_state(run_copy):
+    from cnmc_core.workspace.status import Heartbeat
+
+    root, done = run_copy
+    config = {"name": "live", "model": "cnn", "stages": [{"epochs": 3}]}
+    signatures = [workspace_signature(root)]
+    live = create_run(config, root)  # queued
+    signatures.append(workspace_signature(root))
+    beat = Heartbeat(live, interval=0.05)
+    beat.update(state="running", pid=os.getpid(), epoch=1, epochs=3, message="training")
+    beat.start()
+    try:
+        signatures.append(workspace_signature(root))
+        time.sleep(0.3)  # several beats and a new epoch: the same key
+        beat.note(epoch=2)
+        time.sleep(0.2)
+        assert workspace_signature(root) == signatures[-1]
+        assert list_experiments(root).set_index("run_id").loc[live.name, "epoch"] == 2
+    finally:
+        beat.finish()  # ends: completed
+    signatures.append(workspace_signature(root))
+    ghost = create_run(config, root)
+    write_status(ghost, state="running", pid=_dead_pid(), heartbeat=time.time())
+    signatures.append(workspace_signature(root))  # a killed job: failed by liveness
+    assert list_experiments(root).set_index("run_id").loc[ghost.name, "state"] == "failed"
+    shutil.rmtree(ghost)
+    signatures.append(workspace_signature(root))  # deleted
+    (done / "metrics.json").write_text("[")
+    signatures.append(workspace_signature(root))  # damaged
+    assert len(set(signatures)) == len(signatures), signatures
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_an_unchanged_workspace_is_listed_without_reading_its_runs(ws_copy, monkeypatch):
+    import cnmc_core.workspace.listing as L
+
+    list_experiments(ws_copy["root"])
+    reads = []
+    monkeypatch.setattr(L, "read_summary", lambda path: reads.append(path))
+    monkeypatch.setattr(L, "build_summary", lambda *a: reads.append(a))
+    frame = list_experiments(ws_copy["root"])
+    workspace_signature(ws_copy["root"])
+    assert reads == [] and len(frame) == 5

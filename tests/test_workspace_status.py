@@ -181,3 +181,27 @@ def test_write_status_still_refuses_a_damaged_status(tmp_path):
     (tmp_path / "status.json").write_text("{not json")
     with pytest.raises(ValueError, match="is not valid JSON"):
         write_status(tmp_path, state="cancelled")
+
+
+# --------------------------------------------------------------------------- damaged status
+@pytest.mark.parametrize("status, message", [
+    ({"state": "running", "heartbeat": "x"}, "heartbeat must be a number or null; got 'x'"),
+    ({"state": "running", "pid": "12"}, "pid must be a number or null; got '12'"),
+    ({"state": "done"}, r"state must be one of \['queued', 'running', 'completed', 'failed', "
+                        r"'cancelled'\]; got 'done'"),
+    ({"heartbeat": 1.0}, "state must be one of .*; got None"),
+    ([1, 2], "holds a JSON array, not a JSON object"),
+])
+def test_a_damaged_status_is_a_clear_error_not_a_crash(tmp_path, status, message):
+    (tmp_path / "status.json").write_text(json.dumps(status))
+    for read in (read_status, R.effective_status):
+        with pytest.raises(RunError, match=rf"status.json.*{message}.*restore"):
+            read(tmp_path)
+    with pytest.raises(RunError, match="cannot be used: its status.json cannot be read"):
+        R.check_completed(tmp_path, "used")
+
+
+def test_a_status_that_is_not_utf8_names_the_file(tmp_path):
+    (tmp_path / "status.json").write_bytes(b'{"state": "running", "message": "\xff"}')
+    with pytest.raises(RunError, match=r"status.json is not UTF-8 text \(byte 0xff"):
+        R.effective_status(tmp_path)

@@ -138,8 +138,10 @@ def _split(args) -> int:
 def _preprocess(args) -> int:
     from cnmc_core.data.manifest import resolve_manifest
     from cnmc_core.data.preprocess import build_cache, check_input_size
+    from cnmc_core.workspace.paths import artifacts_root
 
     check_input_size(args.size, "--size")  # before the dataset is read
+    artifacts_root(args.artifacts)  # a workspace that cannot be used is refused before any work
     manifest = resolve_manifest(args.root, progress=print_progress("verifying images"))
     cache = build_cache(manifest, args.size, clahe=args.clahe, root=args.artifacts, n_jobs=args.jobs,
                         progress=print_progress("preprocessing"), force=args.force)

@@ -28,7 +28,7 @@ from typing import Iterator, Sequence
 import pandas as pd
 
 from cnmc_core.contracts import ACTIVE_STATES, CONFIG, DAMAGED, FINAL_STATES
-from cnmc_core.ensemble.members import MAX_NESTING
+from cnmc_core.ensemble.members import MAX_NESTING, leaf_runs
 from cnmc_core.exceptions import CnmcError, ConfigError
 from cnmc_core.workspace.paths import artifacts_root
 
@@ -198,7 +198,11 @@ def _ensemble_models(rows: list[dict]) -> None:
             recorded = row["_member_paths"][i] if i < len(row["_member_paths"]) else None
             member = by_path.get(os.path.realpath(recorded)) if recorded else None
             if member is None and recorded and os.path.isdir(recorded):
-                return False  # a folder outside this workspace
+                # a member folder that this listing does not hold: ask leaf_runs itself
+                try:
+                    return bool(leaf_runs(row["path"]))
+                except CnmcError:
+                    return False
             member = member or by_id.get(name)
             if member is None or member is row or not usable(member, depth + 1):
                 return False

@@ -57,9 +57,9 @@ def artifacts_root(root: str | os.PathLike | None = None) -> Path:
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        what = "is a file" if probe == path else f"is below {probe}, which is a file"
-        raise ConfigError(f"The artifacts folder {path} ({source}) {what}, not a folder: {_FIX}, "
-                          "or move the file away.")
+        what = "is a file, not a folder" if probe == path else f"is below {probe}, which is a file"
+        raise ConfigError(f"The artifacts folder {path} ({source}) {what}: {_FIX}, or move the "
+                          "file away.")
     return path
 
 
