@@ -298,3 +298,34 @@ def test_an_unchanged_workspace_is_listed_without_reading_its_runs(ws_copy, monk
     frame = list_experiments(ws_copy["root"])
     workspace_signature(ws_copy["root"])
     assert reads == [] and len(frame) == 5
+
+
+def test_a_fresh_process_lists_from_the_summary_index_checked_like_each_summary(run_copy,
+                                                                                monkeypatch):
+    import cnmc_core.workspace.listing as L
+    from cnmc_core.workspace.summary import read_summary
+
+    root, run = run_copy
+    expected = list_experiments(root)
+    index = L.read_summary_index(root)
+    assert list(index) == [f"run/{run.name}"] and index[f"run/{run.name}"] == read_summary(run)
+    L.forget_summaries()
+    (run / "summary.json").unlink()  # the index alone tells the listing what the run holds
+    reads = []
+    monkeypatch.setattr(L, "build_summary", lambda *a: reads.append(a))
+    monkeypatch.setattr(L, "read_summary", lambda path: reads.append(path))
+    pd.testing.assert_frame_equal(list_experiments(root), expected)
+    assert reads == []
+    monkeypatch.undo()
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["val"]["weighted_f1"] = 0.321
+    (run / "metrics.json").write_text(json.dumps(metrics))  # the index entry is stale now
+    L.forget_summaries()
+    assert list_experiments(root).loc[0, "val_weighted_f1"] == 0.321
+    assert L.read_summary_index(root)[f"run/{run.name}"]["val_weighted_f1"] == 0.321
+    (root / L.SUMMARY_INDEX).write_bytes(b"\xff damaged")  # a cache: ignored, then rewritten
+    L.forget_summaries()
+    assert list_experiments(root).loc[0, "val_weighted_f1"] == 0.321
+    assert f"run/{run.name}" in L.read_summary_index(root)
+    shutil.rmtree(run)
+    assert list_experiments(root).empty and L.read_summary_index(root) == {}

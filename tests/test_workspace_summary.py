@@ -76,6 +76,7 @@ def test_a_missing_or_damaged_summary_is_rebuilt_and_written(one_run):
     assert row["state"] == "completed" and row["test_weighted_f1"] == expected["test_weighted_f1"]
     assert read_summary(run) == expected
     (run / SUMMARY).write_bytes(b"\xff not json")  # a damaged cache is not the run's damage
+    (root / listing.SUMMARY_INDEX).unlink()  # (else the index's entry would be used)
     listing.forget_summaries()
     assert list_experiments(root).loc[0, "state"] == "completed"
     assert read_summary(run) == expected

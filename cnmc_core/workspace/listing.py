@@ -12,14 +12,17 @@
   when a job starts, ends, fails, is killed, deleted or damaged, and not at every heartbeat or
   epoch; pages that show live progress read it apart (:mod:`cnmc_core.workspace.progress`).
 
-Summaries are also kept in memory per process, keyed by their files' stamps, so a dashboard
-lists an unchanged workspace without reading any run's files.
+Summaries are also kept in memory per process, and every final one in the workspace's summary
+index (:data:`SUMMARY_INDEX`, one file rewritten when one of them changes), each checked against
+its folder's stamps before use: a dashboard lists an unchanged workspace without reading any
+run's files, and a fresh process reads one file instead of one per folder.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -30,6 +33,7 @@ import pandas as pd
 from cnmc_core.contracts import ACTIVE_STATES, CONFIG, DAMAGED, FINAL_STATES
 from cnmc_core.ensemble.members import MAX_NESTING, leaf_runs
 from cnmc_core.exceptions import CnmcError, ConfigError
+from cnmc_core.workspace.fileio import atomic_write_text, json_safe, read_json
 from cnmc_core.workspace.paths import artifacts_root
 
 # re-exported: the listing's callers show progress beside it (one implementation, in progress)
@@ -57,6 +61,8 @@ __all__ = [
     "list_experiments",
     "list_members",
     "workspace_signature",
+    "SUMMARY_INDEX",
+    "read_summary_index",
     "forget_summaries",
     "workspace_counts",
     "display_name",
@@ -77,24 +83,80 @@ MEMBER_COLUMNS = ["member_id", "kind", "label", "model", "protocol", "dataset", 
                   "created", "path"]
 SKIPPED_COLUMNS = ["member_id", "kind", "state", "reason", "path"]
 
-# {absolute artifacts folder: {absolute folder: its last summary}}: final and damaged ones only,
-# each valid while its files' stamps are unchanged
-_MEMO: dict[str, dict[str, dict]] = {}
+#: The summary index: every final summary of the workspace in one file, so that a fresh process
+#: lists thousands of folders with one read (each entry checked like its summary.json).
+SUMMARY_INDEX = "summaries.json"
+
+
+class _Store:
+    """What one process knows of one workspace: fresh summaries in memory (``known``) and the
+    entries of its summary index, read once (``indexed``, folder path -> summary)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.known: dict[str, _Known] = {}
+        self.indexed: dict[str, dict] | None = None
+
+    def index(self) -> dict[str, dict]:
+        if self.indexed is None:
+            self.indexed = {}
+            data = read_summary_index(self.root)
+            for rel, summary in data.items():
+                kind, _, name = rel.partition("/")
+                if kind in KINDS and name and isinstance(summary, dict):
+                    self.indexed[os.path.join(self.root, KINDS[kind].subdir, name)] = summary
+        return self.indexed
+
+    def save_index(self) -> None:
+        """Rewrite the index if the final summaries known differ from it (a read-only workspace
+        keeps them in memory only)."""
+        final = {path: k.summary for path, k in self.known.items()
+                 if k.summary.get("state") in FINAL_STATES}
+        indexed = self.index()
+        if final.keys() == indexed.keys() and all(final[p] is indexed[p] for p in final):
+            return
+        folders = {f"{s['kind']}/{os.path.basename(p)}": s for p, s in final.items()}
+        try:
+            atomic_write_text(self.root / SUMMARY_INDEX, json.dumps(
+                {"version": SUMMARY_VERSION, "folders": json_safe(folders)},
+                separators=(",", ":"), allow_nan=False))
+        except (OSError, ValueError):
+            return  # a cache: the summaries stay in memory and in each folder
+        self.indexed = final
+
+
+_STORES: dict[str, _Store] = {}
+
+
+def _store(root: Path) -> _Store:
+    return _STORES.setdefault(str(root), _Store(root))
+
+
+def read_summary_index(root: str | os.PathLike) -> dict[str, dict]:
+    """The summary index of a workspace, ``{"<kind>/<folder>": summary}``: empty when it is
+    missing, damaged or of another version (it is a cache; each entry is still checked against
+    its folder's files before it is used)."""
+    try:
+        data = read_json(Path(root) / SUMMARY_INDEX, expect=dict)
+    except (OSError, CnmcError):
+        return {}
+    folders = data.get("folders")
+    return folders if data.get("version") == SUMMARY_VERSION and isinstance(folders, dict) else {}
 
 
 def forget_summaries() -> None:
-    """Drop the summaries kept in memory (the next listing reads ``summary.json`` files again,
-    as a fresh process does)."""
-    _MEMO.clear()
+    """Drop what this process knows of every workspace (the next listing reads the summary
+    index and the ``summary.json`` files again, as a fresh process does)."""
+    _STORES.clear()
 
 
-def _folders(root: Path) -> Iterator[tuple[str, Path, str | None]]:
+def _folders(root: Path) -> Iterator[tuple[str, str, str | None]]:
     """``(kind, folder, problem)`` of every folder of every kind, by name; ``problem`` says why
     a folder must not be read (a symlink pointing out of the workspace). Hidden entries
     (temporary folders, the queue's locks) are not folders of the workspace."""
     real_root = None
     for kind, spec in KINDS.items():
-        base = root / spec.subdir
+        base = os.path.join(root, spec.subdir)
         try:
             entries = sorted(os.scandir(base), key=lambda e: e.name)
         except (FileNotFoundError, NotADirectoryError):
@@ -116,49 +178,72 @@ def _folders(root: Path) -> Iterator[tuple[str, Path, str | None]]:
                     problem = f"{entry.path} is a symlink to {target}, which is not a folder."
             elif not entry.is_dir():
                 continue
-            yield kind, Path(entry.path), problem
+            yield kind, entry.path, problem
 
 
-def _memo_fresh(summary: dict | None, stamps: dict, kind: str) -> bool:
-    return (summary is not None and summary.get("sources") == stamps
-            and (is_fresh(summary, stamps, kind)
-                 or (summary.get("state") == DAMAGED and summary.get("version") == SUMMARY_VERSION)))
+class _Known:
+    """A folder's summary kept in memory, with what the listing and the signature make of it
+    (made once, the row when first listed: an unchanged workspace is listed with no per-folder
+    work but ``stat``)."""
+
+    __slots__ = ("kind", "path", "summary", "token", "_row")
+
+    def __init__(self, kind: str, path: str, summary: dict):
+        self.kind, self.path, self.summary = kind, path, summary
+        self.token = f"known {summary.get('sources')}"
+        self._row: dict | None = None
+
+    @property
+    def row(self) -> dict:
+        if self._row is None:
+            self._row = _row(self.kind, self.path, self.summary)
+        return self._row
 
 
-def _known(memo: dict, key: str, path: Path, kind: str, stamps: dict) -> dict | None:
-    """The folder's summary if one is fresh: in memory, else ``summary.json`` on disk."""
-    summary = memo.get(key)
-    if _memo_fresh(summary, stamps, kind):
-        return summary
-    stored = read_summary(path)
+def _fresh(summary: dict | None, stamps: dict, kind: str) -> bool:
+    """A summary usable as is: a final one computed from these files, or (in memory only) a
+    damaged one whose files have not changed since."""
+    return summary is not None and summary.get("sources") == stamps and (
+        is_fresh(summary, stamps, kind)
+        or (summary.get("state") == DAMAGED and summary.get("version") == SUMMARY_VERSION))
+
+
+def _known(store: _Store, path: str, kind: str, stamps: dict) -> _Known | None:
+    """The folder's summary if one is fresh: in memory, else in the summary index, else in its
+    ``summary.json``."""
+    known = store.known.get(path)
+    if known is not None and _fresh(known.summary, stamps, kind):
+        return known
+    stored = store.index().get(path)
+    if not is_fresh(stored, stamps, kind):
+        stored = read_summary(path)
     if is_fresh(stored, stamps, kind):
-        memo[key] = stored
-        return stored
+        store.known[path] = _Known(kind, path, stored)
+        return store.known[path]
     return None
 
 
-def _summary(memo: dict, kind: str, path: Path, problem: str | None) -> dict:
-    """A folder's summary, from memory, from disk, or built (and kept when final); an active
-    job's with liveness and progress from its status."""
+def _listed(store: _Store, kind: str, path: str, problem: str | None) -> dict:
+    """A folder's row: from memory, from ``summary.json``, or built from its files (and kept
+    when final or damaged); an active job's with liveness and progress from its status."""
     if problem:
-        return {"kind": kind, "id": path.name, "state": DAMAGED, "error": problem}
-    key = os.path.abspath(path)
+        return _row(kind, path, {"id": os.path.basename(path), "state": DAMAGED, "error": problem})
     stamps = folder_stamps(path, kind)
-    summary = _known(memo, key, path, kind, stamps)
-    if summary is not None:
-        return summary
+    known = _known(store, path, kind, stamps)
+    if known is not None:
+        return dict(known.row)
     summary = build_summary(path, kind, stamps)
     if summary["state"] in (*FINAL_STATES, DAMAGED):
-        memo[key] = summary
+        store.known[path] = _Known(kind, path, summary)
         save_summary(path, summary)  # final ones only; a read-only workspace keeps it in memory
-        return summary
+        return dict(store.known[path].row)
     try:  # queued or running: what it does now, never kept
         status = apply_liveness(read_status(path))
     except CnmcError as exc:
-        return {**summary, "state": DAMAGED, "error": str(exc)}
-    return {**summary, "state": status["state"], "error": status.get("error"),
-            "message": status.get("message"), "epoch": status.get("epoch"),
-            "epochs": status.get("epochs"), "progress": progress_text(status)}
+        return _row(kind, path, {**summary, "state": DAMAGED, "error": str(exc)})
+    return _row(kind, path, {**summary, "state": status["state"], "error": status.get("error"),
+                             "message": status.get("message"), "epoch": status.get("epoch"),
+                             "epochs": status.get("epochs"), "progress": progress_text(status)})
 
 
 def _iso(ts) -> str:
@@ -168,23 +253,28 @@ def _iso(ts) -> str:
         return ""
 
 
-def _row(kind: str, path: Path, s: dict) -> dict:
+def _row(kind: str, path: str, s: dict) -> dict:
     created = s.get("created")
     row = {column: s.get(column) for column in EXPERIMENT_COLUMNS}
-    row.update(run_id=s.get("id") or path.name, kind=kind, path=str(path), created=_iso(created),
-               created_ts=float(created) if created is not None else None,
+    row.update(run_id=s.get("id") or os.path.basename(path), kind=kind, path=path,
+               created=_iso(created), created_ts=float(created) if created is not None else None,
                progress=s.get("progress") or "", has_model=bool(s.get("has_model")),
                _members=s.get("members") or [], _member_paths=s.get("member_paths") or [],
                _weights_ok=bool(s.get("weights_ok")))
     return row
 
 
-def _ensemble_models(rows: list[dict]) -> None:
+def _ensemble_models(rows: list[dict], root: Path) -> None:
     """``has_model`` of each ensemble: completed, with fitted weights, and every member (found
     in this listing by its recorded folder, else by id: runs first) has one, down through
     nested ensembles, as :func:`cnmc_core.ensemble.members.leaf_runs` walks them."""
-    by_path = {os.path.realpath(r["path"]): r for r in rows}
-    by_id = {}
+    ensembles = [r for r in rows if r["kind"] == "ensemble"]
+    if not ensembles:
+        return
+    real_root, prefix = os.path.realpath(root), len(str(root))
+    # a row's folder as its members' recorded paths name it once resolved (rows are root/...)
+    by_path = {real_root + r["path"][prefix:]: r for r in rows}
+    by_id: dict[str, dict] = {}
     for r in rows:
         by_id.setdefault(r["run_id"], r)  # runs come first: a run wins over an ensemble's id
 
@@ -208,9 +298,8 @@ def _ensemble_models(rows: list[dict]) -> None:
                 return False
         return True
 
-    for row in rows:
-        if row["kind"] == "ensemble":
-            row["has_model"] = usable(row, 0)
+    for row in ensembles:
+        row["has_model"] = usable(row, 0)
 
 
 def list_experiments(root: str | os.PathLike | None = None,
@@ -230,23 +319,21 @@ def list_experiments(root: str | os.PathLike | None = None,
         (epoch seconds), ``epoch``/``epochs``, val/test weighted F1 with its CI and AUC (None
         until completed), ``error``, ``message``, ``progress`` (what an active job does now),
         ``dataset``, ``group``, ``n_val``/``n_test`` (completed ones), ``has_model`` and
-        ``path``.
+        ``path`` (absolute).
 
     Raises:
         ConfigError: the artifacts folder is a file, or a subfolder cannot be listed.
     """
-    base = artifacts_root(root)
-    key = os.path.abspath(base)
-    old = _MEMO.get(key, {})
-    memo: dict[str, dict] = {}
+    base = Path(os.path.abspath(artifacts_root(root)))
+    store = _store(base)
+    old, store.known = store.known, {}  # folders gone since the last listing are forgotten
     rows = []
     for kind, path, problem in _folders(base):
-        folder = os.path.abspath(path)
-        if folder in old:
-            memo[folder] = old[folder]
-        rows.append(_row(kind, path, _summary(memo, kind, path, problem)))
-    _MEMO[key] = memo  # folders gone since the last listing are forgotten
-    _ensemble_models(rows)
+        if path in old:
+            store.known[path] = old[path]
+        rows.append(_listed(store, kind, path, problem))
+    store.save_index()
+    _ensemble_models(rows, base)
     frame = pd.DataFrame.from_records(rows, columns=EXPERIMENT_COLUMNS)
     frame = frame[frame["kind"].isin(list(kinds))]
     return frame.sort_values(["created_ts", "run_id"], ascending=False, na_position="last",
@@ -262,26 +349,27 @@ def workspace_signature(root: str | os.PathLike | None = None) -> str:
     queued, starts, ends, fails, is killed, is deleted or damaged, but not at its heartbeats
     and epochs. Reads no file of a finished folder whose summary is known.
     """
-    base = artifacts_root(root)
-    memo = _MEMO.setdefault(os.path.abspath(base), {})
-    digest = hashlib.sha1()
+    base = Path(os.path.abspath(artifacts_root(root)))
+    store = _store(base)
+    parts = []
     for kind, path, problem in _folders(base):
         if problem:
-            token = ("problem", problem)
+            token = f"problem {problem}"
         else:
             stamps = folder_stamps(path, kind)
-            if _known(memo, os.path.abspath(path), path, kind, stamps) is not None:
-                token = ("known", stamps)
+            known = _known(store, path, kind, stamps)
+            if known is not None:
+                token = known.token
             else:
                 try:
                     state = apply_liveness(read_status(path))["state"]
                 except CnmcError:
                     state = DAMAGED
                 # an active job's status changes at every beat: only its state counts
-                token = ((stamps.get(CONFIG), state) if state in ACTIVE_STATES
-                         else (stamps, state))
-        digest.update(f"{kind}/{path.name}={token}\n".encode())
-    return digest.hexdigest()[:20]
+                token = (f"{state} {stamps.get(CONFIG)}" if state in ACTIVE_STATES
+                         else f"{state} {stamps}")
+        parts.append(f"{kind}/{os.path.basename(path)}={token}\n")
+    return hashlib.sha1("".join(parts).encode()).hexdigest()[:20]
 
 
 def list_members(root: str | os.PathLike | None = None,

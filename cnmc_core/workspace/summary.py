@@ -90,9 +90,10 @@ def folder_stamps(path: str | os.PathLike, kind: str) -> dict[str, list[int] | N
     """``{file: [size, mtime_ns]}`` (None when missing) of the files a summary of a ``kind``
     folder is computed from: a few ``stat`` calls, no reads."""
     out: dict[str, list[int] | None] = {}
+    prefix = os.fspath(path) + os.sep
     for name in KINDS[kind].sources:
         try:
-            st = os.stat(os.path.join(path, name))
+            st = os.stat(prefix + name)
         except OSError:
             out[name] = None
         else:
