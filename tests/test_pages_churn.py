@@ -68,3 +68,14 @@ def test_page_survives_runs_changing_under_it(live_ws, page):
     shutil.rmtree(root / "runs")
     at.run()
     _clean(at, "all runs deleted")
+
+
+@pytest.mark.parametrize("page", ["app.py", *PAGES])
+def test_page_says_what_to_do_when_the_artifacts_folder_is_a_file(tmp_path, monkeypatch, page):
+    (tmp_path / "afile").write_text("not a folder")
+    monkeypatch.setenv("CNMC_ARTIFACTS", str(tmp_path / "afile"))
+    at = AppTest.from_file(str(REPO / page), default_timeout=60).run()
+    _clean(at, "artifacts folder is a file")
+    errors = [str(e.value) for e in at.error]
+    assert any("is a file, not a folder: point $CNMC_ARTIFACTS" in e for e in errors), errors
+    assert (tmp_path / "afile").read_text() == "not a folder"
