@@ -21,9 +21,10 @@ from cnmc_core.demo import (
     queue_demo_runs,
 )
 from cnmc_core.exceptions import CnmcError
-from cnmc_core.workspace.listing import display_name, workspace_counts
+from cnmc_core.workspace.listing import display_name
 from cnmc_core.workspace.progress import STATE_ICONS, experiment_status, run_progress
 from cnmc_core.workspace.settings import chosen_dataset, set_chosen_dataset
+from cnmc_core.workspace.views import workspace_counts
 from page_common import workspace_experiments, workspace_root
 
 PAGES = [

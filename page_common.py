@@ -9,12 +9,9 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from cnmc_core.exceptions import CnmcError
-from cnmc_core.workspace.listing import (
-    list_experiments,
-    list_members,
-    workspace_signature,
-)
+from cnmc_core.workspace.listing import list_experiments, workspace_signature
 from cnmc_core.workspace.paths import artifacts_root
+from cnmc_core.workspace.views import list_members
 
 __all__ = ["use_app_navigation", "page_link", "workspace_root", "load_experiments",
            "workspace_experiments", "load_members", "workspace_members", "model_members"]
@@ -69,7 +66,7 @@ def workspace_experiments(root: str | Path) -> tuple[str, pd.DataFrame]:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def load_members(root: str, signature: str):
-    """:func:`cnmc_core.workspace.listing.list_members` over the cached listing."""
+    """:func:`cnmc_core.workspace.views.list_members` over the cached listing."""
     return list_members(experiments=load_experiments(root, signature))
 
 
@@ -81,7 +78,7 @@ def workspace_members(what: str, empty_text: str):
 
     Returns:
         ``(root, signature, members)``: the artifacts folder, its signature (a cache key) and the
-        members frame of :func:`cnmc_core.workspace.listing.list_members`.
+        members frame of :func:`cnmc_core.workspace.views.list_members`.
     """
     root = workspace_root()
     signature = workspace_signature(root)
@@ -164,7 +161,7 @@ def choose_group_members(members, labels: dict[str, str], *, key: str, noun: str
     images (see :func:`cnmc_core.ensemble.members.comparable_groups`), then members of it.
 
     Args:
-        members: :func:`cnmc_core.ensemble.members.list_members`'s members frame.
+        members: :func:`cnmc_core.workspace.views.list_members`'s members frame.
         labels: display label of each member id.
         key: prefix of the widgets' keys.
         noun: how the group's members are counted (``run(s)``, ``member(s)``).

@@ -144,7 +144,7 @@ def test_ensemble_slider_moves_metric(page, app_url, analysis_workspace):
     wait_for_text(page, "untouched: the honest number")
     from cnmc_core.ensemble.align import align_runs
     from cnmc_core.ensemble.live import live_reports
-    from cnmc_core.workspace.listing import list_members
+    from cnmc_core.workspace.views import list_members
 
     # The page starts with the group's runs at equal weights: find a weight whose move to 0
     # changes a score (the tiny fixture models differ from session to session).

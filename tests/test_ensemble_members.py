@@ -12,7 +12,7 @@ import pytest
 from cnmc_core.ensemble import members as K
 from cnmc_core.ensemble.search import run_search
 from cnmc_core.exceptions import ConfigError, DataError, RunError
-from cnmc_core.workspace.listing import list_members
+from cnmc_core.workspace.views import list_members
 
 
 # --------------------------------------------------------------------------- leaf runs

@@ -30,10 +30,10 @@ from cnmc_core.workspace.layout import read_history
 from cnmc_core.workspace.listing import (
     experiment_status,
     list_experiments,
-    list_members,
     workspace_signature,
 )
 from cnmc_core.workspace.status import effective_status, read_status, write_status
+from cnmc_core.workspace.views import list_members
 
 REPO = Path(__file__).resolve().parents[1]
 HISTORY_KEYS = {"stage", "restart", "generation", "best_fitness", "generation_best",

@@ -140,7 +140,7 @@ def default_members(root):
     """The members the Ensemble page starts with (the group's runs, newest first) and their
     aligned predictions."""
     from cnmc_core.ensemble.align import align_runs
-    from cnmc_core.workspace.listing import list_members
+    from cnmc_core.workspace.views import list_members
 
     members, _ = list_members(root)
     runs = members[members["kind"] == "run"]
@@ -262,7 +262,7 @@ def test_explain_page_heatmaps_sources_and_uploads(ws):
 
 
 def test_explain_page_takes_the_error_set(ws):
-    from cnmc_core.workspace.listing import list_members
+    from cnmc_core.workspace.views import list_members
 
     members, _ = list_members(ws)
     runs = members[members["kind"] == "run"]["path"].tolist()

@@ -23,7 +23,7 @@ def test_score_and_explain_with_runs_and_an_ensemble(ws_copy):
     assert all(p.shape == (2,) and ((p >= 0) & (p <= 1)).all() for p in probs.values())
     ens, _ = run_search(runs[:2], method="weighted", params={"weighted": {"weights": [1, 3]}},
                         methods=("mean",), n_boot=0, ensemble_id="e",
-                        runs_root=workspace["artifacts"])
+                        runs_root=ws_copy["root"])
     cache: dict = {}
     p_ens = I.score_member(ens, [image, image[::-1]], cache)
     np.testing.assert_allclose(p_ens, 0.25 * probs[runs[0].name] + 0.75 * probs[runs[1].name],
@@ -51,7 +51,7 @@ def test_explain_and_predict_agree_on_a_stacking_ensemble(ws_copy):
     image = cell_image(size=96, radius=30, seed=3)
     images = [image, image[::-1], cell_image(size=96, radius=22, seed=5)]
     ens, _ = run_search(runs, method="stacking", methods=("mean",), n_boot=0,
-                        ensemble_id="stack")
+                        ensemble_id="stack", runs_root=ws_copy["root"])
     p = score_member(ens, images)
     t = member_threshold(ens)
     explained = X.explain_images([ens], images)
@@ -69,7 +69,7 @@ def test_a_stacking_ensemble_scores_new_images_with_its_logistic_regression(ws_c
     runs = ws_copy["runs"]
     images = [cell_image(size=200, radius=r, seed=r) for r in (40, 60, 80)]
     ens, _ = run_search(runs, method="stacking", methods=("mean",), n_boot=0,
-                        ensemble_id="stack-lr")
+                        ensemble_id="stack-lr", runs_root=ws_copy["root"])
     cache: dict = {}
     got = I.score_member(ens, images, cache)
     stacking = pd.read_json(ens / "config.json", typ="series")["stacking"]

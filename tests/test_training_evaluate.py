@@ -36,7 +36,8 @@ def trained(tmp_path_factory):
 
 
 def _copy(run: Path, tmp_path: Path) -> Path:
-    """A private copy of the run (evaluations are written into the run folder)."""
+    """A private copy of the run (evaluations are written into the run folder), in the
+    workspace ``tmp_path`` (a run is used only from its workspace: ``--artifacts tmp_path``)."""
     copy = tmp_path / "runs" / run.name
     shutil.copytree(run, copy)
     return copy
@@ -48,7 +49,7 @@ def test_evaluate_in_a_fresh_process(trained, tmp_path):
     run = _copy(trained["run"], tmp_path)
     proc = subprocess.run([sys.executable, "-m", "cnmc_core", "evaluate", str(run), "--data",
                            str(trained["data"]), "--source", "prelim", "--artifacts",
-                           str(trained["art"])], cwd=REPO, capture_output=True, text=True,
+                           str(tmp_path)], cwd=REPO, capture_output=True, text=True,
                           timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
@@ -84,7 +85,7 @@ def test_bad_arguments_write_nothing(trained, tmp_path, capsys, argv, message):
     run = _copy(trained["run"], tmp_path)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     rc = main(["evaluate", str(run), "--data", str(trained["data"]), *argv,
-               "--artifacts", str(trained["art"])])
+               "--artifacts", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2 and re.search(message, err), err
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
@@ -102,7 +103,7 @@ def test_a_damaged_model_is_an_error_not_a_traceback(trained, tmp_path, capsys):
     run = _copy(trained["run"], tmp_path)
     (run / "model.keras").write_bytes(b"garbage, not a zip")
     rc = main(["evaluate", str(run), "--data", str(trained["data"]), "--artifacts",
-               str(trained["art"])])
+               str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith(f"error: cannot load model file {run / 'model.keras'}"), err
     assert "Traceback" not in err and not (run / "evaluations").exists()
@@ -111,5 +112,6 @@ def test_a_damaged_model_is_an_error_not_a_traceback(trained, tmp_path, capsys):
 def test_a_run_without_a_model(trained, tmp_path, capsys):
     run = _copy(trained["run"], tmp_path)
     (run / "model.keras").unlink()
-    assert main(["evaluate", str(run), "--data", str(trained["data"])]) == 2
+    assert main(["evaluate", str(run), "--data", str(trained["data"]), "--artifacts",
+                 str(tmp_path)]) == 2
     assert "has no model.keras; only completed runs can be evaluated" in capsys.readouterr().err

@@ -60,7 +60,7 @@ def test_paths_outside_the_workspace_are_refused(two_workspaces, monkeypatch, ho
            "dotdot": str(w["ws"] / "runs" / ".." / ".." / "other" / "runs" / w["foreign"].name),
            "relative-dotdot": os.path.join("..", "..", "other", "runs", w["foreign"].name)}[how]
     message = (rf"The run or ensemble folder .* resolves to {w['foreign'].resolve()}, outside "
-               rf"the workspace {w['ws'].resolve()}: .*Point --runs-dir \(or \$CNMC_ARTIFACTS\) at "
+               rf"the workspace {w['ws'].resolve()}: .*Point --artifacts \(or \$CNMC_ARTIFACTS\) at "
                rf"the artifacts folder that holds it \(this one is in {w['tmp'].resolve() / 'other'}\)")
     with pytest.raises(RunError, match=message):
         resolve_member(ref, w["ws"])

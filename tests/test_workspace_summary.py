@@ -14,7 +14,7 @@ import pytest
 from cnmc_core.contracts import SUMMARY
 from cnmc_core.workspace import listing
 from cnmc_core.workspace.layout import create_run
-from cnmc_core.workspace.listing import list_experiments, list_members
+from cnmc_core.workspace.listing import list_experiments
 from cnmc_core.workspace.status import write_status
 from cnmc_core.workspace.summary import (
     SUMMARY_FIELDS,
@@ -24,6 +24,7 @@ from cnmc_core.workspace.summary import (
     is_fresh,
     read_summary,
 )
+from cnmc_core.workspace.views import list_members
 
 
 @pytest.fixture
@@ -127,9 +128,7 @@ def test_an_ensemble_has_a_model_only_while_all_its_runs_do(ws_copy, tmp_path):
     shutil.copytree(ws_copy["root"], root, ignore=shutil.ignore_patterns("cache"))
     ensemble = ws_copy["ensemble"].name
     config = json.loads((root / "ensembles" / ensemble / "config.json").read_text())
-    # the copy's recorded member paths still point at the original workspace: rewrite them
-    config["member_paths"] = [str(root / "runs" / m) for m in config["members"]]
-    (root / "ensembles" / ensemble / "config.json").write_text(json.dumps(config))
+    assert config["member_paths"] == [f"runs/{m}" for m in config["members"]]  # the copy's own
     members, _ = list_members(root)
     assert members.set_index("member_id").loc[ensemble, "has_model"]
     (root / "runs" / config["members"][1] / "model.keras").unlink()

@@ -60,6 +60,7 @@ _EXPORTS = {
     'MAX_NESTING': 'members',
     'MEMBER_FOLDERS': 'members',
     'check_nesting': 'members',
+    'member_places': 'members',
     'member_paths': 'members',
     'data_source': 'members',
     'image_paths': 'members',

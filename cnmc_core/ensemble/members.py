@@ -1,13 +1,14 @@
 """What the analysis pages do with finished runs and ensembles: their groups of alignable
 members, the image files behind their predictions, and the runs an ensemble is made of.
 
-The members themselves are listed by :func:`cnmc_core.workspace.listing.list_members` (a view of
+The members themselves are listed by :func:`cnmc_core.workspace.views.list_members` (a view of
 the one workspace listing: completed members with their ``group`` key, and the folders that
 cannot be used with the reason). Here:
 
 - :func:`group_label`, :func:`comparable_groups`, :func:`default_members`: choosing a group of
   members scored on the same images, and its default members;
-- :func:`member_paths` finds an ensemble's members inside its own workspace only;
+- :func:`member_places` and :func:`member_paths` find an ensemble's members inside its own
+  workspace only;
 - :func:`data_source` finds the dataset a member's images come from (a run's ``config.json``
   ``data``; an ensemble's first member that has one) and :func:`image_paths` maps image ids to
   files through :func:`cnmc_core.data.manifest.resolve_manifest`;
@@ -33,6 +34,7 @@ __all__ = [
     "MAX_NESTING",
     "MEMBER_FOLDERS",
     "check_nesting",
+    "member_places",
     "member_paths",
     "data_source",
     "image_paths",
@@ -73,22 +75,20 @@ def _config(path: Path) -> dict:
 MEMBER_FOLDERS = {"run": "runs", "ensemble": "ensembles"}
 
 
-def member_paths(path: Path, config: dict) -> list[Path]:
-    """The member folders of the ensemble at ``path`` (its ``config.json`` is ``config``), found
-    inside the ensemble's own workspace (``path.parent.parent``) only.
+def member_places(path: str | os.PathLike, config: dict) -> list[list[tuple[str, str]]]:
+    """Where each member of the ensemble at ``path`` may be in its workspace, in the order to
+    look: ``[(subfolder, id), ...]`` per member (``runs`` / ``ensembles``), from its
+    ``config.json`` (``config``).
 
-    ``member_paths`` holds each member's place in the workspace, ``runs/<id>`` or
-    ``ensembles/<id>`` (:func:`cnmc_core.ensemble.store.member_refs`). An older ensemble stored
-    absolute paths: those are never followed (in a copied workspace they lead to the original's
-    runs); its members are looked up by id in the ensemble's workspace instead (``runs/`` or
-    ``ensembles/`` as its ``member_kinds`` says, then the other).
+    ``member_paths`` holds each member's place, ``runs/<id>`` or ``ensembles/<id>``
+    (:func:`cnmc_core.ensemble.store.member_refs`): that place, nowhere else. An older ensemble
+    stored absolute paths: those are never followed (in a copied workspace they lead to the
+    original's runs); such a member is looked up by id (``runs/`` or ``ensembles/`` as its
+    ``member_kinds`` says, then the other).
 
     Raises:
-        RunError: a member that is not in the ensemble's workspace (deleted, or the ensemble was
-            copied without it), or a ``config.json`` whose members are not safe ids.
+        RunError: a ``config.json`` whose members are not safe ids (damaged).
     """
-    path = Path(path)
-    root = path.parent.parent
     names = config.get("members") or []
     refs = config.get("member_paths") or []
     kinds = config.get("member_kinds") or []
@@ -97,17 +97,34 @@ def member_paths(path: Path, config: dict) -> list[Path]:
         ref = refs[i] if i < len(refs) and isinstance(refs[i], str) else ""
         parts = ref.split("/")
         if len(parts) == 2 and parts[0] in MEMBER_FOLDERS.values() and not ref.startswith("/"):
-            where = [parts]  # a workspace reference: that place, nowhere else
+            where = [(parts[0], parts[1])]  # a workspace reference: that place, nowhere else
         else:  # an old absolute path (or none): by id, inside this workspace only
             first = MEMBER_FOLDERS.get(kinds[i] if i < len(kinds) else "run", "runs")
-            where = [[sub, str(name)] for sub in dict.fromkeys([first, "runs", "ensembles"])]
+            where = [(sub, str(name)) for sub in dict.fromkeys([first, "runs", "ensembles"])]
         try:
-            for sub, mid in where:
+            for _, mid in where:
                 check_name(mid, "member id")
         except CnmcError:
-            raise RunError(f"Ensemble {path.name}: its config.json names member {name!r} at "
-                           f"{ref!r}, which is not a run or ensemble id of its workspace; the "
+            raise RunError(f"Ensemble {Path(path).name}: its config.json names member {name!r} "
+                           f"at {ref!r}, which is not a run or ensemble id of its workspace; the "
                            "file is damaged: run the search again.") from None
+        out.append(where)
+    return out
+
+
+def member_paths(path: Path, config: dict) -> list[Path]:
+    """The member folders of the ensemble at ``path`` (its ``config.json`` is ``config``), found
+    inside the ensemble's own workspace (``path.parent.parent``) only, at the places
+    :func:`member_places` gives.
+
+    Raises:
+        RunError: a member that is not in the ensemble's workspace (deleted, or the ensemble was
+            copied without it), or a ``config.json`` whose members are not safe ids.
+    """
+    path = Path(path)
+    root = path.parent.parent
+    out = []
+    for name, where in zip(config.get("members") or [], member_places(path, config)):
         found = [root / sub / mid for sub, mid in where if (root / sub / mid).is_dir()]
         if not found:
             looked = ", ".join(str(root / sub / mid) for sub, mid in where)
@@ -217,7 +234,7 @@ def leaf_runs(member_path: str | os.PathLike, use: str = "used",
 
 
 def group_label(members: pd.DataFrame, group: str, noun: str = "run(s)") -> str:
-    """One line naming a group of :func:`~cnmc_core.workspace.listing.list_members` (members scored on the same images):
+    """One line naming a group of :func:`~cnmc_core.workspace.views.list_members` (members scored on the same images):
     protocol, dataset fingerprint, val/test image counts and how many ``noun`` it holds."""
     rows = members[members["group"] == group]
     r = rows.iloc[0]
@@ -226,7 +243,7 @@ def group_label(members: pd.DataFrame, group: str, noun: str = "run(s)") -> str:
 
 
 def comparable_groups(members: pd.DataFrame) -> list[str]:
-    """The groups of :func:`~cnmc_core.workspace.listing.list_members` that can be compared, largest first: those with at
+    """The groups of :func:`~cnmc_core.workspace.views.list_members` that can be compared, largest first: those with at
     least two members, or every group when none has two."""
     counts = members["group"].value_counts()
     return [g for g in counts.index if counts[g] >= 2] or list(counts.index)

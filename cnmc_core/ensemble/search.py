@@ -28,7 +28,7 @@ creates ``<ensembles>/<id>/`` like a run folder:
 A search killed at any moment leaves a readable folder that
 :func:`cnmc_core.workspace.status.effective_status` reports ``failed`` (process gone, or heartbeat older
 than :data:`~cnmc_core.workspace.status.STALE_SECONDS`), with its history up to the last batch; readers
-(:func:`cnmc_core.ensemble.members.list_members`, :func:`cnmc_core.workspace.listing.list_experiments`) skip it
+(:func:`cnmc_core.workspace.views.list_members`, :func:`cnmc_core.workspace.listing.list_experiments`) skip it
 as a member.
 """
 

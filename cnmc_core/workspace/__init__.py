@@ -1,4 +1,4 @@
-"""The workspace (artifacts folder): paths, settings, atomic files, run and ensemble folders, status and heartbeat, the queue, per-folder summaries, the listing and progress.
+"""The workspace (artifacts folder): paths, settings, atomic files, run and ensemble folders, status and heartbeat, the queue, per-folder summaries, the listing, its views and progress.
 
 Every public name of the subpackage can be imported from it; the submodule is imported
 on first use, so importing the package stays cheap.
@@ -64,15 +64,17 @@ _EXPORTS = {
     'cancel_requested': 'queue',
     'queue_slot': 'queue',
     'EXPERIMENT_COLUMNS': 'listing',
-    'MEMBER_COLUMNS': 'listing',
-    'SKIPPED_COLUMNS': 'listing',
     'list_experiments': 'listing',
-    'list_members': 'listing',
     'workspace_signature': 'listing',
     'forget_summaries': 'listing',
-    'workspace_counts': 'listing',
     'display_name': 'listing',
-    'short_labels': 'listing',
+    'SUMMARY_INDEX': 'listing',
+    'read_summary_index': 'listing',
+    'MEMBER_COLUMNS': 'views',
+    'SKIPPED_COLUMNS': 'views',
+    'list_members': 'views',
+    'workspace_counts': 'views',
+    'short_labels': 'views',
     'SUMMARY_VERSION': 'summary',
     'SUMMARY_FIELDS': 'summary',
     'FolderKind': 'summary',

@@ -69,7 +69,7 @@ def inside_workspace(path: str | os.PathLike, root: str | os.PathLike | None = N
                 if real.parent.name in ("runs", "ensembles") else "")
         raise RunError(
             f"The {what} folder {path} resolves to {real}, outside the workspace {base}: only "
-            "folders inside the workspace are used. Point --runs-dir (or $CNMC_ARTIFACTS) at the "
+            "folders inside the workspace are used. Point --artifacts (or $CNMC_ARTIFACTS) at the "
             f"artifacts folder that holds it{hint}, or give the {what}'s id.")
     return Path(path)
 
@@ -228,8 +228,9 @@ def resolve_member(ref: str | os.PathLike, runs_root: str | os.PathLike | None =
 
     A path (with a separator, or absolute) to a folder must resolve inside the workspace
     (symlinks followed); anything else must be a safe id found under ``<runs_root>/runs/`` or
-    ``<runs_root>/ensembles/`` (and resolve inside the workspace too: a symlink there that points
-    out is refused).
+    ``<runs_root>/ensembles/``, or directly under a given ``runs_root`` that is itself a runs
+    folder (a folder with ``config.json``), and resolve inside the workspace too (a symlink
+    there that points out is refused).
 
     Args:
         ref: the path or id.
@@ -245,8 +246,10 @@ def resolve_member(ref: str | os.PathLike, runs_root: str | os.PathLike | None =
     name = check_name(os.fspath(ref), "run id")
     candidates = [runs_dir(runs_root, create=False) / name,
                   ensembles_dir(runs_root, create=False) / name]
+    if runs_root is not None:  # a runs (or ensembles) folder given as the folder to look in
+        candidates.append(artifacts_root(runs_root) / name)
     for cand in candidates:
-        if cand.is_dir():
+        if cand.is_dir() and (cand.parent.name in ("runs", "ensembles") or (cand / CONFIG).is_file()):
             return inside_workspace(cand, runs_root, what)
     raise RunError(
         f"Run {os.fspath(ref)!r} not found: no run or ensemble of that id exists in "

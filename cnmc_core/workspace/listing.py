@@ -6,8 +6,8 @@
   stale, and kept for the next listing); a queued or running job from its ``status.json`` with
   liveness applied, at every listing; a folder that cannot be read is ``damaged`` with the
   reason, never hidden and never a traceback.
-- :func:`list_members` is its view for the analysis pages: the completed members and the
-  folders that cannot be used, with the reason. :func:`workspace_counts` is its view for Home.
+- :mod:`cnmc_core.workspace.views` holds its views: the members the analysis pages use and the
+  folders they cannot (with the reason), the counts Home shows.
 - :func:`workspace_signature` is a cheap cache key (a few ``stat`` calls per folder): it changes
   when a job starts, ends, fails, is killed, deleted or damaged, and not at every heartbeat or
   epoch; pages that show live progress read it apart (:mod:`cnmc_core.workspace.progress`).
@@ -31,7 +31,7 @@ from typing import Iterator, Sequence
 import pandas as pd
 
 from cnmc_core.contracts import ACTIVE_STATES, CONFIG, DAMAGED, FINAL_STATES
-from cnmc_core.ensemble.members import MAX_NESTING, leaf_runs
+from cnmc_core.ensemble.members import MAX_NESTING
 from cnmc_core.exceptions import CnmcError, ConfigError
 from cnmc_core.workspace.fileio import atomic_write_text, json_safe, read_json
 from cnmc_core.workspace.paths import artifacts_root
@@ -56,17 +56,12 @@ from cnmc_core.workspace.summary import (
 
 __all__ = [
     "EXPERIMENT_COLUMNS",
-    "MEMBER_COLUMNS",
-    "SKIPPED_COLUMNS",
     "list_experiments",
-    "list_members",
     "workspace_signature",
     "SUMMARY_INDEX",
     "read_summary_index",
     "forget_summaries",
-    "workspace_counts",
     "display_name",
-    "short_labels",
     "STATE_ICONS",
     "run_progress",
     "experiment_status",
@@ -78,10 +73,6 @@ EXPERIMENT_COLUMNS = [
     "test_weighted_f1", "test_f1_low", "test_f1_high", "test_auc", "error", "path", "created_ts",
     "message", "progress", "dataset", "group", "n_val", "n_test", "has_model",
 ]
-MEMBER_COLUMNS = ["member_id", "kind", "label", "model", "protocol", "dataset", "group",
-                  "n_val", "n_test", "val_weighted_f1", "test_weighted_f1", "has_model",
-                  "created", "path"]
-SKIPPED_COLUMNS = ["member_id", "kind", "state", "reason", "path"]
 
 #: The summary index: every final summary of the workspace in one file, so that a fresh process
 #: lists thousands of folders with one read (each entry checked like its summary.json).
@@ -259,41 +250,32 @@ def _row(kind: str, path: str, s: dict) -> dict:
     row.update(run_id=s.get("id") or os.path.basename(path), kind=kind, path=path,
                created=_iso(created), created_ts=float(created) if created is not None else None,
                progress=s.get("progress") or "", has_model=bool(s.get("has_model")),
-               _members=s.get("members") or [], _member_paths=s.get("member_paths") or [],
-               _weights_ok=bool(s.get("weights_ok")))
+               _member_places=s.get("member_places") or [], _weights_ok=bool(s.get("weights_ok")))
     return row
 
 
-def _ensemble_models(rows: list[dict], root: Path) -> None:
-    """``has_model`` of each ensemble: completed, with fitted weights, and every member (found
-    in this listing by its recorded folder, else by id: runs first) has one, down through
-    nested ensembles, as :func:`cnmc_core.ensemble.members.leaf_runs` walks them."""
+def _ensemble_models(rows: list[dict]) -> None:
+    """``has_model`` of each ensemble: completed, with fitted weights, and every member (at its
+    place in the workspace, :func:`cnmc_core.ensemble.members.member_places`) in this listing
+    with one, down through nested ensembles, as :func:`cnmc_core.ensemble.members.leaf_runs`
+    walks them."""
     ensembles = [r for r in rows if r["kind"] == "ensemble"]
     if not ensembles:
         return
-    real_root, prefix = os.path.realpath(root), len(str(root))
-    # a row's folder as its members' recorded paths name it once resolved (rows are root/...)
-    by_path = {real_root + r["path"][prefix:]: r for r in rows}
-    by_id: dict[str, dict] = {}
-    for r in rows:
-        by_id.setdefault(r["run_id"], r)  # runs come first: a run wins over an ensemble's id
+    # (subfolder, folder name) -> row: rows are <root>/<subfolder>/<name>
+    by_place = {(os.path.basename(os.path.dirname(r["path"])), os.path.basename(r["path"])): r
+                for r in rows}
 
     def usable(row: dict, depth: int) -> bool:
         if row["kind"] != "ensemble":
             return row["has_model"]
-        if row["state"] != "completed" or not row["_weights_ok"] or not row["_members"] \
+        places = row["_member_places"]
+        if row["state"] != "completed" or not row["_weights_ok"] or not places \
                 or depth > MAX_NESTING:
             return False
-        for i, name in enumerate(row["_members"]):
-            recorded = row["_member_paths"][i] if i < len(row["_member_paths"]) else None
-            member = by_path.get(os.path.realpath(recorded)) if recorded else None
-            if member is None and recorded and os.path.isdir(recorded):
-                # a member folder that this listing does not hold: ask leaf_runs itself
-                try:
-                    return bool(leaf_runs(row["path"]))
-                except CnmcError:
-                    return False
-            member = member or by_id.get(name)
+        for where in places:
+            member = next((by_place[(sub, mid)] for sub, mid in where if (sub, mid) in by_place),
+                          None)
             if member is None or member is row or not usable(member, depth + 1):
                 return False
         return True
@@ -333,7 +315,7 @@ def list_experiments(root: str | os.PathLike | None = None,
             store.known[path] = old[path]
         rows.append(_listed(store, kind, path, problem))
     store.save_index()
-    _ensemble_models(rows, base)
+    _ensemble_models(rows)
     frame = pd.DataFrame.from_records(rows, columns=EXPERIMENT_COLUMNS)
     frame = frame[frame["kind"].isin(list(kinds))]
     return frame.sort_values(["created_ts", "run_id"], ascending=False, na_position="last",
@@ -372,70 +354,6 @@ def workspace_signature(root: str | os.PathLike | None = None) -> str:
     return hashlib.sha1("".join(parts).encode()).hexdigest()[:20]
 
 
-def list_members(root: str | os.PathLike | None = None,
-                 experiments: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The completed runs and ensembles usable for analysis, and the folders that are not.
-
-    A view of :func:`list_experiments` (pass its frame as ``experiments`` to reuse it).
-
-    Returns:
-        ``(members, skipped)``. ``members`` has :data:`MEMBER_COLUMNS`: ``member_id`` (the run or
-        ensemble id, as :func:`~cnmc_core.ensemble.align_runs` names members), ``kind``, ``label``
-        (short and unique, for charts), ``model``, ``protocol``, ``dataset`` (fingerprint),
-        ``group`` (same group: same images, alignable), ``n_val``, ``n_test``, the weighted F1
-        of each split (None if absent), ``has_model`` (a run with ``model.keras``, or an
-        ensemble whose runs all have one), ``created`` (epoch seconds) and ``path``; newest
-        first. ``skipped`` has :data:`SKIPPED_COLUMNS`, one row per run or ensemble that is not
-        completed or cannot be read, with the reason.
-    """
-    frame = list_experiments(root) if experiments is None else experiments
-    frame = frame[frame["kind"].isin(["run", "ensemble"])]
-    done = frame[frame["state"] == "completed"]
-    members = pd.DataFrame({
-        "member_id": done["run_id"].astype(str), "kind": done["kind"], "label": "",
-        "model": done["model"].fillna("").astype(str), "protocol": done["protocol"].astype(str),
-        "dataset": done["dataset"].astype(str), "group": done["group"].astype(str),
-        "n_val": done["n_val"].astype(int), "n_test": done["n_test"].astype(int),
-        "val_weighted_f1": done["val_weighted_f1"], "test_weighted_f1": done["test_weighted_f1"],
-        "has_model": done["has_model"].astype(bool),
-        "created": pd.to_numeric(done["created_ts"]).fillna(0.0).astype(float),
-        "path": done["path"],
-    }, columns=MEMBER_COLUMNS)
-    names = done["preset"].fillna("").astype(str)
-    if len(members):
-        order = members.assign(_name=names).sort_values(
-            ["created", "member_id"], ascending=[False, False], kind="stable")
-        members = order.drop(columns="_name").reset_index(drop=True)
-        members["label"] = short_labels(members["member_id"].tolist(), order["_name"].tolist(),
-                                        members["kind"].tolist())
-    rest = frame[frame["state"] != "completed"]
-    reasons = [e if isinstance(e, str) and e else (m if isinstance(m, str) and m else
-                                                   f"the {k} is {s}")
-               for e, m, k, s in zip(rest["error"], rest["message"], rest["kind"], rest["state"])]
-    skipped = pd.DataFrame({"member_id": rest["run_id"].astype(str), "kind": rest["kind"],
-                            "state": rest["state"].astype(str), "reason": reasons,
-                            "path": rest["path"]}, columns=SKIPPED_COLUMNS)
-    return members, skipped.reset_index(drop=True)
-
-
-def workspace_counts(experiments: pd.DataFrame) -> dict[str, int]:
-    """How many runs are completed, active (queued or running), failed, cancelled or damaged,
-    and how many ensembles there are."""
-    runs = experiments[experiments["kind"] == "run"]
-    states = runs["state"].value_counts().to_dict()
-    return {
-        "runs": int(len(runs)),
-        "completed": int(states.get("completed", 0)),
-        "active": int(sum(states.get(s, 0) for s in ACTIVE_STATES)),
-        "running": int(states.get("running", 0)),
-        "queued": int(states.get("queued", 0)),
-        "failed": int(states.get("failed", 0)),
-        "cancelled": int(states.get("cancelled", 0)),
-        "damaged": int(states.get(DAMAGED, 0)),
-        "ensembles": int((experiments["kind"] == "ensemble").sum()),
-    }
-
-
 _RUN_ID_RE = re.compile(r"^\d{8}-\d{6}-(?P<rest>.+)$")
 _ENS_ID_RE = re.compile(r"^ens-(?P<method>[^-]+)-\d{8}-\d{6}-(?P<tag>.+)$")
 
@@ -450,25 +368,3 @@ def display_name(run_id: str) -> str:
         return f"ens-{m['method']}-{m['tag']}"
     m = _RUN_ID_RE.match(text)
     return m["rest"] if m else text
-
-
-def short_labels(ids: list[str], names: list[str] | None = None,
-                 kinds: list[str] | None = None) -> list[str]:
-    """Short unique display names: a run's preset name plus the last 4 characters of its id
-    (``fixture_scratch_dd256-f0e6``), an ensemble's method plus its id's hash (``ens-ga-abc123``);
-    the full id wherever that would not be unique."""
-    names = names or [""] * len(ids)
-    kinds = kinds or ["run"] * len(ids)
-    out = []
-    for mid, name, kind in zip(ids, names, kinds):
-        if kind == "ensemble":
-            parts = mid.split("-")
-            label = f"{parts[0]}-{parts[1]}-{parts[-1]}" if mid.startswith("ens-") and \
-                len(parts) >= 4 else mid
-        else:
-            label = f"{name}-{mid[-4:]}" if name and len(mid) > 4 else mid
-        out.append(label)
-    counts: dict[str, int] = {}
-    for label in out:
-        counts[label] = counts.get(label, 0) + 1
-    return [mid if counts[lab] > 1 else lab for lab, mid in zip(out, ids)]

@@ -58,13 +58,14 @@ __all__ = [
 ]
 
 #: Bumped when the fields change: a summary of another version is stale.
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2
 _METRIC_FIELDS = [f"{s}_{m}" for s in SCORED_SPLITS
                   for m in ("weighted_f1", "f1_low", "f1_high", "auc")]
 #: The fields of a summary besides ``version``, ``kind`` and ``sources``.
 SUMMARY_FIELDS = ["id", "state", "error", "message", "preset", "model", "protocol", "seed",
                   "image_size", "created", "dataset", "epoch", "epochs", "n_val", "n_test",
-                  "group", *_METRIC_FIELDS, "has_model", "weights_ok", "members", "member_paths"]
+                  "group", *_METRIC_FIELDS, "has_model", "weights_ok", "members",
+                  "member_places"]
 _FIX = "restore the file, or delete the folder"
 
 
@@ -154,12 +155,10 @@ def _config_fields(path: Path, config: dict, kind: str) -> dict:
     }
     if kind == "ensemble":
         method = _typed(config, "method", text, where)
-        members, paths = config.get("members") or [], config.get("member_paths") or []
-        for key, value in (("members", members), ("member_paths", paths)):
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise RunError(f"{where}: {key!r} must be a list of strings; got {value!r}; {_FIX}.")
-        fields.update(preset=f"ensemble ({method or '?'})", image_size=None, members=members,
-                      member_paths=paths)
+        members = config.get("members") or []
+        if not isinstance(members, list) or not all(isinstance(v, str) for v in members):
+            raise RunError(f"{where}: 'members' must be a list of strings; got {members!r}; {_FIX}.")
+        fields.update(preset=f"ensemble ({method or '?'})", image_size=None, members=members)
     else:
         fields["preset"] = _typed(config, "name", text, where)
     return fields
@@ -211,11 +210,14 @@ def _completed_run(path: Path, config: dict, summary: dict) -> None:
 
 
 def _completed_ensemble(path: Path, config: dict, summary: dict) -> None:
-    from cnmc_core.ensemble.members import ensemble_weights  # the one check of weights
+    # the one check of weights and the one reading of member references
+    from cnmc_core.ensemble.members import ensemble_weights, member_places
 
     _scored(path, summary)
     try:
         ensemble_weights(path, config)
+        summary["member_places"] = [[list(p) for p in where]
+                                    for where in member_places(path, config)]
         summary["weights_ok"] = True
     except RunError:  # predictions usable, but nothing to explain or score new images with
         summary["weights_ok"] = False
