@@ -52,10 +52,10 @@ from cnmc_core.workspace.layout import create_run  # noqa: E402
 from cnmc_core.workspace.listing import (  # noqa: E402
     forget_summaries,
     list_experiments,
-    list_members,
     workspace_signature,
 )
 from cnmc_core.workspace.summary import write_summary  # noqa: E402
+from cnmc_core.workspace.views import list_members  # noqa: E402
 
 PAGES = {"Home": "app.py", "Data": "pages/1_Data.py", "Train": "pages/2_Train.py",
          "Compare": "pages/3_Compare.py", "Errors": "pages/4_Errors.py",
@@ -79,7 +79,7 @@ def train_sources(base: Path) -> tuple[Path, list[Path], Path]:
         run = create_run(config, art)
         train_run(run, log=None, artifacts=art, wait_in_queue=False)
         runs.append(run)
-    ensemble, _ = run_search(runs, method="mean", compare=("mean",), n_boot=20,
+    ensemble, _ = run_search(runs, method="mean", methods=("mean",), n_boot=20,
                              out_dir=art / "ensembles", runs_root=art)
     return data, runs, ensemble
 
