@@ -42,6 +42,7 @@ __all__ = [
     "LOG",
     "SUMMARY",
     "RUN_FILES",
+    "TENSORBOARD",
     "CANCEL_FLAG",
     "PREDICTION_COLUMNS",
     "STATES",
@@ -140,6 +141,8 @@ CONFIG, STATUS, HISTORY, PREDICTIONS, METRICS, MODEL, LOG, SUMMARY = (
 #: missing or stale (:mod:`cnmc_core.workspace.summary`).
 RUN_FILES = (CONFIG, STATUS, HISTORY, PREDICTIONS, METRICS, MODEL, LOG, SUMMARY)
 CANCEL_FLAG = "cancel.request"
+#: The run's TensorBoard event files (``train/`` and ``validation/`` under it), scalars per epoch.
+TENSORBOARD = "tb"
 #: Columns every ``predictions.csv`` has (a ``subject`` column follows where subjects are known).
 PREDICTION_COLUMNS = ("image_id", "split", "y", "prob")
 STATES = ("queued", "running", "completed", "failed", "cancelled")

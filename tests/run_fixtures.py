@@ -112,3 +112,15 @@ DAMAGES = [
      ["status.json", "heartbeat must be a number or null; got 'x'"]),
     ("config-deleted", lambda r: (r / "config.json").unlink(), ["config.json is missing"]),
 ]
+
+
+def tensorboard_scalars(folder, tag="epoch_loss") -> dict[int, float]:
+    """``{step: value}`` of one scalar in a folder of event files, read by TensorBoard's own
+    reader (tf.summary v2 writes scalars as tensors)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    acc = EventAccumulator(str(folder), size_guidance={"tensors": 0})
+    acc.Reload()
+    return {e.step: float(tensor_util.make_ndarray(e.tensor_proto)) for e in acc.Tensors(tag)}
+

@@ -12,6 +12,7 @@ from cnmc_core.training.callbacks import CancelAtBatch, make_callbacks
 from cnmc_core.workspace.layout import create_run, read_history
 from cnmc_core.workspace.queue import CancelledError
 from cnmc_core.workspace.status import Heartbeat, read_status
+from run_fixtures import tensorboard_scalars
 
 STAGE = {"name": "train", "epochs": 30, "learning_rate": 0.5}
 
@@ -130,3 +131,22 @@ def test_cancel_stops_at_the_next_batch(tmp_path):
         model.fit(x, y, epochs=5, batch_size=8, verbose=0,
                   callbacks=[CancelAfterThird(), CancelAtBatch(run)])
     assert len(seen) == 3  # no batch after the one that saw the request
+
+
+def test_tensorboard_event_files_number_the_epochs_over_both_stages(tmp_path):
+    run = create_run({"name": "tb", "model": "m", "stages": [{"epochs": 3}, {"epochs": 2}]}, tmp_path)
+    status, model = Heartbeat(run), _model()
+    x, y = _data()
+    for index, (epochs, offset) in enumerate([(3, 0), (2, 3)]):
+        callbacks = make_callbacks(run, status, {**STAGE, "name": f"s{index}", "epochs": epochs},
+                                   index, offset, 5, 10, lambda line: None)
+        model.fit(x, y, validation_data=(x, y), epochs=epochs, batch_size=8, verbose=0,
+                  callbacks=callbacks)
+    history = read_history(run)
+    train = tensorboard_scalars(run / "tb" / "train")
+    val = tensorboard_scalars(run / "tb" / "validation")
+    assert sorted(train) == sorted(val) == list(history["epoch"]) == [1, 2, 3, 4, 5]
+    assert [train[e] for e in history["epoch"]] == pytest.approx(list(history["loss"]), rel=1e-5)
+    assert [val[e] for e in history["epoch"]] == pytest.approx(list(history["val_loss"]), rel=1e-5)
+    # scalars only: no graph, no histograms, no profile
+    assert not any("plugins" in p.parts for p in (run / "tb").rglob("*"))

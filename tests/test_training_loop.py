@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import make_kaggle_tree
+from run_fixtures import tensorboard_scalars
 from sklearn.metrics import f1_score, roc_auc_score
 
 from cnmc_core.cli.main import main
@@ -48,6 +49,10 @@ def test_train_demo_preset_end_to_end(tiny_data, tmp_path, capsys):
     history = read_history(run_dir)
     assert list(history["epoch"]) == [1, 2] and set(history["stage"]) == {"train"}
     assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(history.columns)
+    # TensorBoard's reader finds every epoch's loss under RUN/tb/ (tensorboard --logdir artifacts/runs)
+    for sub, column in (("train", "loss"), ("validation", "val_loss")):
+        scalars = tensorboard_scalars(run_dir / "tb" / sub)
+        assert [scalars[e] for e in history["epoch"]] == pytest.approx(list(history[column]), rel=1e-5)
 
     preds = pd.read_csv(run_dir / "predictions.csv", keep_default_na=False)
     assert list(preds.columns) == ["image_id", "split", "y", "prob", "subject"]

@@ -10,6 +10,11 @@ another ``fit``:
   at the end of the current batch, by raising
   :class:`~cnmc_core.workspace.queue.CancelledError` (defined with the queue, so that a queued
   worker can catch it without importing Keras);
+- :class:`EpochTensorBoard`: Keras' ``TensorBoard`` callback, scalars only (no graph, histograms
+  or profiler), writing ``RUN/tb/train`` and ``RUN/tb/validation`` event files with the run's
+  epoch numbers over all stages as steps, so that ``tensorboard --logdir artifacts/runs`` shows
+  every run; Keras writes them with ``tf.summary``, so under another backend they are written
+  only where TensorFlow is installed, and the log says so where it is not;
 - Keras' ``EarlyStopping`` on val loss with the best epoch's weights restored (the paper's
   ``EarlyStopping(patience=5)``: training stops after ``patience`` epochs without improvement;
   Keras 3 restores the best weights also when the stage runs out of epochs first).
@@ -17,17 +22,19 @@ another ``fit``:
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 from typing import Callable
 
 import keras
 
+from cnmc_core.contracts import TENSORBOARD
 from cnmc_core.workspace.layout import append_history
 from cnmc_core.workspace.queue import CancelledError, cancel_requested
 from cnmc_core.workspace.status import Heartbeat
 
-__all__ = ["StatusProgress", "HistoryLine", "CancelAtBatch", "make_callbacks"]
+__all__ = ["StatusProgress", "HistoryLine", "CancelAtBatch", "EpochTensorBoard", "make_callbacks"]
 
 
 class StatusProgress(keras.callbacks.Callback):
@@ -112,6 +119,29 @@ class CancelAtBatch(keras.callbacks.Callback):
             raise CancelledError()
 
 
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' ``TensorBoard`` callback with scalars only, its steps the run's epoch numbers.
+
+    Each stage is its own ``fit``, whose epochs count from 0; the step written for a stage's
+    epoch ``e`` is ``epoch_offset + e + 1``, the ``epoch`` of ``history.jsonl``, so the stages
+    follow one another on TensorBoard's axis instead of overlapping.
+    """
+
+    def __init__(self, run_dir: Path, epoch_offset: int):
+        super().__init__(log_dir=str(Path(run_dir) / TENSORBOARD), histogram_freq=0, write_graph=False,
+                         write_images=False, update_freq="epoch", profile_batch=0)
+        self.epoch_offset = epoch_offset
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(self.epoch_offset + epoch + 1, logs)
+
+
+def tensorboard_available() -> bool:
+    """Whether Keras can write TensorBoard event files here: it writes them with ``tf.summary``,
+    so TensorFlow must be installed (under any backend)."""
+    return importlib.util.find_spec("tensorflow") is not None
+
+
 def make_callbacks(run_dir: Path, status: Heartbeat, stage: dict, stage_index: int, epoch_offset: int,
                    total_epochs: int, patience: int, log: Callable[[str], None]) -> list:
     """The callbacks of one stage's ``fit``, in the order they run.
@@ -127,13 +157,22 @@ def make_callbacks(run_dir: Path, status: Heartbeat, stage: dict, stage_index: i
         log: where per-epoch lines go.
 
     Returns:
-        ``[StatusProgress, CancelAtBatch, HistoryLine, EarlyStopping]``; the early stopping
-        callback restores the weights of the epoch with the lowest val loss when the stage ends.
+        ``[StatusProgress, CancelAtBatch, HistoryLine, EpochTensorBoard, EarlyStopping]``
+        (without :class:`EpochTensorBoard` where TensorFlow is not installed, which the first
+        stage logs); early stopping is last and restores the weights of the epoch with the
+        lowest val loss when the stage ends.
     """
-    return [
+    callbacks = [
         StatusProgress(status, stage, stage_index, epoch_offset, total_epochs),
         CancelAtBatch(run_dir),
         HistoryLine(run_dir, stage, stage_index, epoch_offset, log),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                      restore_best_weights=True),
     ]
+    if tensorboard_available():
+        callbacks.append(EpochTensorBoard(run_dir, epoch_offset))
+    elif stage_index == 0:
+        log(f"TensorBoard event files are not written under {keras.backend.backend()}: Keras writes "
+            "them with tf.summary, and TensorFlow is not installed here (pip install tensorflow-cpu "
+            "to get them)")
+    callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                                   restore_best_weights=True))
+    return callbacks
