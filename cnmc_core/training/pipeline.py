@@ -15,7 +15,8 @@ import pandas as pd
 
 from cnmc_core.data.manifest import manifest_fingerprint, resolve_manifest
 from cnmc_core.data.preprocess import build_cache
-from cnmc_core.data.splits import apply_transform, balance_training, make_split
+from cnmc_core.data.balance import apply_transform, balance_training
+from cnmc_core.data.splits import make_split
 from cnmc_core.exceptions import ConfigError, DataError
 
 __all__ = ["DataBundle", "plan_split", "prepare_data", "make_dataset", "training_arrays", "split_arrays"]
