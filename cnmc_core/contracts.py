@@ -46,6 +46,7 @@ __all__ = [
     "CANCEL_FLAG",
     "PREDICTION_COLUMNS",
     "STATES",
+    "UNRESPONSIVE",
     "ACTIVE_STATES",
     "FINAL_STATES",
     "DAMAGED",
@@ -145,8 +146,18 @@ CANCEL_FLAG = "cancel.request"
 TENSORBOARD = "tb"
 #: Columns every ``predictions.csv`` has (a ``subject`` column follows where subjects are known).
 PREDICTION_COLUMNS = ("image_id", "split", "y", "prob")
+#: The states ``status.json`` holds: written by the job itself, or (``cancelled``, ``failed``) by
+#: ``cancel`` or the queue for a job they ended. Once a job is ``failed`` or ``cancelled`` it
+#: never comes back: its process is ended first, and a job checks its file before every write
+#: (:class:`cnmc_core.workspace.status.Heartbeat`).
 STATES = ("queued", "running", "completed", "failed", "cancelled")
-ACTIVE_STATES = ("queued", "running")
+#: The state liveness gives a queued or running job whose process lives but whose heartbeat is
+#: older than ``STALE_SECONDS`` (stopped by SIGSTOP, or hung); never written in ``status.json``.
+#: ``cancel`` ends it, and the queue ends it once it is unresponsive past its limit and another
+#: run waits for its slot (:data:`cnmc_core.workspace.queue.UNRESPONSIVE_LIMIT`).
+UNRESPONSIVE = "unresponsive"
+#: States of a job whose process lives (or will start): they can be cancelled, not deleted.
+ACTIVE_STATES = ("queued", "running", UNRESPONSIVE)
 FINAL_STATES = ("completed", "failed", "cancelled")
 #: The state the listing gives a folder it cannot read (never written in ``status.json``).
 DAMAGED = "damaged"

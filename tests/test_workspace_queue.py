@@ -52,7 +52,7 @@ def test_history_ignores_an_unterminated_last_line(tmp_path):
     assert list(history["epoch"]) == [1, 2]
 
 
-def test_dead_process_and_stale_heartbeat_are_failed(tmp_path):
+def test_dead_process_is_failed_and_a_stale_live_one_unresponsive(tmp_path):
     run = create_run(_config(), tmp_path)
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -60,6 +60,9 @@ def test_dead_process_and_stale_heartbeat_are_failed(tmp_path):
     status = effective_status(run)
     assert status["state"] == "failed" and "is gone" in status["error"]
     write_status(run, state="running", pid=os.getpid(), pid_start=None, heartbeat=time.time() - 100)
+    status = effective_status(run)  # a live process without a heartbeat is not failed
+    assert status["state"] == "unresponsive" and "no heartbeat for 100 s" in status["error"]
+    write_status(run, state="running", pid=None, heartbeat=time.time() - 100)
     status = effective_status(run)
     assert status["state"] == "failed" and "no heartbeat for 100 s" in status["error"]
     assert read_status(run)["state"] == "running"  # the file itself is left as the run wrote it
@@ -120,7 +123,7 @@ def test_queue_cancel_and_kill(tmp_path):
     cancel_run(third)
     _wait(lambda: read_status(third)["state"] == "cancelled", 60, "the running run to be cancelled")
     assert "cancelled" in (third / "log.txt").read_text()
-    with pytest.raises(RunError, match="only queued or running runs can be cancelled"):
+    with pytest.raises(RunError, match="only queued, running or unresponsive runs can be cancelled"):
         cancel_run(third)
 
 

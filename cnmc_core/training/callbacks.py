@@ -106,15 +106,18 @@ class CancelAtBatch(keras.callbacks.Callback):
     """Stop at the end of the current batch once the run's cancel flag exists.
 
     Raises :class:`CancelledError` out of ``fit`` (``stop_training`` alone would wait for the
-    end of the epoch, minutes for a large model on a CPU).
+    end of the epoch, minutes for a large model on a CPU). It also stops once ``status`` (the
+    run's heartbeat) found the run ended by someone else (``Heartbeat.ended``).
     """
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, status: Heartbeat | None = None):
         super().__init__()
         self.run_dir = Path(run_dir)
+        self.status = status
 
     def on_train_batch_end(self, batch, logs=None):
-        if cancel_requested(self.run_dir):
+        if cancel_requested(self.run_dir) or (self.status is not None and
+                                              self.status.ended is not None):
             self.model.stop_training = True
             raise CancelledError()
 
@@ -164,7 +167,7 @@ def make_callbacks(run_dir: Path, status: Heartbeat, stage: dict, stage_index: i
     """
     callbacks = [
         StatusProgress(status, stage, stage_index, epoch_offset, total_epochs),
-        CancelAtBatch(run_dir),
+        CancelAtBatch(run_dir, status),
         HistoryLine(run_dir, stage, stage_index, epoch_offset, log),
     ]
     if tensorboard_available():

@@ -145,8 +145,8 @@ def train_run(run_dir: str | os.PathLike, log: Callable[[str], None] | None = pr
     status.update(pid=os.getpid(), pid_start=proc_start_time(os.getpid()))
     status.start()
     try:
-        def waiting():
-            if cancel_requested(run_dir):
+        def waiting():  # also once the run was ended while it was stopped (status.ended)
+            if cancel_requested(run_dir) or status.ended is not None:
                 raise CancelledError()
 
         def next_in_line():

@@ -1,9 +1,15 @@
 """The queue: launching runs as detached worker processes, queue slots, cancelling.
 
 A run's worker process takes one of ``max_parallel`` slot locks (``fcntl.flock`` on
-``runs/.queue/slot-K.lock``) before training and holds it until it exits. The kernel releases
-the lock when the process dies, even by SIGKILL, so a dead run never blocks the queue. Waiting
-workers take slots in the order their runs were created.
+``runs/.queue/slot-K.lock``, which names the run holding it) before training and holds it until it
+exits. The kernel releases the lock when the process dies, even by SIGKILL, so a dead run never
+blocks the queue. Waiting workers take slots in the order their runs were created.
+
+A run whose process lives but does not beat (stopped by SIGSTOP, or hung) is ``unresponsive``;
+it keeps its slot, so while every slot is busy a waiting worker ends a slot holder that has been
+unresponsive for more than :data:`UNRESPONSIVE_LIMIT` seconds (its process group is killed, it
+is marked ``failed`` with the reason) and takes the slot. ``cancel`` ends an unresponsive run at
+once. Workers run in a session (and process group) of their own, so ending one ends its children.
 """
 
 from __future__ import annotations
@@ -11,12 +17,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from cnmc_core.contracts import ACTIVE_STATES, CANCEL_FLAG, CONFIG, LOG, STATUS
+from cnmc_core.contracts import ACTIVE_STATES, CANCEL_FLAG, CONFIG, LOG, STATUS, UNRESPONSIVE
 from cnmc_core.exceptions import RunError
 from cnmc_core.workspace.fileio import read_json
 from cnmc_core.workspace.status import (
@@ -28,10 +35,24 @@ from cnmc_core.workspace.status import (
     write_status,
 )
 
-__all__ = ["QUEUE_DIR", "WORKER_ENV", "CancelledError", "spawn_detached", "launch_run", "cancel_run",
-           "cancel_requested", "queue_slot"]
+__all__ = ["QUEUE_DIR", "WORKER_ENV", "UNRESPONSIVE_LIMIT", "unresponsive_limit", "CancelledError",
+           "spawn_detached", "launch_run", "end_process", "cancel_run", "cancel_requested",
+           "queue_slot"]
 
 QUEUE_DIR = ".queue"
+#: Seconds a slot holder may be unresponsive (no heartbeat, live process) before a run waiting
+#: for its slot ends it; ``$CNMC_UNRESPONSIVE_LIMIT`` overrides it. Well above the 20 s after
+#: which a run shows unresponsive, so that a machine that stalls for a minute ends nothing.
+UNRESPONSIVE_LIMIT = 300.0
+
+
+def unresponsive_limit() -> float:
+    """:data:`UNRESPONSIVE_LIMIT`, or ``$CNMC_UNRESPONSIVE_LIMIT`` where set to a number > 0."""
+    try:
+        value = float(os.environ.get("CNMC_UNRESPONSIVE_LIMIT", UNRESPONSIVE_LIMIT))
+    except ValueError:
+        return UNRESPONSIVE_LIMIT
+    return value if value > 0 and value == value else UNRESPONSIVE_LIMIT
 #: Set in every worker's environment. TF_CPP_MIN_LOG_LEVEL=3 keeps TensorFlow's C++ errors that
 #: are not ours out of log.txt (``E0000 ... NodeDef mentions attribute use_unbounded_threadpool``
 #: at the first training step, still printed at level 2); its start-up lines, printed before
@@ -93,17 +114,67 @@ def launch_run(run_dir: str | os.PathLike, env: dict | None = None) -> int:
     return pid
 
 
+def end_process(pid: int, start: str | None = None, timeout: float = 10.0) -> bool:
+    """End a job's process with SIGKILL (also when stopped), with its whole process group when
+    it leads one (a detached worker does: its children go too; a job started in a terminal
+    does not, and only it is killed). Waits up to ``timeout`` s for it to be gone.
+
+    Returns:
+        Whether the process is gone.
+
+    Raises:
+        RunError: the process belongs to another user (permission denied).
+    """
+    if not process_alive(pid, start):
+        return True
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        raise RunError(f"The process {pid} cannot be ended: it belongs to another user. End it as "
+                       "that user (kill -9).") from None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process_alive(pid, start):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _end_unresponsive(run_dir: Path, status: dict, state: str, reason: str) -> dict:
+    """Kill an unresponsive job's process, then record ``state`` with ``reason``: the kill comes
+    first, so that the job cannot write after its final state (it also checks before writing)."""
+    if not end_process(status.get("pid"), status.get("pid_start")):
+        raise RunError(f"Run {run_dir.name}: its process {status.get('pid')} did not end after "
+                       "SIGKILL; try again, or end it by hand (kill -9).")
+    return write_status(run_dir, state=state, message=state, error=reason, finished=wall_time())
+
+
 def cancel_run(run_dir: str | os.PathLike) -> dict:
     """Ask a run to stop: it finishes its current batch and is marked ``cancelled``.
 
     A run whose process is already gone is marked ``cancelled`` (if it had not finished) at once.
-    Returns the status after the request.
+    An ``unresponsive`` one (live process, no heartbeat: stopped or hung) cannot react to the
+    request: its process group is killed, which frees its queue slot, and it is marked
+    ``cancelled``. Returns the status after the request.
+
+    Raises:
+        RunError: the run is not queued, running or unresponsive.
     """
     run_dir = Path(run_dir)
     status = effective_status(run_dir)
     if status["state"] not in ACTIVE_STATES:
-        raise RunError(f"Run {run_dir.name} is {status['state']}; only queued or running runs can be cancelled.")
+        raise RunError(f"Run {run_dir.name} is {status['state']}; only queued, running or "
+                       "unresponsive runs can be cancelled.")
     (run_dir / CANCEL_FLAG).write_text(str(wall_time()))
+    if status["state"] == UNRESPONSIVE:
+        return _end_unresponsive(
+            run_dir, status, "cancelled", f"cancelled by the user while unresponsive (no "
+            f"heartbeat for {status.get('heartbeat_age', 0):.0f} s): its process was ended")
     if not process_alive(status.get("pid"), status.get("pid_start")):
         return write_status(run_dir, state="cancelled", message="cancelled before it started")
     return read_status(run_dir)
@@ -121,7 +192,8 @@ class queue_slot:
     there and raises to give up, e.g. when cancelled), and ``on_next()`` once, when this run is
     the next in line but every slot is still busy (the worker imports TensorFlow there, so that
     the import overlaps the running run instead of following it; runs further back in the queue
-    stay light).
+    stay light). While every slot is busy it ends a slot holder that is unresponsive past
+    :func:`unresponsive_limit` (see the module's docstring).
     """
 
     def __init__(self, run_dir: str | os.PathLike, max_parallel: int | None = None, on_wait=None,
@@ -150,6 +222,38 @@ class queue_slot:
                 return False
         return True
 
+    def _slot_holders(self) -> list[Path]:
+        """The run folders named in the slot lock files (what holds each slot, or held it)."""
+        out = []
+        for k in range(self.max_parallel):
+            try:
+                name = json.loads((self.base / f"slot-{k}.lock").read_text() or "{}").get("run")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(name, str) and name and "/" not in name and name not in (".", ".."):
+                out.append(self.run_dir.parent / name)
+        return out
+
+    def _end_unresponsive_holders(self) -> None:
+        """End each slot holder unresponsive for more than :func:`unresponsive_limit` s: its
+        process group is killed (the kernel frees its slot) and it is marked ``failed``."""
+        limit = unresponsive_limit()
+        for holder in self._slot_holders():
+            if holder == self.run_dir:
+                continue
+            try:
+                status = effective_status(holder)
+            except (OSError, ValueError):  # a damaged holder: its lock says whether it lives
+                continue
+            if status.get("state") == UNRESPONSIVE and status.get("heartbeat_age", 0) > limit:
+                try:
+                    _end_unresponsive(holder, status, "failed", (
+                        f"unresponsive for {status['heartbeat_age']:.0f} s (no heartbeat, the "
+                        f"process lived: stopped or hung), over the queue's limit of {limit:.0f} s; "
+                        f"ended to free its queue slot for {self.run_dir.name}"))
+                except RunError:
+                    continue
+
     def __enter__(self) -> "queue_slot":
         self.base.mkdir(exist_ok=True)
         while True:
@@ -161,8 +265,12 @@ class queue_slot:
                     except BlockingIOError:
                         fh.close()
                         continue
+                    fh.truncate(0)  # name the holder (append mode: the write lands at 0)
+                    fh.write(json.dumps({"run": self.run_dir.name, "pid": os.getpid()}))
+                    fh.flush()
                     self._fh = fh
                     return self
+                self._end_unresponsive_holders()
                 if self.on_next is not None:
                     on_next, self.on_next = self.on_next, None
                     on_next()

@@ -1,9 +1,10 @@
 """A job's ``status.json`` (runs and ensemble searches alike): reading and writing it, liveness,
 the heartbeat thread, and the check that a folder is completed before it is used.
 
-``status.json`` is replaced atomically. A run whose process is gone, or whose heartbeat is older
-than :data:`STALE_SECONDS`, is reported ``failed`` (its files are kept) by
-:func:`effective_status`; :class:`Heartbeat` keeps the status of a live job fresh.
+``status.json`` is replaced atomically. A run whose process is gone is reported ``failed`` (its
+files are kept) by :func:`effective_status`, one whose process lives but whose heartbeat is older
+than :data:`STALE_SECONDS` ``unresponsive``; :class:`Heartbeat` keeps the status of a live job
+fresh, and never writes over a final state (a job ended by ``cancel`` or the queue stays ended).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from cnmc_core.contracts import ACTIVE_STATES, CONFIG, STATES, STATUS
+from cnmc_core.contracts import ACTIVE_STATES, CONFIG, FINAL_STATES, STATES, STATUS, UNRESPONSIVE
 from cnmc_core.exceptions import CnmcError, RunError
 from cnmc_core.workspace.fileio import (
     atomic_write_json,
@@ -37,6 +38,7 @@ __all__ = [
     "apply_liveness",
     "effective_status",
     "error_text",
+    "JobEnded",
     "Heartbeat",
     "check_completed",
 ]
@@ -125,17 +127,26 @@ def process_alive(pid: int | None, start: str | None = None) -> bool:
 
 
 def apply_liveness(status: dict, stale_seconds: float = STALE_SECONDS) -> dict:
-    """A checked status (:func:`read_status`) with liveness applied, in place: an active job
-    whose process is gone, or whose heartbeat is older than ``stale_seconds``, becomes
-    ``failed`` with the reason; returns it."""
-    if status.get("state") in ACTIVE_STATES:
+    """A checked status (:func:`read_status`) with liveness applied, in place; returns it.
+
+    A queued or running job whose process is gone becomes ``failed`` (it cannot come back). One
+    whose process lives but whose heartbeat is older than ``stale_seconds`` becomes
+    :data:`~cnmc_core.contracts.UNRESPONSIVE` (stopped or hung: not failed, it may resume; cancel
+    ends it), with ``heartbeat_age`` in seconds. A running job without a process id and a stale
+    heartbeat is ``failed``; a queued one that never started within an hour too."""
+    if status.get("state") in ("queued", "running"):
         pid, start = status.get("pid"), status.get("pid_start")
         age = wall_time() - float(status.get("heartbeat") or 0)
         what = "ensemble search" if status.get("kind") == "ensemble" else "run"
         if pid and not process_alive(pid, start):
             status.update(state="failed", error=status.get("error") or
                           f"the {what}'s process (pid {pid}) is gone: it was killed or crashed")
-        elif age > stale_seconds and (pid or status.get("state") == "running"):
+        elif age > stale_seconds and pid:
+            end = "cancel it to end it" if what == "run" else f"end it with `kill -9 {pid}`"
+            status.update(state=UNRESPONSIVE, heartbeat_age=age, was=status.get("state"),
+                          error=f"no heartbeat for {age:.0f} s, but the {what}'s process (pid "
+                                f"{pid}) lives: it is stopped or hangs; {end}")
+        elif age > stale_seconds and status.get("state") == "running":
             status.update(state="failed",
                           error=f"no heartbeat for {age:.0f} s: the {what}'s process hangs or died")
         elif not pid and status.get("state") == "queued" and age > max(stale_seconds, 3600):
@@ -145,8 +156,8 @@ def apply_liveness(status: dict, stale_seconds: float = STALE_SECONDS) -> dict:
 
 def effective_status(run_dir: str | os.PathLike, stale_seconds: float = STALE_SECONDS) -> dict:
     """``status.json`` with liveness applied (:func:`apply_liveness`): an active run whose
-    process is gone, or whose heartbeat is older than ``stale_seconds``, is reported ``failed``
-    with the reason.
+    process is gone is reported ``failed`` with the reason, one whose process lives but whose
+    heartbeat is older than ``stale_seconds`` ``unresponsive``.
 
     Raises:
         RunError: ``status.json`` is missing or damaged (:func:`read_status`), e.g. a heartbeat
@@ -161,6 +172,11 @@ def error_text(exc: BaseException) -> str:
     if isinstance(exc, CnmcError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class JobEnded(RunError):
+    """The job's ``status.json`` already holds a final state written by someone else (``cancel``
+    or the queue ended it while it was stopped): the job must stop without writing."""
 
 
 class Heartbeat:
@@ -178,6 +194,11 @@ class Heartbeat:
     :meth:`update` with it raises). A ``status.json`` that is not a JSON object (damaged) is
     rewritten from the job's own fields, by the thread and by :meth:`update`.
 
+    Before every write the file is read: when it already holds a final state (``completed``,
+    ``failed``, ``cancelled``: the job was ended while it was stopped, e.g. by ``cancel``), nothing
+    is written, the thread stops, :meth:`update` raises :class:`JobEnded` and :meth:`finish`
+    returns that state as it is. A job shown failed or cancelled never comes back.
+
     Args:
         run_dir: the run or ensemble folder.
         interval: seconds between beats (default :data:`HEARTBEAT_SECONDS`, well under
@@ -191,6 +212,8 @@ class Heartbeat:
         self.fields: dict = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: the final status found on disk (the job was ended by someone else), else None
+        self.ended: dict | None = None
 
     def _record_error(self, text: str) -> None:
         """Keep the first error in the fields (the lock is held)."""
@@ -207,6 +230,11 @@ class Heartbeat:
             self._record_error(f"{STATUS} was damaged and was rewritten from the job's own "
                                f"fields ({exc})")
             old = {}
+        if old.get("state") in FINAL_STATES:
+            self.ended = old
+            self._stop.set()
+            raise JobEnded(f"{path} already reads {old['state']} ({old.get('error') or old.get('message') or 'no reason given'}): "
+                           "the job was ended by someone else and stops without writing")
         now = wall_time()
         status = {**old, **self.fields, "heartbeat": now, "updated": now}
         try:
@@ -237,6 +265,8 @@ class Heartbeat:
             with self.lock:
                 try:
                     self._write(lenient=True)
+                except JobEnded:
+                    return
                 except Exception as exc:  # a full or read-only disk...: keep beating
                     self._record_error(f"could not write {STATUS}: {error_text(exc)}")
 
@@ -268,9 +298,12 @@ class Heartbeat:
         Every state gets ``finished`` (epoch seconds). When recording a cancellation or failure
         cannot be written (a full disk...), the write's error goes to ``on_write_error`` (if
         given) and None is returned: the caller re-raises ``exc``, not the write's error; the
-        heartbeat then goes stale and readers report the job ``failed``.
+        heartbeat then goes stale and readers report the job ``failed``. A final state already in
+        the file (the job was ended by ``cancel`` or the queue) is returned as it is, unwritten.
         """
         self.stop()
+        if self.ended is not None or isinstance(exc, JobEnded):
+            return self.ended
         if exc is None:
             return self.update(state="completed", finished=time.time(), message="done")
         if isinstance(exc, cancelled):
@@ -283,6 +316,8 @@ class Heartbeat:
             with self.lock:
                 self.fields.update(fields, finished=time.time())
                 return self._write(lenient=True)
+        except JobEnded:
+            return self.ended
         except Exception as write_error:  # noqa: BLE001 - the job's own error matters more
             if on_write_error is not None:
                 on_write_error(write_error)
@@ -318,10 +353,13 @@ def check_completed(path: str | os.PathLike, use: str = "used") -> dict:
     if state == "completed":
         return status
     what = "ensemble search" if (kind or status.get("kind")) == "ensemble" else "run"
-    detail = status.get("error") if state not in ACTIVE_STATES else status.get("message")
+    detail = status.get("error") if state not in ("queued", "running") else status.get("message")
     text = f"The {what} {path.name} is {state}" + (f" ({detail})" if detail else "")
     text += f", not completed: it cannot be {use}. "
-    if state in ACTIVE_STATES:
+    if state == UNRESPONSIVE:
+        text += (f"Cancel it (`python -m cnmc_core cancel {path.name}` ends its process) and "
+                 "train it again, or resume its process if you stopped it.")
+    elif state in ACTIVE_STATES:
         text += (f"Wait for the {what} to finish (`python -m cnmc_core runs` shows its progress) "
                  "and try again.")
     else:
