@@ -11,10 +11,11 @@ from streamlit.errors import StreamlitAPIException
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.workspace.listing import list_experiments, workspace_signature
 from cnmc_core.workspace.paths import artifacts_root
-from cnmc_core.workspace.views import list_members
+from cnmc_core.workspace.views import list_members, split_skipped, training_line
 
 __all__ = ["use_app_navigation", "page_link", "workspace_root", "load_experiments",
-           "workspace_experiments", "load_members", "workspace_members", "model_members"]
+           "workspace_experiments", "load_members", "unusable_notes", "workspace_members",
+           "model_members"]
 
 
 def use_app_navigation() -> None:
@@ -70,11 +71,35 @@ def load_members(root: str, signature: str):
     return list_members(experiments=load_experiments(root, signature))
 
 
+def unusable_notes(skipped, what: str) -> int:
+    """Say why the skipped folders (:func:`cnmc_core.workspace.views.list_members`) are not
+    offered: runs still training with their epoch and links to Train, damaged folders with the
+    reason, failed or cancelled ones in an expander. Returns how many are still training."""
+    parts = split_skipped(skipped)
+    training = parts["training"]
+    if len(training):
+        with st.container(border=True):
+            st.markdown(f":material/sync: **{training_line(training)}**: they can be {what} once "
+                        "they are completed.")
+            for row in training.head(6).itertuples():
+                page_link("pages/2_Train.py", f"{row.member_id}: {row.state}", icon=":material/model_training:")
+    if len(parts["damaged"]):
+        with st.expander(f":material/broken_image: {len(parts['damaged'])} damaged folder(s) "
+                         "cannot be read"):
+            st.dataframe(parts["damaged"][["member_id", "kind", "reason", "path"]], hide_index=True)
+    if len(parts["ended"]):
+        with st.expander(f"{len(parts['ended'])} failed or cancelled run(s) or ensemble(s) cannot "
+                         f"be {what}"):
+            st.dataframe(parts["ended"][["member_id", "kind", "state", "reason"]], hide_index=True)
+    return len(training)
+
+
 def workspace_members(what: str, empty_text: str):
     """The workspace's usable runs and ensembles, for a page that combines them.
 
-    Lists the unusable ones (not completed or damaged) in an expander saying they cannot be
-    ``what``; stops the page with ``empty_text`` and a link to Train when none is usable.
+    Says why the others are not offered (:func:`unusable_notes`: still training, damaged, failed
+    or cancelled); stops the page with ``empty_text`` (or, while runs train, a line saying so)
+    and a link to Train when none is usable.
 
     Returns:
         ``(root, signature, members)``: the artifacts folder, its signature (a cache key) and the
@@ -83,13 +108,14 @@ def workspace_members(what: str, empty_text: str):
     root = workspace_root()
     signature = workspace_signature(root)
     members, skipped = load_members(str(root), signature)
-    if len(skipped):
-        with st.expander(f"{len(skipped)} run(s) or ensemble(s) cannot be {what} (not completed "
-                         "or damaged)"):
-            st.dataframe(skipped[["member_id", "kind", "state", "reason"]], hide_index=True)
+    training = unusable_notes(skipped, what)
     if members.empty:
-        st.info(empty_text)
-        page_link("pages/2_Train.py", "Go to Train", icon=":material/model_training:")
+        if training:
+            st.info("No completed run yet: wait for the runs above to finish (the Train page shows "
+                    "their live curves), then come back here.")
+        else:
+            st.info(empty_text)
+            page_link("pages/2_Train.py", "Go to Train", icon=":material/model_training:")
         st.stop()
     return root, signature, members
 

@@ -15,7 +15,7 @@ import streamlit as st
 from cnmc_core.analysis.curves import history_frame
 from cnmc_core.analysis.experiments import read_log_tail
 from cnmc_core.analysis.run_charts import live_curves_figure
-from cnmc_core.contracts import PROTOCOLS, SPLIT_PROTOCOLS
+from cnmc_core.contracts import ACTIVE_STATES, PROTOCOLS, SPLIT_PROTOCOLS, UNRESPONSIVE
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.training.config import list_presets
 from cnmc_core.training.launch import (
@@ -25,7 +25,7 @@ from cnmc_core.training.launch import (
     start_run,
 )
 from cnmc_core.workspace.progress import STATE_ICONS, experiment_status, run_progress
-from cnmc_core.workspace.queue import cancel_run
+from cnmc_core.workspace.queue import cancel_run, unresponsive_limit
 from cnmc_core.workspace.settings import chosen_dataset, chosen_protocol
 from page_common import use_app_navigation, workspace_experiments, workspace_root
 
@@ -133,7 +133,7 @@ def _runs():
 def live_runs() -> None:
     """The queue and the running runs; reruns every 2 s and the whole page when one finishes."""
     runs = _runs()
-    active = runs[runs["state"].isin(["queued", "running"])]
+    active = runs[runs["state"].isin(ACTIVE_STATES)]
     ids = tuple(active["run_id"])
     previous = st.session_state.get("active_runs")
     st.session_state["active_runs"] = ids
@@ -153,19 +153,27 @@ def live_runs() -> None:
             top = st.columns([5, 1])
             protocol = PROTOCOLS[row.protocol].label() if row.protocol in PROTOCOLS else row.protocol
             top[0].markdown(f"**{row.run_id}** · {row.model} · {row.image_size} px · protocol {protocol}")
-            if top[1].button("Cancel", key=f"cancel-{row.run_id}", icon=":material/cancel:"):
+            hung = status.get("state") == UNRESPONSIVE
+            if top[1].button("Cancel", key=f"cancel-{row.run_id}", icon=":material/cancel:",
+                             help="Ends its process now: it does not respond." if hung else
+                             "It stops after the current batch."):
                 try:
                     cancel_run(row.path)
                 except CnmcError as exc:
                     st.error(f"{exc}")
                 else:
-                    st.toast(f"Cancelling {row.run_id}: it stops after the current batch.")
+                    st.toast(f"{row.run_id} was cancelled: its process was ended." if hung else
+                             f"Cancelling {row.run_id}: it stops after the current batch.")
+            if hung:
+                st.warning(f"Unresponsive: {status.get('error')}. If another run waits for its "
+                           f"queue slot, the queue ends it after {unresponsive_limit():.0f} s.",
+                           icon=":material/pause_circle:")
             st.progress(fraction, text=f"{STATE_ICONS.get(status.get('state'), '')} {text}")
             history = history_frame(row.path)  # read once: both panels show the same epochs
             if not history.empty:
                 st.plotly_chart(live_curves_figure(history), width="stretch",
                                 key=f"curves-{row.run_id}")
-    recent = runs[~runs["state"].isin(["queued", "running"])].head(3)
+    recent = runs[~runs["state"].isin(ACTIVE_STATES)].head(3)
     if len(recent):
         st.markdown("**Recently finished**")
         for row in recent.itertuples():
@@ -177,7 +185,7 @@ def live_runs() -> None:
 
 def finished_runs() -> None:
     runs = _runs()
-    done = runs[~runs["state"].isin(["queued", "running"])]
+    done = runs[~runs["state"].isin(ACTIVE_STATES)]
     st.subheader("Finished runs")
     if done.empty:
         st.caption("None yet.")

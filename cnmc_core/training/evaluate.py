@@ -27,7 +27,9 @@ from cnmc_core.data.preprocess import build_cache
 from cnmc_core.data.splits import make_split
 from cnmc_core.exceptions import DataError, RunError
 from cnmc_core.validation import check_choice
-from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json, read_json
+from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json
+from cnmc_core.workspace.status import check_completed
+from cnmc_core.workspace.summary import read_config
 
 __all__ = ["EVALUATION_SPLITS", "evaluate_run"]
 
@@ -68,7 +70,12 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, split: str
     run_dir = Path(run_dir)
     if not (run_dir / MODEL).is_file():
         raise RunError(f"Run {run_dir.name} has no {MODEL}; only completed runs can be evaluated.")
-    config = read_json(run_dir / CONFIG)
+    check_completed(run_dir, "evaluated")  # a damaged or unfinished status stops here
+    config = read_config(run_dir)  # a JSON object in UTF-8, or a RunError naming the file
+    size = config.get("image_size")
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise RunError(f"{run_dir / CONFIG}: image_size must be a positive integer; got {size!r}; "
+                       "the file is damaged: restore it, or train the run again.")
     model = load_model(run_dir / MODEL)  # a damaged file fails here, before any folder exists
     manifest = resolve_manifest(data)
     images = manifest[manifest["y"].isin([0, 1])]

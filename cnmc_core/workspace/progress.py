@@ -19,7 +19,7 @@ __all__ = ["STATE_ICONS", "run_progress", "progress_text", "experiment_status"]
 #: Streamlit material icons of the run states (the library only names them; pages draw them).
 STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/sync:",
                "completed": ":material/check_circle:", "failed": ":material/error:",
-               "cancelled": ":material/cancel:"}
+               "cancelled": ":material/cancel:", "unresponsive": ":material/pause_circle:"}
 
 
 def _count(value) -> int:

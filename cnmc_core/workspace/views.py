@@ -12,12 +12,13 @@ import pandas as pd
 from cnmc_core.contracts import ACTIVE_STATES, DAMAGED
 from cnmc_core.workspace.listing import list_experiments
 
-__all__ = ["MEMBER_COLUMNS", "SKIPPED_COLUMNS", "list_members", "workspace_counts", "short_labels"]
+__all__ = ["MEMBER_COLUMNS", "SKIPPED_COLUMNS", "list_members", "split_skipped", "training_line",
+           "workspace_counts", "short_labels"]
 
 MEMBER_COLUMNS = ["member_id", "kind", "label", "model", "protocol", "dataset", "group",
                   "n_val", "n_test", "val_weighted_f1", "test_weighted_f1", "has_model",
                   "created", "path"]
-SKIPPED_COLUMNS = ["member_id", "kind", "state", "reason", "path"]
+SKIPPED_COLUMNS = ["member_id", "kind", "state", "reason", "epoch", "epochs", "path"]
 
 
 def list_members(root: str | os.PathLike | None = None,
@@ -62,8 +63,47 @@ def list_members(root: str | os.PathLike | None = None,
                for e, m, k, s in zip(rest["error"], rest["message"], rest["kind"], rest["state"])]
     skipped = pd.DataFrame({"member_id": rest["run_id"].astype(str), "kind": rest["kind"],
                             "state": rest["state"].astype(str), "reason": reasons,
+                            "epoch": rest["epoch"], "epochs": rest["epochs"],
                             "path": rest["path"]}, columns=SKIPPED_COLUMNS)
     return members, skipped.reset_index(drop=True)
+
+
+def split_skipped(skipped: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The folders :func:`list_members` skipped, by why: ``training`` (queued, running or
+    unresponsive: they become usable when done, oldest first), ``damaged`` (a file cannot be
+    read; the reason names it) and ``ended`` (failed or cancelled)."""
+    active = skipped["state"].isin(ACTIVE_STATES)
+    damaged = skipped["state"] == DAMAGED
+    return {"training": skipped[active].iloc[::-1].reset_index(drop=True),
+            "damaged": skipped[damaged].reset_index(drop=True),
+            "ended": skipped[~active & ~damaged].reset_index(drop=True)}
+
+
+def _epoch_text(row) -> str:
+    epoch, epochs = row.epoch, row.epochs
+    if row.state == "queued":
+        return "queued"
+    if epochs == epochs and epochs and epoch == epoch and epoch:
+        text = f"epoch {int(epoch)} of {int(epochs)}"
+    else:
+        text = "starting" if row.kind == "run" else "fitting"
+    return text + (", unresponsive" if row.state == "unresponsive" else "")
+
+
+def training_line(training: pd.DataFrame) -> str:
+    """``2 runs still training (epoch 3 of 8, queued)``: what the ``training`` part of
+    :func:`split_skipped` is doing; "" when empty. Ensemble searches are counted as searches."""
+    if training.empty:
+        return ""
+    parts = []
+    for kind, noun in (("run", "run"), ("ensemble", "ensemble search")):
+        rows = training[training["kind"] == kind]
+        if len(rows):
+            what = [_epoch_text(r) for r in rows.itertuples()]
+            shown = ", ".join(what[:6]) + (", ..." if len(what) > 6 else "")
+            verb = "still training" if kind == "run" else "still running"
+            parts.append(f"{len(rows)} {noun}{'s' if len(rows) != 1 else ''} {verb} ({shown})")
+    return "; ".join(parts)
 
 
 def workspace_counts(experiments: pd.DataFrame) -> dict[str, int]:
