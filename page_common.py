@@ -15,7 +15,7 @@ from cnmc_core.workspace.views import list_members, split_skipped, training_line
 
 __all__ = ["use_app_navigation", "page_link", "workspace_root", "load_experiments",
            "workspace_experiments", "load_members", "unusable_notes", "workspace_members",
-           "model_members"]
+           "model_members", "choose_models", "choose_study", "choose_group_members"]
 
 
 def use_app_navigation() -> None:
@@ -179,6 +179,23 @@ def choose_models(usable, labels: dict[str, str], *, key: str, verb: str,
     ens = st.selectbox("Ensemble", ensembles, format_func=lambda m: labels[m],
                        key=f"{key}_ensemble")
     return kind, [ens]
+
+
+def choose_study(root, key: str) -> str | None:
+    """Where the workspace has a completed study, a choice between runs and a study (its presets
+    pooled out of fold: every subject); returns the chosen study folder, or None for runs."""
+    from cnmc_core.study.store import completed_studies
+
+    studies = completed_studies(root)
+    if not studies:
+        return None
+    source = st.radio("Analyse", ["Runs", "A study (pooled out of fold)"], horizontal=True,
+                      key=f"{key}_source", help="A completed study's presets, each pooled out of "
+                      "fold: every image is scored by the run that held its subject out, so every "
+                      "subject counts, not one test split.")
+    if source == "Runs":
+        return None
+    return st.selectbox("Study", list(studies), format_func=studies.get, key=f"{key}_study")
 
 
 def choose_group_members(members, labels: dict[str, str], *, key: str, noun: str, title: str,

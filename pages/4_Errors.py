@@ -34,14 +34,14 @@ from cnmc_core.analysis.error_sets import (
 )
 from cnmc_core.analysis.errors import analyse_errors
 from cnmc_core.data.summary import thumbnail
-from cnmc_core.ensemble.align import align_runs
 from cnmc_core.ensemble.members import (
     data_source,
     image_paths,
 )
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.predict import format_prob
-from page_common import choose_group_members, use_app_navigation, workspace_members
+from cnmc_core.study.ensembles import align_source
+from page_common import choose_group_members, choose_study, use_app_navigation, workspace_members
 
 PAGE_SIZE = 24
 MAX_MEMBERS = 12
@@ -51,7 +51,8 @@ HANDOFF_KEY = "cnmc_error_set"  # read by the Explain page
 # ------------------------------------------------------------------------------ cached loaders
 @st.cache_data(show_spinner="Aligning the runs' predictions...", max_entries=16)
 def load_aligned(paths: tuple[str, ...], signature: tuple):
-    return align_runs(list(paths))
+    """The members at ``paths`` aligned, or a study (one folder) pooled out of fold."""
+    return align_source(paths)
 
 
 @st.cache_data(show_spinner="Finding the image files...", max_entries=8, ttl=3600)
@@ -76,22 +77,34 @@ def main() -> None:
                "threshold (0.5 for runs). Click a bar of the histogram or of the UpSet chart, or "
                "choose a set below, to see its images.")
 
-    _, signature, members = workspace_members(
+    root, signature, members = workspace_members(
         "analysed", "No completed run yet. Train at least two runs on the same dataset and split "
         "(Train page), then come back here.")
 
     labels = dict(zip(members["member_id"], members["label"]))
-    chosen, paths = choose_group_members(
-        members, labels, key="errors", noun="run(s)", title="Models", default_n=6,
-        max_n=MAX_MEMBERS, help="Only runs with the same split protocol, dataset and images can be "
-        "compared image by image.", too_few="Only one completed run was scored on these images. "
-        "Train another model with the same dataset and split protocol (Train page) to compare their "
-        "errors.")
+    study = choose_study(root, "errors")
+    if study is None:
+        chosen, paths = choose_group_members(
+            members, labels, key="errors", noun="run(s)", title="Models", default_n=6,
+            max_n=MAX_MEMBERS, help="Only runs with the same split protocol, dataset and images "
+            "can be compared image by image.", too_few="Only one completed run was scored on these "
+            "images. Train another model with the same dataset and split protocol (Train page) to "
+            "compare their errors.")
+    else:
+        paths = (study,)
     try:
         aligned = load_aligned(paths, signature)
     except CnmcError as exc:
         st.error(f"These runs cannot be compared image by image: {exc} Choose runs from one group.")
         st.stop()
+    if study is not None:
+        labels = {m: m for m in aligned.members}
+        paths = tuple(str(p) for p in aligned.paths)  # a run per preset: the dataset's images
+        st.caption(f"Study **{os.path.basename(study)}**: each preset's predictions pooled out of "
+                   "fold, so every subject is here (each image scored by the run that held its "
+                   "subject out, averaged over the seeds); \"missed by every model\" is over every "
+                   "subject. Test is each image's held-out prediction, validation the prediction "
+                   "of the run that validated on it.")
 
     c1, c2 = st.columns([1, 2])
     split = c1.radio("Split", ["test", "val"], horizontal=True, key="errors_split",
@@ -213,8 +226,11 @@ def main() -> None:
         b1, b2 = st.columns([3, 1])
         page = b2.number_input(f"Page (of {n_pages})", 1, n_pages, key="errors_page") \
             if n_pages > 1 else 1
-        if b1.button("Explain these images", icon=":material/visibility:", key="errors_explain",
-                     help="Open the Explain page with this set of images."):
+        if study is not None:
+            b1.caption("Explain works on runs: choose one of the study's runs on the Explain page "
+                       "(each image was scored out of fold by a different run).")
+        elif b1.button("Explain these images", icon=":material/visibility:", key="errors_explain",
+                       help="Open the Explain page with this set of images."):
             st.session_state[HANDOFF_KEY] = {**shown.to_dict(), "member_paths": list(paths),
                                              "labels": {x: labels[x] for x in members_now}}
             try:

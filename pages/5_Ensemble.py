@@ -18,7 +18,6 @@ import pandas as pd
 import streamlit as st
 
 from cnmc_core.analysis.charts import confusion_figure, roc_figure
-from cnmc_core.ensemble.align import align_runs
 from cnmc_core.ensemble.genetic import GA_METHODS
 from cnmc_core.ensemble.live import (
     COLUMN_HELP,
@@ -33,8 +32,9 @@ from cnmc_core.ensemble.live import (
 from cnmc_core.ensemble.report import score_methods
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.metrics.curves import best_f1_threshold
+from cnmc_core.study.ensembles import align_source
 from cnmc_core.workspace.paths import ensembles_dir
-from page_common import choose_group_members, use_app_navigation, workspace_members
+from page_common import choose_group_members, choose_study, use_app_navigation, workspace_members
 
 METHOD_BUTTONS = {
     "mean": "Equal weights",
@@ -61,7 +61,8 @@ THRESHOLD = "ens_threshold"
 
 @st.cache_data(show_spinner="Aligning the runs' predictions...", max_entries=16)
 def load_aligned(paths: tuple[str, ...], signature: tuple):
-    return align_runs(list(paths))
+    """The members at ``paths`` aligned, or a study (one folder) pooled out of fold."""
+    return align_source(paths)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -95,8 +96,9 @@ def class_table(rep: dict) -> pd.DataFrame:
 @st.fragment
 def live_ensemble(aligned, chosen: list[str], labels: dict[str, str], paths: tuple[str, ...],
                   root, signature: tuple,
-                  seed: int, ga_params: tuple) -> None:
-    """Sliders, method buttons, live metrics and saving: reruns alone on every slider move."""
+                  seed: int, ga_params: tuple, pooled: bool = False) -> None:
+    """Sliders, method buttons, live metrics and saving (not for a study, ``pooled``: its
+    members are presets, not runs): reruns alone on every slider move."""
     def apply(result: dict) -> None:
         """Set the sliders (before they are drawn, so no rerun is needed)."""
         for member, w in (result.get("weights") or {}).items():
@@ -218,6 +220,10 @@ def live_ensemble(aligned, chosen: list[str], labels: dict[str, str], paths: tup
                                title="ROC (dot: the current threshold)"), key="ens_roc",
                     config={"displayModeBar": False})
 
+    if pooled:
+        st.caption("A study's pooled weights are not saved as an ensemble (its members are presets "
+                   "over several runs); the study's own ensembles are fitted fold by fold.")
+        return
     st.subheader("Save this ensemble")
     s1, s2 = st.columns([3, 1], vertical_alignment="bottom")
     name = s1.text_input("Name (optional)", key="ens_name",
@@ -250,16 +256,34 @@ def main() -> None:
         "protocol (Train page), then combine them here.")
 
     labels = dict(zip(members["member_id"], members["label"]))
-    chosen, paths = choose_group_members(
-        members, labels, key="ens", noun="member(s)", title="Members", default_n=4, max_n=16,
-        help="An ensemble needs members scored on the same images, with the same split protocol "
-        "and dataset.", too_few="Only one completed run was scored on these images. Train another "
-        "model with the same dataset and split protocol (Train page) to build an ensemble.")
+    study = choose_study(root, "ens")
+    if study is None:
+        chosen, paths = choose_group_members(
+            members, labels, key="ens", noun="member(s)", title="Members", default_n=4, max_n=16,
+            help="An ensemble needs members scored on the same images, with the same split "
+            "protocol and dataset.", too_few="Only one completed run was scored on these images. "
+            "Train another model with the same dataset and split protocol (Train page) to build "
+            "an ensemble.")
+    else:
+        paths = (study,)
     try:
         aligned = load_aligned(paths, signature)
     except CnmcError as exc:
         st.error(f"These members cannot be combined: {exc} Choose members from one group.")
         st.stop()
+    if study is not None:
+        chosen = list(aligned.members)
+        labels = {m: m for m in chosen}
+        if len(chosen) < 2:
+            st.warning("This study has one preset: there is nothing to combine. Launch a study of "
+                       "several presets (Train page).")
+            st.stop()
+        st.caption(f"Study **{os.path.basename(study)}**: one weight vector applies to every fold; "
+                   "the validation column pools every fold's val predictions and the test column "
+                   "every fold's test predictions, over every subject (averaged over the seeds). "
+                   "The weights are chosen on val predictions of the same images (by other runs), "
+                   "so the ensembles fitted fold by fold (the study's report on Compare) are the "
+                   "honest comparison.")
 
     with st.expander("Genetic algorithm settings (the paper's by default)"):
         g1, g2, g3, g4 = st.columns(4)
@@ -275,11 +299,12 @@ def main() -> None:
                  ("restarts", int(ga_restarts)))
 
 
-    live_ensemble(aligned, list(chosen), labels, paths, root, signature, seed, ga_params)
+    live_ensemble(aligned, list(chosen), labels, paths, root, signature, seed, ga_params,
+                  study is not None)
 
 
     # ---------------------------------------------------------------------------- saved ensembles
-    saved = members[members["kind"] == "ensemble"]
+    saved = members[members["kind"] == "ensemble"] if study is None else members.iloc[:0]
     matching = {e["id"]: e for e in saved_ensembles_of(dict(zip(saved["member_id"], saved["path"])),
                                                        chosen)}
     if matching:

@@ -124,3 +124,49 @@ def tensorboard_scalars(folder, tag="epoch_loss") -> dict[int, float]:
     acc.Reload()
     return {e.step: float(tensor_util.make_ndarray(e.tensor_proto)) for e in acc.Tensors(tag)}
 
+
+def write_study(root: Path, presets=("demo_a", "demo_b"), k: int = 3, n_subjects: int = 12,
+                per_subject: int = 4, skills=(0.6, 0.4), study_id="study-20260101-000000-ab-0000"
+                ) -> Path:
+    """``root/studies/<study_id>`` as a completed study leaves it, with its runs in
+    ``root/runs``: ``k`` subject folds (subject ``s`` in fold ``s % k``; subjects below 7/12 of
+    them ALL), fold ``i`` the test and fold ``i + 1`` the val of run (preset, i), members of the
+    given skills. Every subject is the test subject of exactly one run per preset."""
+    subjects = [str(s) for s in range(n_subjects)]
+    fold_of = {s: int(s) % k for s in subjects}
+    images = [(f"UID_{s}_{j}_1.bmp", s, int(int(s) < n_subjects * 7 // 12))
+              for s in subjects for j in range(per_subject)]
+    study_dir = root / "studies" / study_id
+    study_dir.mkdir(parents=True)
+    entries = []
+    for p, (preset, skill) in enumerate(zip(presets, skills)):
+        for fold in range(k):
+            run_id = f"20260101-0000{p}{fold}-{preset}-{p}{fold:03d}"
+            rows = []
+            for split, f in (("test", fold), ("val", (fold + 1) % k)):
+                part = [(i, s, y) for i, s, y in images if fold_of[s] == f]
+                rng = np.random.default_rng(100 * p + 10 * fold + (split == "val"))
+                y = np.array([y for _, _, y in part], float)
+                prob = np.clip(skill * y + (1 - skill) * rng.random(len(part)), 0, 1)
+                rows += [{"image_id": i, "split": split, "y": int(t), "prob": float(q),
+                          "subject": s} for (i, s, _), t, q in zip(part, y, prob)]
+            path = root / "runs" / run_id
+            path.mkdir(parents=True)
+            (path / "config.json").write_text(json.dumps({
+                "run_id": run_id, "kind": "run", "name": preset, "preset": preset, "model": "cnn",
+                "split_protocol": "subject-kfold", "kfold": {"k": k, "fold": fold}, "seed": 0,
+                "dataset_fingerprint": "fp-study", "image_size": 64, "created": 1.0 + fold,
+                "study": {"id": study_id, "preset": preset, "fold": fold, "seed": 0}}))
+            (path / "status.json").write_text(json.dumps({"state": "completed", "epoch": 2,
+                                                          "epochs": 2}))
+            pd.DataFrame(rows).to_csv(path / "predictions.csv", index=False)
+            entries.append({"id": run_id, "path": f"runs/{run_id}", "preset": preset,
+                            "fold": fold, "seed": 0})
+    (study_dir / "study.json").write_text(json.dumps({
+        "study_id": study_id, "kind": "study", "created": 1.0, "presets": list(presets),
+        "folds": k, "seeds": [0], "protocol": "subject-kfold", "backend": "local",
+        "runs": entries}))
+    (study_dir / "status.json").write_text(json.dumps({"state": "completed", "kind": "study",
+                                                       "done": len(entries),
+                                                       "total": len(entries)}))
+    return study_dir

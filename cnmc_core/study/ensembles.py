@@ -22,7 +22,7 @@ import pandas as pd
 from cnmc_core.exceptions import RunError
 from cnmc_core.study.pooling import StudyRun
 
-__all__ = ["STUDY_METHODS", "fold_ensembles", "study_aligned"]
+__all__ = ["STUDY_METHODS", "fold_ensembles", "study_aligned", "align_source"]
 
 #: The ensemble methods fitted per fold (the paper's average and GA, and our best simple one).
 STUDY_METHODS = ("mean", "ga", "slsqp")
@@ -102,3 +102,22 @@ def study_aligned(runs: Sequence[StudyRun]):
                               split_protocol=str(config.get("split_protocol")),
                               dataset_fingerprint=str(config.get("dataset_fingerprint")),
                               splits=splits)
+
+
+def align_source(paths: Sequence[str]):
+    """What the Ensemble and Errors pages analyse: the runs or ensembles at ``paths`` aligned image
+    by image (:func:`cnmc_core.ensemble.align.align_runs`), or, for one study folder (it holds
+    ``study.json``), the study's presets pooled out of fold over every subject
+    (:func:`study_aligned`).
+
+    Raises:
+        RunError: members that do not align, or a study with a run that is not completed.
+    """
+    from pathlib import Path
+
+    from cnmc_core.ensemble.align import align_runs
+    from cnmc_core.study.store import STUDY_FILE, study_runs
+
+    if len(paths) == 1 and (Path(paths[0]) / STUDY_FILE).is_file():
+        return study_aligned(study_runs(paths[0]))
+    return align_runs(list(paths))

@@ -34,7 +34,7 @@ from cnmc_core.workspace.paths import artifacts_dir, studies_dir
 from cnmc_core.workspace.status import write_status
 
 __all__ = ["STUDY_FILE", "OOF_FILE", "POOLED_FILE", "create_study", "read_study", "study_runs",
-           "study_path", "launch_coordinator"]
+           "study_path", "completed_studies", "launch_coordinator"]
 
 STUDY_FILE = "study.json"
 OOF_FILE = "oof.csv"
@@ -97,6 +97,35 @@ def study_runs(study_dir: str | os.PathLike) -> list[StudyRun]:
         out.append(StudyRun(preset=str(entry["preset"]), fold=int(entry["fold"]),
                             seed=int(entry["seed"]), path=workspace / "runs" / run_id))
     return out
+
+
+def completed_studies(root: str | os.PathLike | None = None) -> dict[str, str]:
+    """The workspace's completed studies, newest first: folder -> a label (``study-...: presets,
+    K folds x S seeds, protocol``), what the Ensemble and Errors pages offer to analyse pooled
+    out of fold. Studies still running, failed, cancelled or damaged are left out.
+
+    Raises:
+        ConfigError: the artifacts folder cannot be used (it is a file...).
+    """
+    from cnmc_core.contracts import protocol_label
+    from cnmc_core.workspace.status import effective_status
+
+    base = studies_dir(root, create=False)
+    found = []
+    for path in sorted(base.iterdir()) if base.is_dir() else []:
+        try:
+            if not path.is_dir() or effective_status(path).get("state") != "completed":
+                continue
+            study = read_study(path)
+        except (OSError, ValueError):  # CnmcError included: a damaged study is not offered
+            continue
+        seeds = study.get("seeds")
+        label = (f"{path.name}: {', '.join(map(str, study.get('presets') or []))}, "
+                 f"{study.get('folds')} folds x {len(seeds) if isinstance(seeds, list) else seeds} "
+                 f"seed(s), {protocol_label(study.get('protocol'))}")
+        created = study.get("created")
+        found.append((created if isinstance(created, (int, float)) else 0.0, str(path), label))
+    return {path: label for _, path, label in sorted(found, reverse=True)}
 
 
 def create_study(plan: StudyPlan, root: str | os.PathLike | None = None) -> Path:
