@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cnmc_core.contracts import ACTIVE_STATES
+from cnmc_core.contracts import ACTIVE_STATES, UNRESPONSIVE
 from cnmc_core.workspace.status import effective_status
 
 __all__ = ["STATE_ICONS", "run_progress", "progress_text", "experiment_status"]
@@ -85,8 +85,12 @@ def run_progress(status: dict) -> tuple[float, str]:
                 text += f" ({message})"
             return fraction, text
         return 0.0, "running - " + (status.get("message") or "starting")
-    error = status.get("error") or status.get("message") or ""
     fraction = min(1.0, epoch / epochs) if epochs else 0.0
+    if state == UNRESPONSIVE:  # the reason is shown apart (it is long): where it stopped
+        where = f"epoch {epoch} of {epochs}" if epoch and epochs else status.get("was") or "queued"
+        age = status.get("heartbeat_age")
+        return fraction, f"{state} - {where}" + (f", no heartbeat for {age:.0f} s" if age else "")
+    error = status.get("error") or status.get("message") or ""
     return fraction, f"{state}" + (f" - {error}" if error else "")
 
 
