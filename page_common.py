@@ -73,16 +73,19 @@ def load_members(root: str, signature: str):
 
 def unusable_notes(skipped, what: str) -> int:
     """Say why the skipped folders (:func:`cnmc_core.workspace.views.list_members`) are not
-    offered: runs still training with their epoch and links to Train, damaged folders with the
-    reason, failed or cancelled ones in an expander. Returns how many are still training."""
+    offered: runs still training with their epoch and links to Train (ensemble searches: to
+    Home), damaged folders with the reason, failed or cancelled ones in an expander. Returns
+    how many are still training."""
     parts = split_skipped(skipped)
     training = parts["training"]
     if len(training):
         with st.container(border=True):
             st.markdown(f":material/sync: **{training_line(training)}**: they can be {what} once "
                         "they are completed.")
-            for row in training.head(6).itertuples():
-                page_link("pages/2_Train.py", f"{row.member_id}: {row.state}", icon=":material/model_training:")
+            for row in training.head(6).itertuples():  # runs on Train, searches on Home
+                page_link("pages/2_Train.py" if row.kind == "run" else "app.py",
+                          f"{row.member_id}: {row.state}", icon=":material/model_training:"
+                          if row.kind == "run" else ":material/home:")
     if len(parts["damaged"]):
         with st.expander(f":material/broken_image: {len(parts['damaged'])} damaged folder(s) "
                          "cannot be read"):
