@@ -161,3 +161,38 @@ def test_the_queue_ends_a_slot_holder_unresponsive_past_its_limit(tmp_path, monk
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
+
+
+def _remote_run(tmp_path, heartbeat_age: float, pid: int):
+    """A running run whose process is recorded on another host (a Ray node), as a worker there
+    writes it: a pid that means nothing on this machine."""
+    run = create_run(_config(), tmp_path / "runs")
+    write_status(run, state="running", pid=pid, pid_start="1", host="ray-node-7",
+                 heartbeat=time.time() - heartbeat_age)
+    return run
+
+
+@pytest.mark.parametrize("pid", [os.getpid(), 4_000_000], ids=["pid-alive-here", "pid-absent-here"])
+def test_a_run_on_another_host_is_judged_by_its_heartbeat_alone(tmp_path, pid):
+    run = _remote_run(tmp_path, heartbeat_age=2, pid=pid)
+    assert effective_status(run)["state"] == "running"  # neither gone nor unresponsive here
+    write_status(run, heartbeat=time.time() - 120)
+    status = effective_status(run)
+    assert status["state"] == "failed" and "from host ray-node-7" in status["error"]
+
+
+def test_cancel_of_a_run_on_another_host_only_asks(tmp_path):
+    run = _remote_run(tmp_path, heartbeat_age=1, pid=os.getpid())  # never signals this pid
+    status = cancel_run(run)
+    assert status["state"] == "running" and (run / "cancel.request").is_file()
+    assert process_alive(os.getpid())
+
+
+def test_a_worker_records_its_host(tmp_path):
+    import socket
+
+    from cnmc_core.workspace.status import process_fields
+
+    fields = process_fields(os.getpid())
+    assert fields == {"pid": os.getpid(), "pid_start": proc_start_time(os.getpid()),
+                      "host": socket.gethostname()}

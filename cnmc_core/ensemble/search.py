@@ -65,7 +65,7 @@ from cnmc_core.workspace.layout import (
     make_unique_folder,
     resolve_member,
 )
-from cnmc_core.workspace.status import Heartbeat, proc_start_time
+from cnmc_core.workspace.status import Heartbeat, process_fields
 from cnmc_core.workspace.summary import write_summary
 
 __all__ = ["HISTORY_FLUSH_SECONDS", "MAX_LINES_PER_RESTART", "GAHistory", "run_search"]
@@ -215,7 +215,7 @@ def run_search(
     try:
         # status first: readers list a folder once it has config.json, and then it has a status
         heartbeat.update(state="running", kind="ensemble", created=created, started=created,
-                         pid=os.getpid(), pid_start=proc_start_time(os.getpid()), error=None,
+                         **process_fields(os.getpid()), error=None,
                          fitting=None, step=0, steps=len(methods), message="starting")
         atomic_write_json(folder / "config.json", base)
         heartbeat.start()

@@ -22,7 +22,7 @@ from cnmc_core.study.backends import make_backend
 from cnmc_core.study.pooling import StudyRun
 from cnmc_core.study.store import read_study, study_runs
 from cnmc_core.workspace.queue import cancel_requested, cancel_run
-from cnmc_core.workspace.status import Heartbeat, effective_status, proc_start_time
+from cnmc_core.workspace.status import Heartbeat, effective_status, process_fields
 
 __all__ = ["StudyCancelled", "run_states", "cancel_study", "run_coordinator"]
 
@@ -85,8 +85,8 @@ def run_coordinator(study_dir: str | os.PathLike, poll: float = 2.0,
     runs = study_runs(study_dir)
     say = log or (lambda text: None)
     heartbeat = Heartbeat(study_dir)
-    heartbeat.update(state="running", kind="study", pid=os.getpid(),
-                     pid_start=proc_start_time(os.getpid()), started=time.time(),
+    heartbeat.update(state="running", kind="study", **process_fields(os.getpid()),
+                     started=time.time(),
                      total=len(runs), done=0, failed=0, message="starting")
     heartbeat.start()
     backend = make_backend(study)

@@ -176,7 +176,7 @@ def launch_coordinator(study_dir: str | os.PathLike, resume: bool = False) -> in
     from cnmc_core.workspace.queue import WORKER_ENV, spawn_detached
     from cnmc_core.workspace.status import (
         effective_status,
-        proc_start_time,
+        process_fields,
         read_status,
         wall_time,
     )
@@ -196,5 +196,5 @@ def launch_coordinator(study_dir: str | os.PathLike, resume: bool = False) -> in
                          study_dir / "log.txt",
                          env={**WORKER_ENV, "CNMC_ARTIFACTS": str(study_dir.parent.parent)})
     if read_status(study_dir).get("pid") is None:
-        write_status(study_dir, pid=pid, pid_start=proc_start_time(pid), heartbeat=wall_time())
+        write_status(study_dir, **process_fields(pid), heartbeat=wall_time())
     return pid

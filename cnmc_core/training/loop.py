@@ -37,7 +37,7 @@ from cnmc_core.training.pipeline import (
 )
 from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json, read_json
 from cnmc_core.workspace.queue import CancelledError, cancel_requested, queue_slot
-from cnmc_core.workspace.status import Heartbeat, proc_start_time
+from cnmc_core.workspace.status import Heartbeat, process_fields
 from cnmc_core.workspace.summary import write_summary
 
 __all__ = ["STARTUP_NOISE", "import_tensorflow", "optimizer", "library_versions", "train_run"]
@@ -142,7 +142,7 @@ def train_run(run_dir: str | os.PathLike, log: Callable[[str], None] | None = pr
             echo(text)
 
     status = Heartbeat(run_dir)
-    status.update(pid=os.getpid(), pid_start=proc_start_time(os.getpid()))
+    status.update(**process_fields(os.getpid()))
     status.start()
     try:
         def waiting():  # also once the run was ended while it was stopped (status.ended)

@@ -28,8 +28,9 @@ from cnmc_core.exceptions import RunError
 from cnmc_core.workspace.fileio import read_json
 from cnmc_core.workspace.status import (
     effective_status,
-    proc_start_time,
+    on_this_host,
     process_alive,
+    process_fields,
     read_status,
     wall_time,
     write_status,
@@ -110,7 +111,7 @@ def launch_run(run_dir: str | os.PathLike, env: dict | None = None) -> int:
                                              **(env or {})})
     status = read_status(run_dir)
     if status.get("pid") is None:  # the worker may already have written its own
-        write_status(run_dir, pid=pid, pid_start=proc_start_time(pid), heartbeat=wall_time())
+        write_status(run_dir, **process_fields(pid), heartbeat=wall_time())
     return pid
 
 
@@ -157,7 +158,8 @@ def _end_unresponsive(run_dir: Path, status: dict, state: str, reason: str) -> d
 def cancel_run(run_dir: str | os.PathLike) -> dict:
     """Ask a run to stop: it finishes its current batch and is marked ``cancelled``.
 
-    A run whose process is already gone is marked ``cancelled`` (if it had not finished) at once.
+    A run whose process runs on another host (a Ray node) gets only the request, which it reads
+    at its next batch. A run whose process is already gone is marked ``cancelled`` (if it had not finished) at once.
     An ``unresponsive`` one (live process, no heartbeat: stopped or hung) cannot react to the
     request: its process group is killed, which frees its queue slot, and it is marked
     ``cancelled``. Returns the status after the request.
@@ -171,6 +173,8 @@ def cancel_run(run_dir: str | os.PathLike) -> dict:
         raise RunError(f"Run {run_dir.name} is {status['state']}; only queued, running or "
                        "unresponsive runs can be cancelled.")
     (run_dir / CANCEL_FLAG).write_text(str(wall_time()))
+    if not on_this_host(status):  # a Ray node's process: the flag (and the study's ray.cancel)
+        return read_status(run_dir)
     if status["state"] == UNRESPONSIVE:
         return _end_unresponsive(
             run_dir, status, "cancelled", f"cancelled by the user while unresponsive (no "

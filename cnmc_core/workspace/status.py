@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -34,6 +35,8 @@ __all__ = [
     "read_status",
     "write_status",
     "proc_start_time",
+    "process_fields",
+    "on_this_host",
     "process_alive",
     "apply_liveness",
     "effective_status",
@@ -116,6 +119,20 @@ def proc_start_time(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else None
 
 
+def process_fields(pid: int) -> dict:
+    """What ``status.json`` records of the process that runs a job: ``pid``, its kernel start
+    time ``pid_start`` and the ``host`` it runs on (a study on a Ray cluster runs jobs on other
+    machines, whose processes cannot be checked from this one)."""
+    return {"pid": pid, "pid_start": proc_start_time(pid), "host": socket.gethostname()}
+
+
+def on_this_host(status: dict) -> bool:
+    """Whether the job's process runs on this machine (also when no host was recorded: jobs
+    from before hosts were recorded ran where they were launched)."""
+    host = status.get("host")
+    return host is None or host == socket.gethostname()
+
+
 def process_alive(pid: int | None, start: str | None = None) -> bool:
     """Whether ``pid`` runs and, when ``start`` is given, is the same process as recorded."""
     if not pid:
@@ -133,12 +150,20 @@ def apply_liveness(status: dict, stale_seconds: float = STALE_SECONDS) -> dict:
     whose process lives but whose heartbeat is older than ``stale_seconds`` becomes
     :data:`~cnmc_core.contracts.UNRESPONSIVE` (stopped or hung: not failed, it may resume; cancel
     ends it), with ``heartbeat_age`` in seconds. A running job without a process id and a stale
-    heartbeat is ``failed``; a queued one that never started within an hour too."""
+    heartbeat is ``failed``; a queued one that never started within an hour too. A job whose
+    process runs on another host (:func:`on_this_host`: a Ray node) is judged by its heartbeat
+    alone: ``failed`` once it is older than ``stale_seconds``."""
     if status.get("state") in ("queued", "running"):
         pid, start = status.get("pid"), status.get("pid_start")
         age = wall_time() - float(status.get("heartbeat") or 0)
         what = "ensemble search" if status.get("kind") == "ensemble" else "run"
-        if pid and not process_alive(pid, start):
+        if pid and not on_this_host(status):
+            # another machine's process (a Ray node): only its heartbeat tells
+            if age > stale_seconds:
+                status.update(state="failed", error=f"no heartbeat for {age:.0f} s from host "
+                              f"{status['host']}: its node or process died or hangs (its process "
+                              "cannot be checked from here)")
+        elif pid and not process_alive(pid, start):
             status.update(state="failed", error=status.get("error") or
                           f"the {what}'s process (pid {pid}) is gone: it was killed or crashed")
         elif age > stale_seconds and pid:
