@@ -8,6 +8,7 @@
 - Split protocols (:data:`PROTOCOLS`): every run records the one it used and every score shown
   names it through :func:`protocol_label`, which marks the protocol that leaks subjects.
 - Run and ensemble folders: their file names and the states of ``status.json``.
+- Keras backends (:data:`BACKENDS`): every run records the one it trained on.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ __all__ = [
     "ACTIVE_STATES",
     "FINAL_STATES",
     "DAMAGED",
+    "BACKENDS",
+    "DEFAULT_BACKEND",
 ]
 
 # --------------------------------------------------------------------------- labels
@@ -161,3 +164,10 @@ ACTIVE_STATES = ("queued", "running", UNRESPONSIVE)
 FINAL_STATES = ("completed", "failed", "cancelled")
 #: The state the listing gives a folder it cannot read (never written in ``status.json``).
 DAMAGED = "damaged"
+
+
+# --------------------------------------------------------------------------- Keras backends
+#: The Keras 3 backends a run may train, explain and predict on (``KERAS_BACKEND``).
+BACKENDS = ("tensorflow", "jax", "torch")
+#: Keras' own default, and what a run recorded before runs named their backend trained on.
+DEFAULT_BACKEND = "tensorflow"

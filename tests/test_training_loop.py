@@ -139,17 +139,17 @@ def test_optimizers_come_from_keras_by_name(name, cls):
     ("MemoryError: out of memory", False),
 ])
 def test_startup_noise_is_only_tensorflows_startup_lines(line, noise):
-    from cnmc_core.training.loop import STARTUP_NOISE
+    from cnmc_core.training.backend import STARTUP_NOISE
 
     assert bool(STARTUP_NOISE.match(line)) is noise
 
 
-def test_import_tensorflow_keeps_its_startup_lines_off_stderr():
+def test_import_backend_keeps_tensorflows_startup_lines_off_stderr():
     import subprocess
     import sys
     from pathlib import Path
 
-    code = ("import sys; from cnmc_core.training.loop import import_tensorflow; import_tensorflow(); "
+    code = ("import sys; from cnmc_core.training.backend import import_backend; import_backend(); "
             "import tensorflow as tf; tf.constant(1.0) + 1; print('after', file=sys.stderr)")
     env = {"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}
     repo = Path(__file__).resolve().parents[1]

@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, help="input side in pixels")
     p.add_argument("--weights", help="imagenet, none, or a path to a notop .h5 file")
     p.add_argument("--seed", type=int, help="seed of split, balancing, init and shuffling, 0 to 2**32-1")
+    p.add_argument("--backend", help="Keras backend: tensorflow, jax or torch (default: $KERAS_BACKEND, "
+                   "else tensorflow); recorded in the run's config")
     add_artifacts_option(p)
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. stages.0.learning_rate=1e-4 (repeatable)")
@@ -60,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args) -> int:
     from cnmc_core.contracts import protocol_label
+    from cnmc_core.training.backend import select_backend
     from cnmc_core.training.config import resolve_config
     from cnmc_core.training.launch import start_run
     from cnmc_core.training.loop import train_run
@@ -68,7 +71,9 @@ def _train(args) -> int:
 
     config = resolve_config(args.preset, data=args.data, split_protocol=args.split_protocol,
                             epochs=args.epochs, image_size=args.image_size, weights=args.weights,
-                            seed=args.seed, sets=args.sets)
+                            seed=args.seed, backend=args.backend, sets=args.sets)
+    if not args.detach and config.get("backend"):  # this process trains: Keras is not imported yet
+        select_backend(config["backend"])
     # checked completely (model, arguments, weights, data and split) before a run folder exists
     run_dir = start_run(config, args.artifacts, detach=args.detach)
     if args.detach:

@@ -1,4 +1,4 @@
-"""Training: configs and presets, the input pipeline, callbacks, the training loop, evaluation and the one launch path.
+"""Training: configs and presets, the Keras backend, the input pipeline and its batches, callbacks, the training loop, evaluation and the one launch path.
 
 Every public name of the subpackage can be imported from it; the submodule is imported
 on first use, so importing the package stays cheap.
@@ -24,15 +24,27 @@ _EXPORTS = {
     'DataBundle': 'pipeline',
     'plan_split': 'pipeline',
     'prepare_data': 'pipeline',
-    'make_dataset': 'pipeline',
+    'dihedral': 'batches',
+    'CacheBatches': 'batches',
+    'make_dataset': 'batches',
     'training_arrays': 'pipeline',
     'split_arrays': 'pipeline',
     'StatusProgress': 'callbacks',
     'HistoryLine': 'callbacks',
     'CancelAtBatch': 'callbacks',
     'make_callbacks': 'callbacks',
-    'STARTUP_NOISE': 'loop',
-    'import_tensorflow': 'loop',
+    'STARTUP_NOISE': 'backend',
+    'BACKEND_PACKAGES': 'backend',
+    'configured_backend': 'backend',
+    'check_backend': 'backend',
+    'resolve_backend': 'backend',
+    'check_backend_options': 'backend',
+    'select_backend': 'backend',
+    'import_backend': 'backend',
+    'backend_versions': 'backend',
+    'accelerators': 'backend',
+    'Runtime': 'backend',
+    'prepare_runtime': 'backend',
     'optimizer': 'loop',
     'library_versions': 'loop',
     'train_run': 'loop',

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from cnmc_core.contracts import KFOLD_PROTOCOLS, PROTOCOLS
+from cnmc_core.contracts import BACKENDS, KFOLD_PROTOCOLS, PROTOCOLS
 from cnmc_core.data.splits import check_fractions, check_kfold
 from cnmc_core.exceptions import ConfigError
 from cnmc_core.validation import check_param
@@ -56,7 +56,9 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple | None, str]] = {
     "max_images_per_split": ((int, type(None)), None, "cap per split for quick runs (None: all)"),
     "data": ((str, type(None)), None, "dataset folder or manifest CSV"),
     "mixed_precision": ((bool,), None, "float16 compute on a GPU"),
-    "jit_compile": ((bool,), None, "XLA compilation (GPU)"),
+    "jit_compile": ((bool,), None, "XLA compilation of the tensorflow train step (jax: always)"),
+    "backend": ((str, type(None)), (None, *BACKENDS),
+                "Keras backend the run trains on (null: the environment's KERAS_BACKEND)"),
     "paper_reported": ((dict, type(None)), None, "figures the paper reports for this experiment"),
     "kfold": ((dict, type(None)), None, "{k, fold} of a k-fold protocol: fold i test, i + 1 val"),
     "study": ((dict, type(None)), None, "the study a run belongs to: {id, preset, fold, seed}"),
@@ -99,6 +101,7 @@ DEFAULTS: dict[str, Any] = {
     "data": None,
     "mixed_precision": False,
     "jit_compile": False,
+    "backend": None,
     "paper_reported": None,
     "kfold": None,
     "study": None,
@@ -255,6 +258,7 @@ def resolve_config(
     weights: str | None = None,
     seed: int | None = None,
     sets: Iterable[str] = (),
+    backend: str | None = None,
     presets_dir: str | os.PathLike | None = None,
 ) -> dict:
     """The full configuration of a run: a preset, then the named options, then ``--set``.
@@ -263,7 +267,7 @@ def resolve_config(
     """
     config = load_preset(preset, presets_dir)
     named = {"data": data, "split_protocol": split_protocol, "image_size": image_size,
-             "weights": weights, "seed": seed}
+             "weights": weights, "seed": seed, "backend": backend}
     for key, value in named.items():
         if value is not None:
             flag = f"--{key.replace('_', '-')}"

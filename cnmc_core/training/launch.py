@@ -24,6 +24,7 @@ import pandas as pd
 
 from cnmc_core.data.manifest import resolve_manifest
 from cnmc_core.exceptions import ConfigError
+from cnmc_core.training.backend import check_backend_options, resolve_backend
 from cnmc_core.training.config import load_preset, resolve_config, validate_config
 from cnmc_core.training.pipeline import plan_split
 
@@ -35,7 +36,9 @@ def check_config(config: dict) -> pd.DataFrame:
     """Check, before any run folder exists, everything about a run that can fail early.
 
     Every key, type and range of the config (:func:`~cnmc_core.training.config.validate_config`:
-    seed, learning rates, sizes...), the model name, its arguments and input size
+    seed, learning rates, sizes...), the Keras backend (installed, and the options that apply
+    under it: :func:`~cnmc_core.training.backend.check_backend_options`), the model name, its
+    arguments and input size
     (:func:`~cnmc_core.models.registry.check_model`), the weights (an ImageNet file missing
     offline fails here, naming the file), the dataset, and the split with its cap per split (a
     split without both classes fails here).
@@ -53,6 +56,7 @@ def check_config(config: dict) -> pd.DataFrame:
     from cnmc_core.models.registry import check_model
 
     config = validate_config(copy.deepcopy(config), source="the run config")
+    check_backend_options(config, resolve_backend(config))
     check_model(config["model"], config["image_size"], config["weights"], what="model_args",
                 **config.get("model_args", {}))
     if not config.get("data"):
@@ -66,7 +70,9 @@ def start_runs(configs: Iterable[dict], root: str | os.PathLike | None = None, *
     """Check every config, then create a run folder for each and start its worker.
 
     Nothing is created unless every config passes :func:`check_config`. The dataset path is
-    recorded absolute (``~`` expanded), so that the run means the same from any folder.
+    recorded absolute (``~`` expanded), so that the run means the same from any folder, and
+    the backend resolved (the config's, else this process's ``KERAS_BACKEND``): each worker
+    is started with ``KERAS_BACKEND`` set to it.
 
     Args:
         configs: run configs (not changed).
@@ -91,12 +97,13 @@ def start_runs(configs: Iterable[dict], root: str | os.PathLike | None = None, *
         if config.get("data"):
             config["data"] = str(Path(str(config["data"])).expanduser().resolve())
         check_config(config)
+        config["backend"] = resolve_backend(config)
         checked.append(config)
     runs = []
     for config in checked:  # each launched as soon as it exists: none is left queued unstarted
         runs.append(create_run(config, root))
         if detach:
-            launch_run(runs[-1])
+            launch_run(runs[-1], env={"KERAS_BACKEND": config["backend"]})
     return runs
 
 

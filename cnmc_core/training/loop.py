@@ -15,12 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import re
-import sys
-import tempfile
 import time
 import traceback
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -29,55 +25,20 @@ import pandas as pd
 
 from cnmc_core import __version__
 from cnmc_core.contracts import CONFIG, LOG, METRICS, PREDICTIONS, protocol_label
-from cnmc_core.training.pipeline import (
-    make_dataset,
-    prepare_data,
-    split_arrays,
-    training_arrays,
+from cnmc_core.exceptions import ConfigError
+from cnmc_core.training.backend import (
+    backend_versions,
+    import_backend,
+    prepare_runtime,
+    select_backend,
 )
+from cnmc_core.training.pipeline import prepare_data, split_arrays, training_arrays
 from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json, read_json
 from cnmc_core.workspace.queue import CancelledError, cancel_requested, queue_slot
 from cnmc_core.workspace.status import Heartbeat, process_fields
 from cnmc_core.workspace.summary import write_summary
 
-__all__ = ["STARTUP_NOISE", "import_tensorflow", "optimizer", "library_versions", "train_run"]
-
-#: TensorFlow's start-up lines: written by its C++ logging before TF_CPP_MIN_LOG_LEVEL applies
-#: (so at every level), they read like errors in a run's log.txt and say nothing about the run.
-STARTUP_NOISE = re.compile(
-    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
-    r"|[IW]\d{4} [\d:. ]+\d+ (port|cpu_feature_guard)\.cc:\d+\] "
-    r"|To enable the following instructions: .*rebuild TensorFlow")
-
-
-def import_tensorflow() -> None:
-    """Import TensorFlow and Keras, keeping their start-up lines (:data:`STARTUP_NOISE`) off
-    stderr, which is a detached worker's log.txt; every other line they print is passed on.
-
-    Their C++ code writes to file descriptor 2 directly, so the descriptor is pointed at a
-    temporary file for the import and restored after it, even when the import fails. A no-op
-    when TensorFlow is imported already.
-    """
-    if "tensorflow" in sys.modules:
-        import keras  # noqa: F401
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import keras  # noqa: F401
-            import tensorflow  # noqa: F401
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            lines = captured.read().decode("utf-8", errors="replace").splitlines()
-            kept = [line for line in lines if not STARTUP_NOISE.match(line)]
-            if kept:
-                sys.stderr.write("\n".join(kept) + "\n")
-                sys.stderr.flush()
+__all__ = ["optimizer", "library_versions", "train_run"]
 
 
 def optimizer(name: str, learning_rate: float):
@@ -89,24 +50,15 @@ def optimizer(name: str, learning_rate: float):
 
 
 def library_versions() -> dict:
-    """Versions recorded in every run's config."""
+    """Versions recorded in every run's config: the Keras backend's packages (``tensorflow``,
+    or ``jax`` and ``jaxlib``, or ``torch``) among them."""
     import keras
     import sklearn
-    import tensorflow as tf
 
-    return {"cnmc_core": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
+    return {"cnmc_core": __version__, "python": platform.python_version(),
+            **backend_versions(keras.backend.backend()),
             "keras": keras.__version__, "numpy": np.__version__, "pandas": pd.__version__,
             "scikit-learn": sklearn.__version__, "platform": platform.platform()}
-
-
-def _strategy():
-    """``MirroredStrategy`` over all GPUs when several are visible, else the default strategy."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
 
 
 def _fast_bn_statistics(model, momentum: float = 0.9) -> None:
@@ -149,9 +101,12 @@ def train_run(run_dir: str | os.PathLike, log: Callable[[str], None] | None = pr
             if cancel_requested(run_dir) or status.ended is not None:
                 raise CancelledError()
 
+        if config.get("backend"):  # before Keras is imported (a foreground run in a fresh process)
+            select_backend(config["backend"])
+
         def next_in_line():
-            status.update(message="next in the queue: loading TensorFlow")
-            import_tensorflow()  # the slow import overlaps the run before this one
+            status.update(message="next in the queue: loading Keras")
+            import_backend()  # the slow import overlaps the run before this one
 
             status.update(message="next in the queue")
             waiting()  # a cancel asked for during the import
@@ -173,41 +128,34 @@ def train_run(run_dir: str | os.PathLike, log: Callable[[str], None] | None = pr
 
 
 def _train(run_dir: Path, config: dict, status: Heartbeat, log, artifacts) -> dict:
-    import_tensorflow()
+    backend = import_backend()
     import keras
-    import tensorflow as tf
 
     from cnmc_core.metrics.bootstrap import full_report
     from cnmc_core.models.freezing import set_trainable
     from cnmc_core.models.io import predict_images, save_model
     from cnmc_core.models.registry import create_model
+    from cnmc_core.training.batches import make_dataset
     from cnmc_core.training.callbacks import make_callbacks
 
-    # Keras warns that fit's default shuffle=True is ignored for a tf.data input; ours shuffles
-    warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed.*")
-
+    if config.get("backend") not in (None, backend):
+        raise ConfigError(f"The run asks for backend {config['backend']!r}, but this process runs Keras "
+                          f"on {backend!r}; start it with KERAS_BACKEND={config['backend']}.")
     seed = int(config["seed"])
-    keras.utils.set_random_seed(seed)
-    try:
-        tf.config.experimental.enable_op_determinism()
-    except Exception:  # pragma: no cover - older TF
-        pass
-    if config.get("mixed_precision"):
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    runtime = prepare_runtime(config, seed)
 
     def cache_progress(done, total):
         status.update(message=f"preprocessing images {done}/{total}")
 
     bundle = prepare_data(config, artifacts, progress=cache_progress)
-    strategy = _strategy()
-    with strategy.scope():
+    with runtime.scope():
         model = create_model(config["model"], image_size=config["image_size"], weights=config["weights"],
                              **config.get("model_args", {}))
     # record what was resolved: the data fingerprint and the versions
     resolved = read_json(run_dir / CONFIG)
     counts = bundle.split.groupby(["split", "y"]).size()
     resolved.update(
-        dataset_fingerprint=bundle.fingerprint, versions=library_versions(),
+        backend=backend, dataset_fingerprint=bundle.fingerprint, versions=library_versions(),
         split_counts={f"{s}_{'all' if y else 'hem'}": int(n) for (s, y), n in counts.items()},
         cache_key=bundle.cache.key, params=int(model.count_params()),
     )
@@ -219,7 +167,9 @@ def _train(run_dir: Path, config: dict, status: Heartbeat, log, artifacts) -> di
     batch = int(config["batch_size"])
     train_ds = make_dataset(train_x, train_y, batch, shuffle=True, augment=config.get("augment", False), seed=seed)
     val_ds = make_dataset(val_x, val_part["y"].to_numpy(), batch)
-    log(f"devices: {strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__})")
+    log(runtime.describe())
+    for note in runtime.notes:
+        log(f"note: {note}")
     log(f"data: {len(train_x)} training examples, {len(val_x)} val, {len(test_x)} test images "
         f"at {config['image_size']} px; protocol {protocol_label(config['split_protocol'])}, seed {seed}")
 
@@ -230,10 +180,10 @@ def _train(run_dir: Path, config: dict, status: Heartbeat, log, artifacts) -> di
         info = set_trainable(model, stage["trainable"], train_bn=from_scratch)
         if from_scratch:
             _fast_bn_statistics(model)
-        with strategy.scope():  # optimizer and metric variables mirrored like the model's
+        with runtime.scope():  # optimizer and metric variables mirrored like the model's
             model.compile(optimizer=optimizer(stage["optimizer"], stage["learning_rate"]),
                           loss="binary_crossentropy", metrics=["accuracy", keras.metrics.AUC(name="auc")],
-                          jit_compile=bool(config.get("jit_compile")))
+                          jit_compile=runtime.jit_compile)
             # Created eagerly here, the optimizer's slot variables take ~1 s; left to the first
             # train step, they are created inside its tf.function trace, one lifted variable at
             # a time: ~14 s for ResNet50-to-conv4's 352 slots on a 2-core CPU.
@@ -242,8 +192,9 @@ def _train(run_dir: Path, config: dict, status: Heartbeat, log, artifacts) -> di
             f"lr {stage['learning_rate']:g}, {info['trainable_params']:,} trainable parameters")
         callbacks = make_callbacks(run_dir, status, stage, index, offset, total_epochs,
                                    int(config["patience"]), log)
+        # shuffle=False: the dataset shuffles images itself (Keras would only reorder batches)
         hist = model.fit(train_ds, validation_data=val_ds, epochs=stage["epochs"], verbose=0,
-                         callbacks=callbacks)
+                         callbacks=callbacks, shuffle=False)
         ran = len(hist.history.get("loss", []))
         offset += ran
         stopping = callbacks[-1]
