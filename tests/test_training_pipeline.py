@@ -1,13 +1,12 @@
-"""cnmc_core.training.pipeline: the images a run uses (split, cap) and their batches."""
+"""cnmc_core.training.pipeline: the images a run uses (split, cap)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from cnmc_core.exceptions import DataError
-from cnmc_core.training.pipeline import make_dataset, plan_split
+from cnmc_core.training.pipeline import plan_split
 
 
 def one_hem_in_val() -> pd.DataFrame:
@@ -41,14 +40,6 @@ def test_plan_split_applies_the_protocol_then_the_cap():
     with pytest.raises(DataError, match="The val split has a single class after sampling; use "
                                         "more images"):
         plan_split(one_hem_in_val(), {**config, "max_images_per_split": 6})
-
-
-def test_make_dataset_batches_in_order_without_shuffle():
-    images = np.arange(5 * 2 * 2 * 3, dtype=np.uint8).reshape(5, 2, 2, 3)
-    batches = list(make_dataset(images, np.array([1, 0, 1, 0, 1]), batch_size=2).as_numpy_iterator())
-    assert [len(x) for x, _ in batches] == [2, 2, 1]
-    np.testing.assert_array_equal(np.concatenate([x for x, _ in batches]), images.astype(np.float32))
-    np.testing.assert_array_equal(np.concatenate([y for _, y in batches]).ravel(), [1, 0, 1, 0, 1])
 
 
 def test_cap_keeps_both_classes_and_the_ratio():

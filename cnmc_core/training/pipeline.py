@@ -1,7 +1,6 @@
-"""The input pipeline of a run: the dataset resolved and split by the config's protocol and seed,
-the preprocessing cache opened, and ``tf.data`` batches from the cache held in memory (no image is
-decoded per epoch). Augmentation draws one of the 8 symmetries of the square per image (flips
-and 90-degree rotations, the invariances the paper used) with TensorFlow ops.
+"""The data of a run: the dataset resolved and split by the config's protocol and seed, the
+preprocessing cache opened, and the arrays of each split read from it (no image is decoded per
+epoch). :mod:`cnmc_core.training.batches` turns the arrays into batches for Keras.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from cnmc_core.data.balance import apply_transform, balance_training
 from cnmc_core.data.splits import make_split
 from cnmc_core.exceptions import ConfigError, DataError
 
-__all__ = ["DataBundle", "plan_split", "prepare_data", "make_dataset", "training_arrays", "split_arrays"]
+__all__ = ["DataBundle", "plan_split", "prepare_data", "training_arrays", "split_arrays"]
 
 
 @dataclass
@@ -86,54 +85,6 @@ def prepare_data(config: dict, artifacts: str | os.PathLike | None = None,
     cache = build_cache(used, config["image_size"], clahe=config.get("clahe", False),
                         root=artifacts, progress=progress)
     return DataBundle(manifest=manifest, split=split, cache=cache, fingerprint=manifest_fingerprint(manifest))
-
-
-def _dihedral(images, bits):
-    """Apply flip-left-right, flip-up-down and transpose per image according to 3 bits."""
-    import tensorflow as tf
-
-    def pick(mask, a, b):
-        return tf.where(tf.reshape(mask, [-1, 1, 1, 1]), a, b)
-
-    images = pick(bits[:, 0], tf.reverse(images, axis=[2]), images)
-    images = pick(bits[:, 1], tf.reverse(images, axis=[1]), images)
-    return pick(bits[:, 2], tf.transpose(images, [0, 2, 1, 3]), images)
-
-
-def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool = False,
-                 augment: bool = False, seed: int = 0):
-    """A ``tf.data.Dataset`` of (float32 image batch 0-255, float32 label) from in-memory arrays.
-
-    Args:
-        images: uint8 (N, S, S, 3), already preprocessed (from the cache).
-        labels: 0/1 per image.
-        batch_size: images per batch.
-        shuffle: reshuffle every epoch (seeded).
-        augment: random flips/rot90 per image (the 8 symmetries of the square).
-        seed: seed of shuffling and augmentation.
-    """
-    import tensorflow as tf
-
-    n = len(images)
-    ds = tf.data.Dataset.from_tensor_slices(np.arange(n, dtype=np.int64))
-    if shuffle:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    # The images live in one non-trainable variable on the host: batches are tf.gather'ed in
-    # TensorFlow's threads, without the GIL of a py_function, and a variable (unlike a constant
-    # captured by the dataset function) has no 2 GB graph limit.
-    with tf.device("/CPU:0"):
-        images_v = tf.Variable(images, trainable=False, dtype=tf.uint8)
-        labels_v = tf.constant(labels.astype(np.float32).reshape(-1, 1))
-
-    def load(idx):
-        x = tf.cast(tf.gather(images_v, idx), tf.float32)
-        if augment:
-            bits = tf.random.uniform([tf.shape(x)[0], 3], 0, 2, dtype=tf.int32, seed=seed) > 0
-            x = _dihedral(x, bits)
-        return x, tf.gather(labels_v, idx)
-
-    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
 
 
 def training_arrays(bundle: DataBundle, config: dict) -> tuple[np.ndarray, np.ndarray]:
