@@ -27,6 +27,8 @@ _EXPORTS = {
     'CamResult': 'cam',
     'normalise_maps': 'maps',
     'gradcam': 'cam',
+    'TARGET_MODES': 'gradients',
+    'feature_gradients': 'gradients',
     'overlay': 'figure',
     'overlay_panel': 'figure',
     'explanation_panels': 'figure',

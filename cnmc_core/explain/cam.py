@@ -8,6 +8,8 @@ Grad-CAM explains the *logit* ``z`` of the sigmoid output, not the probability: 
 score is ``z``, for HEM it is ``-z``. ``p`` or ``1 - p`` saturate for confident predictions (their
 gradient vanishes like ``p (1 - p)``) and give blank or noisy maps. The logit is recomputed from
 the input of the output layer and that layer's kernel and bias, so no model needs rebuilding.
+The gradient goes through the autodiff of the Keras backend in use (tensorflow, jax or torch:
+:func:`cnmc_core.explain.gradients.feature_gradients`); the rest is NumPy.
 
 Images are raw RGB, 0-255 (what the models take); images of another size than the model's input
 are resized for the forward pass and every heatmap comes back at the image's own size.
@@ -15,24 +17,20 @@ are resized for the forward pass and every heatmap comes back at the image's own
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import keras
 import numpy as np
-import tensorflow as tf
-from keras import layers
 
 from cnmc_core.exceptions import ConfigError
+from cnmc_core.explain.gradients import feature_gradients
 from cnmc_core.explain.inputs import (
     as_batch,
     default_cam_layer,
     input_size,
     output_dense,
-    single_input,
     spatial_layer,
     to_model_size,
 )
@@ -68,60 +66,6 @@ class CamResult:
     method: str
 
 
-_TARGET_MODE = {"all": 0, "hem": 1, "predicted": 2}
-# Compiled Grad-CAM functions per model and layer. Weak keys: an entry goes with its model (the
-# function holds the model's layers, and layers hold no reference back to the model).
-_CAM_FUNCTIONS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
-_CAM_LOCK = threading.Lock()
-
-
-def _cam_function(model: keras.Model, lyr: layers.Layer, dense: layers.Dense, compiled: bool):
-    """``fn(x, mode) -> (feature maps, d score / d feature maps, logits)`` for a batch ``x``.
-
-    ``mode`` 0 explains ALL (score ``z``), 1 HEM (``-z``), 2 the predicted class per image.
-    Compiled with ``tf.function`` the first call traces the graph (seconds for ResNet50) and
-    later calls run several times faster than eager Keras; so the function is cached per model.
-    """
-    key = (lyr.name, bool(compiled))
-    with _CAM_LOCK:
-        per_model = _CAM_FUNCTIONS.setdefault(model, {})
-        if key in per_model:
-            return per_model[key]
-    grad_model = keras.Model(single_input(model), [lyr.output, dense.input])
-    in_dtype = model.inputs[0].dtype
-    # Integer inputs cannot be watched; watch the variables instead (a list of variables, not
-    # the model: the closure must not keep the model alive, see _CAM_FUNCTIONS).
-    watched = None if tf.as_dtype(in_dtype).is_floating else [v.value for v in model.weights]
-
-    def run(x, mode):
-        with tf.GradientTape() as tape:
-            # Watching the input records every op downstream of it, so the gradient reaches the
-            # feature map even when every layer is frozen (frozen variables are not watched).
-            tape.watch(x if watched is None else watched)
-            feats, pre = grad_model(x, training=False)
-            kernel = dense.kernel.value
-            z = tf.matmul(tf.cast(pre, kernel.dtype), kernel)[:, 0]
-            if dense.use_bias:
-                z = z + dense.bias.value[0]
-            ones = tf.ones_like(z)
-            predicted = tf.stop_gradient(tf.where(z >= 0, ones, -ones))
-            sign = tf.where(tf.equal(mode, 0), ones, tf.where(tf.equal(mode, 1), -ones, predicted))
-            score = tf.reduce_sum(sign * z)
-        grads = tape.gradient(score, feats)
-        if grads is None:  # the head does not depend on this layer
-            grads = tf.zeros_like(feats)
-        return feats, grads, z
-
-    if compiled:
-        h, w = input_size(model)
-        channels = model.inputs[0].shape[-1]
-        run = tf.function(run, reduce_retracing=True, input_signature=[
-            tf.TensorSpec([None, h, w, channels], in_dtype), tf.TensorSpec([], tf.int32)])
-    with _CAM_LOCK:
-        _CAM_FUNCTIONS.setdefault(model, {})[key] = run
-    return run
-
-
 def gradcam(model: keras.Model, images: Any, layer: str | None = None, target: str = "all",
             method: str = "gradcam", batch_size: int = 16, compiled: bool = True) -> CamResult:
     """Grad-CAM (or Grad-CAM++) heatmaps of ``images`` for class ALL, HEM or the predicted one.
@@ -137,9 +81,11 @@ def gradcam(model: keras.Model, images: Any, layer: str | None = None, target: s
         method: ``"gradcam"`` (channel weight = mean gradient) or ``"gradcam++"`` (weights from
             the positive gradients with the second/third-order terms of Chattopadhay et al.).
         batch_size: images per forward/backward pass.
-        compiled: run the gradient computation as a ``tf.function``, traced once per model and
-            layer and cached (ResNet50 at 224 px on 2 cores: ~0.1 s per heatmap instead of
-            ~0.6 s eager, after a first call that costs a few seconds). False runs eagerly.
+        compiled: compile the gradient computation once per model and layer and cache it
+            (:func:`~cnmc_core.explain.gradients.feature_gradients`: a ``tf.function`` under
+            tensorflow, ResNet50 at 224 px on 2 cores ~0.1 s per heatmap instead of ~0.6 s
+            eager, after a first call that costs a few seconds; ``jax.jit`` under jax; torch
+            runs eagerly either way). False runs eagerly.
 
     Returns:
         A :class:`CamResult`; heatmaps at the images' size, never NaN.
@@ -156,18 +102,15 @@ def gradcam(model: keras.Model, images: Any, layer: str | None = None, target: s
     out_h, out_w = batch.shape[1:3]
     x_all = to_model_size(batch, input_size(model))
     layer = layer or default_cam_layer(model)
-    lyr = spatial_layer(model, layer)
-    dense = output_dense(model)
-    fn = _cam_function(model, lyr, dense, compiled)
-    mode = tf.constant(_TARGET_MODE[target], dtype=tf.int32)
-    in_dtype = model.inputs[0].dtype
+    spatial_layer(model, layer)  # both checked before any batch runs
+    output_dense(model)
+    in_dtype = keras.backend.standardize_dtype(model.inputs[0].dtype)
 
     cams, weights_all, logits = [], [], []
     for start in range(0, len(x_all), max(1, int(batch_size))):
-        x = tf.convert_to_tensor(np.asarray(x_all[start:start + batch_size], dtype=in_dtype))
-        feats, grads, z = fn(x, mode)
-        a = keras.ops.convert_to_numpy(feats).astype("float64")
-        g = keras.ops.convert_to_numpy(grads).astype("float64")
+        x = np.asarray(x_all[start:start + batch_size], dtype=in_dtype)
+        feats, grads, z = feature_gradients(model, layer, x, target, compiled)
+        a, g = feats.astype("float64"), grads.astype("float64")
         if method == "gradcam":
             w = g.mean(axis=(1, 2))
         else:
@@ -177,7 +120,7 @@ def gradcam(model: keras.Model, images: Any, layer: str | None = None, target: s
             w = (alpha * np.maximum(g, 0.0)).sum(axis=(1, 2))
         cams.append(np.einsum("nhwk,nk->nhw", a, w))
         weights_all.append(w)
-        logits.append(keras.ops.convert_to_numpy(z).astype("float64"))
+        logits.append(z.astype("float64"))
 
     small, zero = normalise_maps(np.concatenate(cams))
     heat = np.stack([
