@@ -217,7 +217,7 @@ def metrics_section(selected, split: str) -> None:
         st.info("None of the selected runs has metrics yet.")
         return
     number = st.column_config.NumberColumn(format="%.4f")
-    text_columns = ("run", "kind", "model", "protocol", "split", "n", "n_all", "n_hem")
+    text_columns = ("run", "kind", "model", "backend", "protocol", "split", "n", "n_all", "n_hem")
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: number for c in table.columns if c not in text_columns})
     st.download_button("Download as CSV", table.to_csv(index=False).encode(), file_name=f"cnmc-metrics-{split}.csv",

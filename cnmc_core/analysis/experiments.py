@@ -13,7 +13,14 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from cnmc_core.contracts import CLASS_TITLES, CLASSES, CONFIG, METRICS, PREDICTIONS
+from cnmc_core.contracts import (
+    CLASS_TITLES,
+    CLASSES,
+    CONFIG,
+    DEFAULT_BACKEND,
+    METRICS,
+    PREDICTIONS,
+)
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.workspace.fileio import read_json
 from cnmc_core.workspace.listing import display_name
@@ -98,8 +105,9 @@ def _read_metrics(path: str | os.PathLike) -> dict:
 
 def metrics_table(paths: Sequence[str | os.PathLike], split: str = "test",
                   names: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per run or ensemble: protocol, weighted F1 with its 95% CI, AUC with its CI,
-    accuracy, macro F1, sensitivity (recall of ALL), specificity (recall of HEM), precision of
+    """One row per run or ensemble: its model and Keras backend (a run from before runs
+    recorded one trained on TensorFlow; an ensemble has none), protocol, weighted F1 with its
+    95% CI, AUC with its CI, accuracy, macro F1, sensitivity (recall of ALL), specificity (recall of HEM), precision of
     each class, support. Rows without metrics (unfinished runs) are left out.
 
     Args:
@@ -124,7 +132,7 @@ def metrics_table(paths: Sequence[str | os.PathLike], split: str = "test",
         f1_ci, auc_ci = ci.get("weighted_f1") or {}, ci.get("roc_auc") or {}
         rows.append({
             "run": name, "kind": config.get("kind", "run"), "model": config.get("model"),
-            "protocol": metrics.get("split_protocol") or config.get("split_protocol"), "split": split,
+            "backend": _backend(config), "protocol": metrics.get("split_protocol") or config.get("split_protocol"), "split": split,
             "weighted_f1": report.get("weighted_f1"), "f1_ci_low": f1_ci.get("low"), "f1_ci_high": f1_ci.get("high"),
             "roc_auc": report.get("roc_auc"), "auc_ci_low": auc_ci.get("low"), "auc_ci_high": auc_ci.get("high"),
             "accuracy": report.get("accuracy"), "macro_f1": report.get("macro_f1"),
@@ -136,11 +144,19 @@ def metrics_table(paths: Sequence[str | os.PathLike], split: str = "test",
             "n_all": report.get("n_all"), "n_hem": report.get("n_hem"),
         })
     return pd.DataFrame(rows, columns=[
-        "run", "kind", "model", "protocol", "split", "weighted_f1", "f1_ci_low", "f1_ci_high", "roc_auc",
+        "run", "kind", "model", "backend", "protocol", "split", "weighted_f1", "f1_ci_low", "f1_ci_high", "roc_auc",
         "auc_ci_low", "auc_ci_high", "accuracy", "macro_f1", "sensitivity_all", "specificity_hem",
         "precision_all", "precision_hem", "threshold", "n", "n_all", "n_hem"])
 
 
+
+
+def _backend(config: dict) -> str | None:
+    """The Keras backend a run trained on, as its config records it."""
+    if config.get("backend"):
+        return str(config["backend"])
+    versions = config.get("versions")
+    return DEFAULT_BACKEND if isinstance(versions, dict) and "tensorflow" in versions else None
 
 
 def confusion_frame(path: str | os.PathLike, split: str = "test") -> pd.DataFrame | None:
