@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -36,7 +37,9 @@ def test_metrics_table_has_cis_and_per_class_rates(ws_copy):
     assert row["specificity_hem"] == pytest.approx(metrics["hem"]["recall"])
     assert row["protocol"] == "subject" and row["n"] == metrics["n"]
     csv = table.to_csv(index=False)
-    assert csv.splitlines()[0].startswith("run,kind,model,protocol,split,weighted_f1,f1_ci_low")
+    assert csv.splitlines()[0].startswith("run,kind,model,backend,protocol,split,weighted_f1,f1_ci_low")
+    # the runs trained here name their backend; an ensemble has none
+    assert list(table["backend"].fillna("-")) == [keras.backend.backend()] * 3 + ["-"]
     with pytest.raises(CnmcError, match="split must be 'val' or 'test'"):
         metrics_table(paths, "train")
 
