@@ -73,7 +73,7 @@ def main() -> None:
                              "max": float(maps.max())}
     layer = run_feature_layers(run)[0]
     grid, activation_shape = activation_view(run, images[0], layer)
-    ensemble, _ = run_search([run, foreign], method="mean", compare=("mean",), n_boot=20,
+    ensemble, _ = run_search([run, foreign], method="mean", methods=("mean",), n_boot=20,
                              out_dir=artifacts / "ensembles")
     run_probs, final = score_selection([ensemble], images)
 

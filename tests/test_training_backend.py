@@ -86,12 +86,11 @@ def test_the_worker_is_started_with_the_runs_backend(tmp_path, monkeypatch):
 
     started = []
 
-    class FakePopen:
-        def __init__(self, args, env=None, **kwargs):
-            started.append(env)
-            self.pid = os.getpid()
+    def fake_spawn(argv, log, env=None):  # the worker's environment, and no process started
+        started.append(env)
+        return os.getpid()
 
-    monkeypatch.setattr(queue.subprocess, "Popen", FakePopen)
+    monkeypatch.setattr(queue, "spawn_detached", fake_spawn)
     data = make_kaggle_tree(tmp_path / "data", n_all=4, n_hem=4, per_subject=3)
     asked = start_run(resolve_config("demo_scratch", data=str(data), backend=OTHER), tmp_path / "art")
     default = start_run(resolve_config("demo_scratch", data=str(data)), tmp_path / "art")
