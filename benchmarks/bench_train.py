@@ -156,6 +156,7 @@ def main() -> None:
             if "paper" in best and "tf_data" in best:
                 row["ratio_tf_data_vs_paper"] = round(best["tf_data"] / best["paper"], 2)
             results.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)  # kept if a later model is cut off
     print(json.dumps({
         "benchmark": "training throughput, our pipeline vs the paper's and tf.data", "goal_ratio": 1.3,
         "backend": backend, "versions": {**backend_versions(backend), "keras": keras.__version__},
