@@ -22,7 +22,6 @@ another ``fit``:
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 from typing import Callable
@@ -141,8 +140,14 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
 
 def tensorboard_available() -> bool:
     """Whether Keras can write TensorBoard event files here: it writes them with ``tf.summary``,
-    so TensorFlow must be installed (under any backend)."""
-    return importlib.util.find_spec("tensorflow") is not None
+    so TensorFlow must be importable (under any backend). Imported, not only looked up: a
+    TensorFlow that is present but fails to import (a broken install, or one blocked as the
+    backend tests do) must leave the run without event files, not fail it."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def make_callbacks(run_dir: Path, status: Heartbeat, stage: dict, stage_index: int, epoch_offset: int,
@@ -174,7 +179,7 @@ def make_callbacks(run_dir: Path, status: Heartbeat, stage: dict, stage_index: i
         callbacks.append(EpochTensorBoard(run_dir, epoch_offset))
     elif stage_index == 0:
         log(f"TensorBoard event files are not written under {keras.backend.backend()}: Keras writes "
-            "them with tf.summary, and TensorFlow is not installed here (pip install tensorflow-cpu "
+            "them with tf.summary, and TensorFlow cannot be imported here (pip install tensorflow-cpu "
             "to get them)")
     callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                                    restore_best_weights=True))
