@@ -74,7 +74,7 @@ def main() -> None:
     layer = run_feature_layers(run)[0]
     grid, activation_shape = activation_view(run, images[0], layer)
     ensemble, _ = run_search([run, foreign], method="mean", methods=("mean",), n_boot=20,
-                             out_dir=artifacts / "ensembles")
+                             runs_root=artifacts, out_dir=artifacts / "ensembles")
     run_probs, final = score_selection([ensemble], images)
 
     for folder in (run, foreign):

@@ -79,6 +79,9 @@ def test_the_whole_path_runs_under_the_backend(other):
     assert f"backend {backend} (" in result["log"] and "stage 2/2 fine_tune: rmsprop" in result["log"]
     if backend == "jax":
         assert "note: jit_compile=false does not apply under jax" in result["log"]
+    # TensorBoard needs tf.summary: with TensorFlow blocked the run says so, and writes no tb/
+    assert f"TensorBoard event files are not written under {backend}" in result["log"]
+    assert "tb" not in result["files"]
     assert 0.0 <= result["val_f1"] <= 1.0 and result["evaluation_n"] > 0
     for method, maps in result["explained"].items():
         assert maps["finite"] and len(maps["shape"]) == 2 and maps["max"] <= 1.0, method
