@@ -15,7 +15,8 @@ from cnmc_core.workspace.views import list_members, split_skipped, training_line
 
 __all__ = ["use_app_navigation", "page_link", "workspace_root", "load_experiments",
            "workspace_experiments", "load_members", "unusable_notes", "workspace_members",
-           "model_members", "choose_models", "choose_study", "choose_group_members"]
+           "model_members", "choose_models", "choose_study", "choose_group_members",
+           "rerun_app_on_change", "active_run_card", "load_studies"]
 
 
 def use_app_navigation() -> None:
@@ -63,6 +64,75 @@ def workspace_experiments(root: str | Path) -> tuple[str, pd.DataFrame]:
     of when they were listed: a page that shows live progress reads the status itself."""
     signature = workspace_signature(root)
     return signature, load_experiments(str(root), signature)
+
+
+def rerun_app_on_change(key: str, token) -> None:
+    """Rerun the whole page when ``token`` differs from the one this session saw last under
+    ``key`` (a polling fragment calls it with what it watches: the active runs, the workspace
+    signature), so that the parts outside the fragment are drawn again."""
+    previous = st.session_state.get(key)
+    st.session_state[key] = token
+    if previous is not None and previous != token:
+        st.rerun(scope="app")
+
+
+def active_run_card(row, key: str, cancel: bool = True, expected: dict | None = None) -> None:
+    """A queued, running or unresponsive run as the Train and Compare pages show it: id, model,
+    size and protocol, a Cancel button (which ends an unresponsive run's process at once), a
+    warning for an unresponsive run, the progress (read from its status now) with the expected
+    time when known, and the live learning curves (its history read once)."""
+    from cnmc_core.analysis.curves import history_frame
+    from cnmc_core.analysis.run_charts import live_curves_figure
+    from cnmc_core.contracts import PROTOCOLS, UNRESPONSIVE
+    from cnmc_core.training.timing import format_duration
+    from cnmc_core.workspace.progress import STATE_ICONS, experiment_status, run_progress
+    from cnmc_core.workspace.queue import cancel_run, unresponsive_limit
+
+    try:
+        status = experiment_status(row.path)
+    except CnmcError as exc:
+        st.error(f"{row.run_id}: {exc}")
+        return
+    fraction, text = run_progress(status)
+    if expected:
+        text += (f" · expected {format_duration(expected['seconds'])} ({expected['epochs']} "
+                 f"epochs x {expected['epoch_seconds']:.0f} s, {expected['source']})")
+    with st.container(border=True):
+        top = st.columns([5, 1])
+        protocol = PROTOCOLS[row.protocol].label() if row.protocol in PROTOCOLS else row.protocol
+        top[0].markdown(f"**{row.run_id}** · {row.model} · {row.image_size} px · protocol {protocol}")
+        hung = status.get("state") == UNRESPONSIVE
+        # Train's keys are the plain ``cancel-<id>``; another page's carry its prefix
+        button_key = f"cancel-{row.run_id}" if key == "train" else f"{key}-cancel-{row.run_id}"
+        if cancel and top[1].button("Cancel", key=button_key, icon=":material/cancel:",
+                                    help="Ends its process now: it does not respond." if hung else
+                                    "It stops after the current batch."):
+            try:
+                cancel_run(row.path)
+            except CnmcError as exc:
+                st.error(f"{exc}")
+            else:
+                st.toast(f"{row.run_id} was cancelled: its process was ended." if hung else
+                         f"Cancelling {row.run_id}: it stops after the current batch.")
+        if hung:
+            st.warning(f"Unresponsive: {status.get('error')}. If another run waits for its "
+                       f"queue slot, the queue ends it after {unresponsive_limit():.0f} s.",
+                       icon=":material/pause_circle:")
+        st.progress(fraction, text=f"{STATE_ICONS.get(status.get('state'), '')} {text}")
+        history = history_frame(row.path)  # read once: both panels show the same epochs
+        if not history.empty:
+            st.plotly_chart(live_curves_figure(history), width="stretch",
+                            key=f"{key}-curves-{row.run_id}" if key != "train"
+                            else f"curves-{row.run_id}")
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl=2)
+def load_studies(root: str) -> pd.DataFrame:
+    """:func:`cnmc_core.study.listing.list_studies` (a study's progress changes at every run:
+    kept 2 s, the polling interval)."""
+    from cnmc_core.study.listing import list_studies
+
+    return list_studies(root)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

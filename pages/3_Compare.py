@@ -5,8 +5,11 @@ epoch or time, debiased-EMA smoothing with the raw line kept faint, stage bounda
 matrices (counts and row percentages) and the difference of two, ROC and precision-recall curves
 with AUC in the legend, a config diff without the identical fields, a metrics table to
 download, and the selection shared: a report (one HTML file) to download, or an export to MLflow.
-The computations are in ``cnmc_core.analysis.experiments`` and ``cnmc_core.interop``; loaders are
-cached on file mtimes.
+Studies come first, each with its presets' pooled out-of-fold scores, the per-fold dots and the
+paired matrix. The page polls the workspace every 2 seconds, as Train does: running runs show with
+live curves, and the page is drawn again when a run is queued, starts or ends.
+The computations are in ``cnmc_core.analysis`` (``experiments``, ``study_views``) and
+``cnmc_core.interop``; loaders are cached on file mtimes.
 """
 
 from __future__ import annotations
@@ -35,10 +38,28 @@ from cnmc_core.analysis.run_charts import (
     run_color,
     run_confusion_figure,
 )
+from cnmc_core.analysis.study_views import (
+    STUDY_METRIC_NAMES,
+    fold_dots_figure,
+    paired_matrix_display,
+    paired_pairs_display,
+    study_preset_display,
+)
+from cnmc_core.contracts import ACTIVE_STATES
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.interop.mlflow_export import export_table, export_to_mlflow
 from cnmc_core.interop.report import build_report
-from page_common import use_app_navigation, workspace_experiments, workspace_root
+from cnmc_core.study.listing import study_of_runs, study_progress
+from cnmc_core.study.results import read_results
+from cnmc_core.workspace.progress import STATE_ICONS
+from page_common import (
+    active_run_card,
+    load_studies,
+    rerun_app_on_change,
+    use_app_navigation,
+    workspace_experiments,
+    workspace_root,
+)
 
 ROOT = workspace_root()
 
@@ -70,13 +91,97 @@ def load_metrics_table(paths: tuple, names: tuple, split: str, mtimes: tuple):
     return metrics_table(list(paths), split, list(names))
 
 
-def runs_selection(table):
+@st.cache_data(show_spinner=False, max_entries=32)
+def load_results(path: str, mtime: float):
+    return read_results(path)
+
+
+@st.fragment(run_every=2)
+def live_section() -> None:
+    """Polls the workspace every 2 s (as Train does): the running runs with live curves, and the
+    whole page again when a job is queued, starts or ends (the tables follow)."""
+    signature, experiments = workspace_experiments(ROOT)
+    studies = load_studies(str(ROOT))
+    rerun_app_on_change("compare_signature", (signature, tuple(zip(studies["study_id"],
+                                                                     studies["state"]))))
+    active = experiments[(experiments["kind"] == "run") & experiments["state"].isin(ACTIVE_STATES)]
+    running = active[active["state"] == "running"]
+    if active.empty:
+        return
+    st.subheader(f"Training now ({len(running)} running, {len(active) - len(running)} queued)")
+    for row in running.iloc[::-1].itertuples():
+        active_run_card(row, key="compare", cancel=False)
+    if len(active) > len(running):
+        st.caption("Queued: " + ", ".join(f"`{r}`" for r in active[active["state"] == "queued"]
+                                          ["run_id"].iloc[::-1]) + ". The Train page can cancel them.")
+
+
+def _study_results(row) -> None:
+    """A study's results: the preset table, the per-fold dots, the paired matrices."""
+    try:
+        results = load_results(row.path, _mtime(row.path, "metrics.json"))
+    except CnmcError as exc:
+        st.error(f"{exc}", icon=":material/error:")
+        return
+    if results is None:
+        st.info(f"Its scores appear here when every run is done ({row.runs_done} of "
+                f"{row.runs_total} so far); its runs are in the runs table below.")
+        return
+    metric = st.radio("Metric", list(STUDY_METRIC_NAMES), horizontal=True,
+                      format_func=STUDY_METRIC_NAMES.get, key=f"study-metric-{row.study_id}")
+    st.markdown("**Scores on every subject** (pooled out of fold: each subject's images scored "
+                "by the run that held it out; 95% CI from a class-stratified subject bootstrap; "
+                "the fold mean and sd beside it)")
+    st.dataframe(study_preset_display(results), hide_index=True, width="stretch",
+                 key=f"study-table-{row.study_id}")
+    st.plotly_chart(fold_dots_figure(results, metric), width="stretch",
+                    key=f"study-dots-{row.study_id}-{metric}")
+    for title, ensembles in (("presets", False), ("ensembles fitted per fold", True)):
+        matrix = paired_matrix_display(results, metric, ensembles=ensembles)
+        if matrix.empty:
+            continue
+        st.markdown(f"**Is the row better than the column?** ({title}, {STUDY_METRIC_NAMES[metric]}: "
+                    "mean per-fold difference row - column, its 95% CI and p from the corrected "
+                    "resampled t-test, which counts the overlap of the folds' training sets)")
+        st.dataframe(matrix, width="stretch", key=f"study-matrix-{row.study_id}-{metric}-{ensembles}")
+        pairs = paired_pairs_display(results, metric, ensembles=ensembles)
+        st.dataframe(pairs, hide_index=True, width="stretch",
+                     key=f"study-pairs-{row.study_id}-{metric}-{ensembles}",
+                     column_config={"pooled A - B [95% CI]": st.column_config.TextColumn(
+                         help="difference of the pooled out-of-fold scores, paired subject "
+                              "bootstrap")})
+
+
+def studies_section(studies) -> None:
+    st.subheader(f"Studies ({len(studies)})")
+    for i, row in enumerate(studies.itertuples()):
+        if row.state == "damaged":
+            st.error(f"Study `{row.study_id}` cannot be read: {row.error}", icon=":material/error:")
+            continue
+        title = (f"{STATE_ICONS.get(row.state, '')} **{row.study_id}** · {', '.join(row.presets)} · "
+                 f"{row.folds} folds x {row.seeds} seed(s) · {row.protocol_label} · "
+                 f"runs {row.runs_done} of {row.runs_total}")
+        with st.expander(title, expanded=i == 0):
+            if "leaky" in (row.protocol_label or ""):
+                st.warning("This study's folds split by image: cells of one person are in train "
+                           "and test, so its scores are inflated.", icon=":material/warning:")
+            if row.state in ACTIVE_STATES or row.state in ("failed", "cancelled"):
+                fraction, text = study_progress(row)
+                st.progress(fraction, text=f"{STATE_ICONS.get(row.state, '')} {text}")
+            _study_results(row)
+
+
+def runs_selection(table, key: str = "runs_table"):
     st.subheader("Runs")
     visible = table.drop(columns=["run_id", "path", "created_ts"], errors="ignore")
     event = st.dataframe(
-        visible, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,
-        width="stretch", placeholder="-", selection_default={"selection": {"rows": default_selection(table)}},
+        visible, key=key, on_select="rerun", selection_mode="multi-row",
+        hide_index=True, width="stretch", placeholder="-",
+        selection_default={"selection": {"rows": default_selection(table)}},
         column_config={
+            "name": st.column_config.TextColumn(width="medium"),
+            "study": st.column_config.TextColumn(width="small", help="the study the run belongs to"),
+            "created": st.column_config.TextColumn(width="medium"),
             "test AUC": st.column_config.NumberColumn(format="%.4f"),
             "val F1 [95% CI]": st.column_config.TextColumn(help="weighted F1 on val, 95% subject-bootstrap CI"),
             "test F1 [95% CI]": st.column_config.TextColumn(help="weighted F1 on test, 95% subject-bootstrap CI")})
@@ -220,8 +325,9 @@ def metrics_section(selected, split: str) -> None:
     text_columns = ("run", "kind", "model", "protocol", "split", "n", "n_all", "n_hem")
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: number for c in table.columns if c not in text_columns})
-    st.download_button("Download as CSV", table.to_csv(index=False).encode(), file_name=f"cnmc-metrics-{split}.csv",
-                       mime="text/csv", icon=":material/download:", key="download_metrics")
+    st.download_button(f"Download the metrics of the {split} split (CSV)", table.to_csv(index=False).encode(),
+                       file_name=f"cnmc-metrics-{split}.csv", mime="text/csv", icon=":material/download:",
+                       key="download_metrics")
     st.caption("CIs: 95% bootstrap over subjects. sensitivity_all: recall of ALL (cancer); specificity_hem: "
                "recall of HEM (normal).")
 
@@ -267,13 +373,32 @@ def main() -> None:
     use_app_navigation()
     st.title("Compare")
     _, experiments = workspace_experiments(ROOT)
-    if experiments.empty:
+    studies = load_studies(str(ROOT))
+    live_section()
+    if experiments.empty and studies.empty:
         st.info("No run or ensemble yet. Start the four demo runs on the Home page, or launch a run on the "
                 "Train page; they show here as soon as they exist.", icon=":material/hourglass_empty:")
         st.page_link("pages/2_Train.py", label="Go to Train", icon=":material/model_training:")
         return
+    if len(studies):
+        studies_section(studies)
     table = runs_table(experiments)
-    selected = runs_selection(table)
+    in_study = study_of_runs(studies)
+    table.insert(1, "study", table["run_id"].map(lambda r: in_study.get(r, "")))
+    key = "runs_table"
+    if in_study and table["study"].astype(bool).any():
+        if not st.toggle("Show the runs of studies in the table", value=False, key="show_study_runs",
+                         help="Each study's runs are ordinary runs: show them to compare their curves "
+                              "and confusion matrices."):
+            table = table[~table["study"].astype(bool)].reset_index(drop=True)
+        else:
+            key = "runs_table_with_studies"  # other rows: a selection of its own
+    else:
+        table = table.drop(columns="study")
+    if table.empty:
+        st.caption("Every run belongs to a study; show them with the toggle above.")
+        return
+    selected = runs_selection(table, key)
     if selected.empty:
         return
     protocol_warnings(selected)

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir")
     p.set_defaults(func=_worker)
 
-    p = sub.add_parser("runs", help="list runs and ensembles with state and key metrics")
+    p = sub.add_parser("runs", help="list runs, ensembles and studies with state and key metrics")
     add_artifacts_option(p)
     p.add_argument("--json", action="store_true", help="print JSON records")
     p.set_defaults(func=_runs)
@@ -121,6 +121,7 @@ def _runs(args) -> int:
     import pandas as pd
 
     from cnmc_core.contracts import DAMAGED, protocol_label
+    from cnmc_core.study.listing import format_studies, list_studies
     from cnmc_core.workspace.listing import list_experiments
 
     frame = list_experiments(args.artifacts)
@@ -135,10 +136,15 @@ def _runs(args) -> int:
     # the protocol as every score names it (the paper's reads "paper (leaky: split by image)")
     frame.insert(frame.columns.get_loc("protocol") + 1, "protocol_label",
                  frame["protocol"].map(protocol_label))
+    studies = list_studies(args.artifacts)
     if args.json:
-        print(json.dumps(json.loads(frame.to_json(orient="records")), indent=2))
+        records = json.loads(frame.to_json(orient="records"))
+        # studies after the runs and ensembles, as records of kind "study" (oldest first)
+        records += [{"kind": "study", **r} for r in json.loads(
+            studies.iloc[::-1].drop(columns=["created_ts"]).to_json(orient="records"))]
+        print(json.dumps(records, indent=2))
         return 0
-    if frame.empty:
+    if frame.empty and studies.empty:
         print("no runs yet: start one with `python -m cnmc_core train --preset demo_scratch --data DIR`")
         return 0
     for row in frame.itertuples():
@@ -147,6 +153,10 @@ def _runs(args) -> int:
               f"val F1 {_score(row.val_weighted_f1, row.val_f1_low, row.val_f1_high)}  "
               f"test F1 {_score(row.test_weighted_f1, row.test_f1_low, row.test_f1_high)}"
               f" {row.progress}" + (f"  error: {row.error}" if problem else ""))
+    if len(studies):
+        print("studies:")
+        for line in format_studies(studies):
+            print(f"  {line}")
     return 0
 
 

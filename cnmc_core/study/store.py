@@ -34,7 +34,7 @@ from cnmc_core.workspace.paths import artifacts_dir, studies_dir
 from cnmc_core.workspace.status import write_status
 
 __all__ = ["STUDY_FILE", "OOF_FILE", "POOLED_FILE", "create_study", "read_study", "study_runs",
-           "study_path", "completed_studies", "launch_coordinator"]
+           "study_path", "completed_studies", "launch_coordinator", "start_study"]
 
 STUDY_FILE = "study.json"
 OOF_FILE = "oof.csv"
@@ -198,3 +198,16 @@ def launch_coordinator(study_dir: str | os.PathLike, resume: bool = False) -> in
     if read_status(study_dir).get("pid") is None:
         write_status(study_dir, **process_fields(pid), heartbeat=wall_time())
     return pid
+
+
+def start_study(plan: StudyPlan, root: str | os.PathLike | None = None) -> Path:
+    """Create a checked study (:func:`create_study`) and start its coordinator as a detached
+    process (:func:`launch_coordinator`): what ``study`` (with or without ``--detach``) and the
+    Train page do. Returns the study folder; nothing of it runs in the caller's process.
+
+    Raises:
+        RunError: the artifacts folder is not writable.
+    """
+    folder = create_study(plan, root)
+    launch_coordinator(folder)
+    return folder
