@@ -77,6 +77,13 @@ def _expected_times(root: str, signature: str) -> dict:
     return queued_expectations(active, experiments)
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def _demo_plan(root: str, signature: str, dataset: str | None) -> dict:
+    """The demo study's folds and expected time (:func:`cnmc_core.demo.demo_study_plan`), again
+    only when the workspace (its measured runs) changes."""
+    return demo_study_plan(load_experiments(root, signature), data=dataset)
+
+
 @st.fragment(run_every=2)
 def _workspace_metrics(root) -> None:
     """The workspace's counts; redrawn every 2 s, so "Training / queued" follows the queue (the
@@ -136,7 +143,7 @@ def _live_runs(root) -> None:
             _progress_bar(row.path, f"`{display_name(row.run_id)}` ({row.model})")
 
 
-def _demo_study_step(root, dataset, experiments, studies) -> None:
+def _demo_study_step(root, dataset, signature, studies) -> None:
     """Once the four demo runs exist: the demo study (folds chosen to fit the budget from the
     presets' measured epoch times) and Compare, instead of training the demo models again."""
     st.success("The four demo models are trained: compare them on Compare. Training them again "
@@ -144,7 +151,7 @@ def _demo_study_step(root, dataset, experiments, studies) -> None:
     demo = studies[studies["presets"].map(lambda p: sorted(p) == sorted(DEMO_PRESETS))]
     active = demo[demo["state"].isin(ACTIVE_STATES)]
     try:
-        plan = demo_study_plan(experiments)
+        plan = _demo_plan(str(root), signature, dataset)
     except CnmcError as exc:
         st.error(f"The demo study cannot be planned: {exc}")
         return
@@ -177,7 +184,7 @@ def home() -> None:
                "(HEM, y = 0) in C-NMC 2019 images, train the paper's models, and compare experiments "
                "with leakage-aware scores.")
 
-    _, experiments = workspace_experiments(root)
+    signature, experiments = workspace_experiments(root)
     counts = workspace_counts(experiments)
     studies = load_studies(str(root))
     dataset = chosen_dataset(root)
@@ -214,7 +221,7 @@ def home() -> None:
                 "CPU-sized versions, queued and trained one at a time in the background.")
     busy = counts["active"] > 0
     if demo_runs_done(experiments):
-        _demo_study_step(root, dataset, experiments, studies)
+        _demo_study_step(root, dataset, signature, studies)
     elif st.button("Train the four demo models", type="primary", disabled=not dataset or busy,
                    icon=":material/play_arrow:",
                    help="Needs a dataset (step 1)." if not dataset else

@@ -108,12 +108,14 @@ def demo_runs_done(experiments) -> bool:
 
 
 def demo_study_plan(experiments=None, budget: float = DEMO_STUDY_BUDGET,
-                    presets: tuple[str, ...] = DEMO_PRESETS) -> dict:
+                    presets: tuple[str, ...] = DEMO_PRESETS,
+                    data: str | os.PathLike | None = None) -> dict:
     """The demo study's folds: the most (3 to 10) whose runs, trained one at a time, are
     expected to fit ``budget`` seconds, from each preset's measured epoch time
     (:func:`cnmc_core.training.timing.preset_timing`: the completed runs of the workspace, else
     the documented figure). A run of a K-fold study trains on K - 2 folds of K, so more folds
-    mean more and longer runs; with none fitting, 3 folds.
+    mean more and longer runs; with none fitting, 3 folds. With ``data``, K is at most the
+    subjects of its smaller class (each fold needs a subject of each class).
 
     Returns:
         ``{"folds", "seconds" (expected), "runs", "per_preset" ({preset: seconds of one run}),
@@ -134,6 +136,12 @@ def demo_study_plan(experiments=None, budget: float = DEMO_STUDY_BUDGET,
                               "first.")
         timings[name], epochs[name] = timing, run_epochs(load_preset(name))
     low, high = DEMO_STUDY_FOLDS
+    if data is not None:
+        from cnmc_core.data.manifest import resolve_manifest
+        from cnmc_core.study.plan import subjects_per_class
+
+        high = max(low, min(high, *subjects_per_class(resolve_manifest(str(data), verify=False))
+                            .values()))
 
     def cost(k: int) -> tuple[float, dict]:
         per = {n: expected_run_seconds(timings[n], epochs[n], (k - 2) / k) for n in presets}

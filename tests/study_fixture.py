@@ -59,7 +59,7 @@ def _write_run(root: Path, run_id: str, study_id: str, preset: str, fold: int, s
 
 def write_study(root: Path, study_id: str = "study-20261201-000000-scratch-vgg16-ab12",
                 presets=("demo_scratch", "demo_vgg16"), folds: int = 4, seeds: int = 1,
-                state: str = "completed", skills=(0.45, 0.25), n_boot: int = 200,
+                state: str = "completed", skills=(0.45, 0.25), n_boot: int = 100,
                 done: int | None = None) -> Path:
     """A study of ``presets`` x ``folds`` x ``seeds`` under ``root`` (the workspace).
 

@@ -94,6 +94,8 @@ def list_studies(root: str | os.PathLike | None = None) -> pd.DataFrame:
         raise ConfigError(f"Cannot list {base}: {exc.strerror or exc}; make it readable.") from None
     rows = [_study_row(Path(e.path)) for e in sorted(entries, key=lambda e: e.name)]
     frame = pd.DataFrame.from_records(rows, columns=STUDY_COLUMNS)
+    for column in ("folds", "seeds"):  # whole numbers, missing for a damaged study
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
     return frame.sort_values(["created_ts", "study_id"], ascending=False, na_position="last",
                              kind="stable").reset_index(drop=True)
 
