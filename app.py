@@ -25,7 +25,7 @@ from cnmc_core.demo import (
 )
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.study.listing import study_progress
-from cnmc_core.training.timing import format_duration, queued_expectations
+from cnmc_core.training.timing import format_duration, queued_expectations, sources_text
 from cnmc_core.workspace.listing import display_name
 from cnmc_core.workspace.progress import STATE_ICONS, experiment_status, run_progress
 from cnmc_core.workspace.settings import chosen_dataset, set_chosen_dataset
@@ -161,7 +161,7 @@ def _demo_study_step(root, dataset, signature, studies) -> None:
                 f"says which preset is better than which, with a CI and a p-value. Expected "
                 f"about **{format_duration(plan['seconds'])}** on this machine (budget "
                 f"{format_duration(plan['budget'])}; epoch times "
-                f"{'; '.join(sorted(set(plan['sources'].values())))}).")
+                f"{sources_text(plan['sources'])}).")
     if st.button(f"Run the demo study ({plan['folds']} folds)", type="primary",
                  icon=":material/science:", disabled=not dataset or bool(len(active)),
                  help="A demo study is running; Home shows its progress." if len(active) else None):

@@ -155,8 +155,8 @@ def study_form() -> None:
         protocol = c[2].selectbox("Protocol", protocols, key="study_protocol",
                                   format_func=lambda n: PROTOCOLS[n].label() if n in PROTOCOLS else n,
                                   help="image-kfold is the paper's split by image as folds: leaky.")
-        epochs = c[3].number_input("Epochs (0 = the presets')", 0, 1000, 0, key="study_epochs")
-        size = c[4].number_input("Input size px (0 = the presets')", 0, 600, 0, key="study_size")
+        epochs = c[3].number_input("Epochs (0 = presets')", 0, 1000, 0, key="study_epochs")
+        size = c[4].number_input("Input px (0 = presets')", 0, 600, 0, key="study_size")
         c = st.columns([1, 3])
         backend = c[0].radio("Backend", list(BACKENDS), horizontal=True, key="study_backend",
                              help="local: the queue of detached workers on this machine; ray: "

@@ -154,14 +154,16 @@ def _study_results(row) -> None:
 
 def studies_section(studies) -> None:
     st.subheader(f"Studies ({len(studies)})")
-    for i, row in enumerate(studies.itertuples()):
+    done = studies.loc[studies["state"] == "completed", "study_id"]
+    open_ids = {studies["study_id"].iloc[0], *done.head(1)}  # the newest, and the newest finished
+    for row in studies.itertuples():
         if row.state == "damaged":
             st.error(f"Study `{row.study_id}` cannot be read: {row.error}", icon=":material/error:")
             continue
         title = (f"{STATE_ICONS.get(row.state, '')} **{row.study_id}** · {', '.join(row.presets)} · "
                  f"{row.folds} folds x {row.seeds} seed(s) · {row.protocol_label} · "
                  f"runs {row.runs_done} of {row.runs_total}")
-        with st.expander(title, expanded=i == 0):
+        with st.expander(title, expanded=row.study_id in open_ids):
             if "leaky" in (row.protocol_label or ""):
                 st.warning("This study's folds split by image: cells of one person are in train "
                            "and test, so its scores are inflated.", icon=":material/warning:")
@@ -174,17 +176,22 @@ def studies_section(studies) -> None:
 def runs_selection(table, key: str = "runs_table"):
     st.subheader("Runs")
     visible = table.drop(columns=["run_id", "path", "created_ts"], errors="ignore")
+    # "created" right after the name: at 1,400 px with the sidebar open the table is wider than
+    # the page, and the columns at its right end scroll; the creation time must not be one of them
+    order = ["name", "created", *[c for c in visible.columns if c not in ("name", "created")]]
     event = st.dataframe(
         visible, key=key, on_select="rerun", selection_mode="multi-row",
-        hide_index=True, width="stretch", placeholder="-",
+        hide_index=True, width="stretch", placeholder="-", column_order=order,
         selection_default={"selection": {"rows": default_selection(table)}},
         column_config={
-            "name": st.column_config.TextColumn(width="medium"),
-            "study": st.column_config.TextColumn(width="small", help="the study the run belongs to"),
-            "created": st.column_config.TextColumn(width="medium"),
+            "name": st.column_config.TextColumn(width=190),
+            "created": st.column_config.TextColumn(width=150, help="when the run was created (local time)"),
+            "study": st.column_config.TextColumn(help="the study the run belongs to"),
             "test AUC": st.column_config.NumberColumn(format="%.4f"),
-            "val F1 [95% CI]": st.column_config.TextColumn(help="weighted F1 on val, 95% subject-bootstrap CI"),
-            "test F1 [95% CI]": st.column_config.TextColumn(help="weighted F1 on test, 95% subject-bootstrap CI")})
+            "val F1 [95% CI]": st.column_config.TextColumn(
+                width=160, help="weighted F1 on val, 95% subject-bootstrap CI"),
+            "test F1 [95% CI]": st.column_config.TextColumn(
+                width=160, help="weighted F1 on test, 95% subject-bootstrap CI")})
     rows = [r for r in event.selection.rows if r < len(table)]
     if not rows:
         st.info("Tick rows in the table (the box at the left of each row) to compare runs.")
@@ -390,7 +397,7 @@ def main() -> None:
         if not st.toggle("Show the runs of studies in the table", value=False, key="show_study_runs",
                          help="Each study's runs are ordinary runs: show them to compare their curves "
                               "and confusion matrices."):
-            table = table[~table["study"].astype(bool)].reset_index(drop=True)
+            table = table[~table["study"].astype(bool)].drop(columns="study").reset_index(drop=True)
         else:
             key = "runs_table_with_studies"  # other rows: a selection of its own
     else:

@@ -96,6 +96,14 @@ def test_queued_runs_get_their_expected_time(tmp_path):
     assert mine["epoch_seconds"] == pytest.approx(10.0)
 
 
+def test_sources_in_one_phrase():
+    from cnmc_core.training.timing import sources_text
+
+    assert sources_text({"a": "measured here on 2 completed runs of a", "b": "b's documented figure",
+                         "c": "measured here on 1 completed run of c"}) == \
+        "measured here for a, c; documented (an idle 2-core machine; a loaded one is slower) for b"
+
+
 def test_run_epochs_and_durations():
     assert run_epochs(load_preset("demo_scratch")) == 8
     assert [format_duration(s) for s in (45, 210, 9000)] == ["45 s", "3.5 min", "2.5 h"]

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["DOCUMENTED", "DEFAULT_STARTUP", "PresetTiming", "preset_timing", "run_epochs",
-           "expected_run_seconds", "format_duration", "queued_expectations"]
+           "expected_run_seconds", "format_duration", "queued_expectations", "sources_text"]
 
 #: Seconds per epoch of the demo presets, whole runs timed by ``bench_demo.py`` on an idle
 #: 2-core machine (commit cc11d9b: scratch CNN 43 s for 8 epochs, VGG16-BN 62 s for 5,
@@ -91,11 +91,13 @@ def preset_timing(preset: str, experiments: pd.DataFrame | None = None,
     ``experiments`` (the workspace listing), else :data:`DOCUMENTED`; None when neither has one."""
     if experiments is not None and len(experiments):
         runs = experiments[(experiments["kind"] == "run") & (experiments["preset"] == preset)
-                           & (experiments["state"] == "completed")].head(latest)
+                           & (experiments["state"] == "completed")].head(4 * latest)
         times, startups, shares = [], [], []
         n = 0
         for path in runs["path"]:
-            t, startup, share = _timed(path)
+            if n >= latest:
+                break
+            t, startup, share = _timed(path)  # a run without epoch times is skipped
             if t:
                 n += 1
                 times += t
@@ -159,9 +161,22 @@ def queued_expectations(queued: pd.DataFrame, experiments: pd.DataFrame) -> dict
         except (OSError, ValueError):
             continue
         epochs = run_epochs(config)
+        if not epochs:
+            continue
         kfold = config.get("kfold") or {}
         share = (int(kfold["k"]) - 2) / int(kfold["k"]) if kfold.get("k") else None
         out[row.run_id] = {"seconds": expected_run_seconds(timing, epochs, share),
                            "epochs": epochs, "epoch_seconds": timing.epoch_seconds,
                            "source": timing.source}
     return out
+
+
+def sources_text(sources: dict[str, str]) -> str:
+    """Where the epoch times of several presets come from, in one phrase: ``measured here for
+    demo_vgg16, demo_scratch; documented (an idle 2-core machine) for demo_resnet50_v1``."""
+    measured = [p for p, s in sources.items() if s.startswith("measured")]
+    documented = [p for p in sources if p not in measured]
+    parts = ([f"measured here for {', '.join(measured)}"] if measured else []) + \
+        ([f"documented (an idle 2-core machine; a loaded one is slower) for "
+          f"{', '.join(documented)}"] if documented else [])
+    return "; ".join(parts)
