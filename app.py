@@ -30,7 +30,12 @@ from cnmc_core.workspace.listing import display_name
 from cnmc_core.workspace.progress import STATE_ICONS, experiment_status, run_progress
 from cnmc_core.workspace.settings import chosen_dataset, set_chosen_dataset
 from cnmc_core.workspace.views import workspace_counts
-from page_common import load_experiments, load_studies, workspace_experiments, workspace_root
+from page_common import (
+    load_experiments,
+    load_studies,
+    workspace_experiments,
+    workspace_root,
+)
 
 PAGES = [
     ("pages/1_Data.py", "Data", ":material/database:", "Data",
@@ -134,9 +139,9 @@ def _live_runs(root) -> None:
             st.caption(f"... and {len(shown) - 12} more (the Train page lists them all).")
         if expected:
             total = sum(e["seconds"] for e in expected.values())
-            sources = sorted({e["source"] for e in expected.values()})
+            sources = {e["preset"]: e["source"] for e in expected.values()}
             st.caption(f"The queue should be done in about {format_duration(total)} (expected "
-                       f"times from each preset's epoch time: {'; '.join(sources)}).")
+                       f"times from each preset's epoch time, {sources_text(sources)}).")
     if len(searches):
         st.markdown("**Ensemble searches running**")
         for row in searches.iloc[::-1].itertuples():

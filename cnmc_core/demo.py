@@ -126,7 +126,11 @@ def demo_study_plan(experiments=None, budget: float = DEMO_STUDY_BUDGET,
     """
     from cnmc_core.exceptions import ConfigError
     from cnmc_core.training.config import load_preset
-    from cnmc_core.training.timing import expected_run_seconds, preset_timing, run_epochs
+    from cnmc_core.training.timing import (
+        expected_run_seconds,
+        preset_timing,
+        run_epochs,
+    )
 
     timings, epochs = {}, {}
     for name in presets:

@@ -47,6 +47,7 @@ def _write_run(root: Path, run_id: str, study_id: str, preset: str, fold: int, s
     (path / "config.json").write_text(json.dumps({
         "run_id": run_id, "kind": "run", "name": preset, "preset": preset, "model": "cnn",
         "image_size": 32, "split_protocol": "subject-kfold", "seed": seed,
+        "stages": [{"name": "train", "epochs": 3}],
         "dataset_fingerprint": "fp-study", "created": created, "kfold": {"k": k, "fold": fold},
         "split_counts": {"train_all": 30, "train_hem": 25, "test_all": 8, "test_hem": 8},
         "study": {"id": study_id, "preset": preset, "fold": fold, "seed": seed}}))

@@ -11,7 +11,14 @@ import shutil
 import time
 
 import pytest
-from browser_util import assert_no_exception, chromium, open_page, require_browser, screenshot, streamlit_server
+from browser_util import (
+    assert_no_exception,
+    chromium,
+    open_page,
+    require_browser,
+    screenshot,
+    streamlit_server,
+)
 from study_fixture import write_study
 from test_training_timing import write_timed_run
 

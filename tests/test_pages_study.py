@@ -52,7 +52,7 @@ def ws(study_ws, workspace, tmp_path, monkeypatch):
 @pytest.fixture
 def no_workers(monkeypatch):
     """Runs are created and queued, but no training worker starts."""
-    import cnmc_core.workspace.queue as queue
+    from cnmc_core.workspace import queue
 
     monkeypatch.setattr(queue, "launch_run", lambda run_dir, env=None: 0)
 

@@ -18,7 +18,12 @@ from cnmc_core.analysis.study_views import (
     study_preset_display,
 )
 from cnmc_core.cli.main import main
-from cnmc_core.study.listing import format_studies, list_studies, study_of_runs, study_progress
+from cnmc_core.study.listing import (
+    format_studies,
+    list_studies,
+    study_of_runs,
+    study_progress,
+)
 from cnmc_core.study.report import preset_table
 from cnmc_core.study.results import read_results
 

@@ -13,19 +13,28 @@ import plotly.graph_objects as go
 from cnmc_core.analysis.run_charts import run_color
 from cnmc_core.study.report import fold_points, paired_matrix, preset_table
 
-__all__ = ["STUDY_METRIC_NAMES", "study_preset_display", "fold_dots_figure",
-           "paired_matrix_display", "paired_pairs_display"]
+__all__ = [
+    "STUDY_METRIC_NAMES",
+    "fold_dots_figure",
+    "paired_matrix_display",
+    "paired_pairs_display",
+    "study_preset_display",
+]
 
 #: The metrics a study compares, as the page names them.
 STUDY_METRIC_NAMES = {"roc_auc": "AUC", "weighted_f1": "weighted F1"}
 
 
+def _missing(x) -> bool:
+    return x is None or bool(pd.isna(x))
+
+
 def _f(x, nd: int = 3) -> str:
-    return "-" if x is None or x != x else f"{x:.{nd}f}"
+    return "-" if _missing(x) else f"{x:.{nd}f}"
 
 
 def _ci(value, low, high, nd: int = 3) -> str:
-    if value is None or value != value:
+    if _missing(value):
         return "-"
     return f"{_f(value, nd)} [{_f(low, nd)}, {_f(high, nd)}]"
 
@@ -85,7 +94,7 @@ def fold_dots_figure(results: dict, metric: str = "roc_auc", ensembles: bool = T
 
 
 def _cell(row) -> str:
-    if row.p is None or row.p != row.p:
+    if _missing(row.p):
         reason = row.verdict.removeprefix("undecided: ")
         return f"cannot be decided: {reason}"
     return f"{row.diff:+.3f} [{row.low:+.3f}, {row.high:+.3f}], p={row.p:.3f}"
@@ -115,7 +124,7 @@ def paired_pairs_display(results: dict, metric: str = "roc_auc",
     return pd.DataFrame({
         "A": matrix["a"], "B": matrix["b"],
         "per-fold A - B [95% CI]": [
-            _ci(d, lo, hi) if p is not None and p == p else "cannot be decided"
+            "cannot be decided" if _missing(p) else _ci(d, lo, hi)
             for d, lo, hi, p in zip(matrix["diff"], matrix["low"], matrix["high"], matrix["p"])],
         "p": [_f(p) for p in matrix["p"]],
         "pooled A - B [95% CI]": [_ci(*v) for v in zip(matrix["pooled"], matrix["pooled_low"],

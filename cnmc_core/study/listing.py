@@ -25,7 +25,7 @@ from cnmc_core.contracts import ACTIVE_STATES, DAMAGED, protocol_label
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.workspace.paths import artifacts_root
 
-__all__ = ["STUDY_COLUMNS", "list_studies", "study_of_runs", "study_progress", "format_studies"]
+__all__ = ["STUDY_COLUMNS", "format_studies", "list_studies", "study_of_runs", "study_progress"]
 
 STUDY_COLUMNS = ["study_id", "state", "presets", "folds", "seeds", "runs_total", "runs_done",
                  "runs_failed", "runs_running", "protocol", "protocol_label", "backend", "message",

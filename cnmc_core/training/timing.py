@@ -23,8 +23,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["DOCUMENTED", "DEFAULT_STARTUP", "PresetTiming", "preset_timing", "run_epochs",
-           "expected_run_seconds", "format_duration", "queued_expectations", "sources_text"]
+__all__ = [
+    "DEFAULT_STARTUP",
+    "DOCUMENTED",
+    "PresetTiming",
+    "expected_run_seconds",
+    "format_duration",
+    "preset_timing",
+    "queued_expectations",
+    "run_epochs",
+    "sources_text",
+]
 
 #: Seconds per epoch of the demo presets, whole runs timed by ``bench_demo.py`` on an idle
 #: 2-core machine (commit cc11d9b: scratch CNN 43 s for 8 epochs, VGG16-BN 62 s for 5,
@@ -143,8 +152,9 @@ def format_duration(seconds: float) -> str:
 
 def queued_expectations(queued: pd.DataFrame, experiments: pd.DataFrame) -> dict[str, dict]:
     """For each queued or running run of ``queued`` (rows of the listing, in queue order): its
-    expected time (``seconds``, ``epochs``, ``epoch_seconds``, ``source``), or nothing when its
-    preset has no figure. Reads each run's ``config.json`` (active runs only)."""
+    expected time (``preset``, ``seconds``, ``epochs``, ``epoch_seconds``, ``source``), or nothing
+    when its preset has no figure or its epochs are unknown. Reads each run's ``config.json``
+    (active runs only)."""
     from cnmc_core.workspace.fileio import read_json
 
     out: dict[str, dict] = {}
@@ -165,7 +175,8 @@ def queued_expectations(queued: pd.DataFrame, experiments: pd.DataFrame) -> dict
             continue
         kfold = config.get("kfold") or {}
         share = (int(kfold["k"]) - 2) / int(kfold["k"]) if kfold.get("k") else None
-        out[row.run_id] = {"seconds": expected_run_seconds(timing, epochs, share),
+        out[row.run_id] = {"preset": preset,
+                           "seconds": expected_run_seconds(timing, epochs, share),
                            "epochs": epochs, "epoch_seconds": timing.epoch_seconds,
                            "source": timing.source}
     return out
@@ -177,6 +188,6 @@ def sources_text(sources: dict[str, str]) -> str:
     measured = [p for p, s in sources.items() if s.startswith("measured")]
     documented = [p for p in sources if p not in measured]
     parts = ([f"measured here for {', '.join(measured)}"] if measured else []) + \
-        ([f"documented (an idle 2-core machine; a loaded one is slower) for "
-          f"{', '.join(documented)}"] if documented else [])
+        ([("documented (an idle 2-core machine; a loaded one is slower) for "
+           f"{', '.join(documented)}")] if documented else [])
     return "; ".join(parts)
