@@ -167,7 +167,12 @@ def _demo_study_step(root, dataset, signature, studies) -> None:
                 f"about **{format_duration(plan['seconds'])}** on this machine (budget "
                 f"{format_duration(plan['budget'])}; epoch times "
                 f"{sources_text(plan['sources'])}).")
-    if st.button(f"Run the demo study ({plan['folds']} folds)", type="primary",
+    finished = demo[demo["state"] == "completed"]
+    if len(finished):
+        st.info(f"The demo study `{finished['study_id'].iloc[0]}` is done: its scores and which "
+                "preset beats which are on Compare.", icon=":material/check_circle:")
+    again = " again" if len(finished) else ""
+    if st.button(f"Run the demo study{again} ({plan['folds']} folds)", type="primary",
                  icon=":material/science:", disabled=not dataset or bool(len(active)),
                  help="A demo study is running; Home shows its progress." if len(active) else None):
         try:

@@ -15,6 +15,10 @@ import pandas as pd
 from cnmc_core.study.results import write_results
 from cnmc_core.study.store import study_runs
 
+DONE = "study-20261201-000000-scratch-vgg16-ab12"
+TWO = "study-20261201-000002-twofold-ef56"
+_BUILT: dict[str, Path] = {}
+
 SUBJECTS_ALL = [f"A{i}" for i in range(6)]
 SUBJECTS_HEM = [f"H{i}" for i in range(5)]
 
@@ -105,3 +109,19 @@ def write_study(root: Path, study_id: str = "study-20261201-000000-scratch-vgg16
     if state == "completed":
         write_results(folder, study_runs(folder), n_boot=n_boot)
     return folder
+
+
+def add_built_studies(root: Path) -> Path:
+    """Copy into the workspace ``root`` two finished studies, built once per test process: DONE
+    (4 folds: its comparisons are decided) and TWO (2 folds: they cannot be)."""
+    import shutil
+    import tempfile
+
+    if "base" not in _BUILT:
+        base = Path(tempfile.mkdtemp(prefix="cnmc-studies-"))
+        write_study(base, DONE)
+        write_study(base, TWO, folds=2)
+        _BUILT["base"] = base
+    for sub in ("runs", "studies"):
+        shutil.copytree(_BUILT["base"] / sub, root / sub, dirs_exist_ok=True)
+    return root

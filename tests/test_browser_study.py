@@ -19,7 +19,7 @@ from browser_util import (
     screenshot,
     streamlit_server,
 )
-from study_fixture import write_study
+from study_fixture import add_built_studies, write_study
 from test_training_timing import write_timed_run
 
 from cnmc_core.demo import DEMO_PRESETS
@@ -37,7 +37,7 @@ def study_browser_ws(workspace, tmp_path_factory):
     (root / "workspace.json").write_text(json.dumps({"dataset": str(workspace["data"])}))
     for i, preset in enumerate(DEMO_PRESETS):
         write_timed_run(root, f"20261202-00000{i}-{preset}-d{i:03d}", preset, [2.0] * 3)
-    write_study(root, "study-20261201-000000-scratch-vgg16-ab12")
+    add_built_studies(root)
     folder = write_study(root, RUNNING, state="running", done=3)
     beat = Heartbeat(folder)  # this process is the study's coordinator while the pages load
     beat.update(pid=os.getpid(), pid_start=proc_start_time(os.getpid()))
@@ -83,6 +83,6 @@ def test_compare_shows_the_study_results(page, app_url):
     assert_no_exception(page)
     time.sleep(1.0)
     body = page.locator('[data-testid="stMain"]').inner_text()
-    assert "Studies (2)" in body and "Is the row better than the column?" in body
+    assert "Studies (3)" in body and "Is the row better than the column?" in body
     assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1
     screenshot(page, "study-compare")

@@ -17,7 +17,7 @@ import shutil
 import time
 
 import pytest
-from study_fixture import write_study
+from study_fixture import DONE, TWO, add_built_studies, write_study
 from test_pages_main import assert_clean, button, run_app, texts
 from test_training_timing import write_timed_run
 
@@ -26,8 +26,6 @@ from cnmc_core.study.runner import cancel_study
 from cnmc_core.study.store import read_study
 from cnmc_core.workspace.status import effective_status, proc_start_time, write_status
 
-DONE = "study-20261201-000000-scratch-vgg16-ab12"
-TWO = "study-20261201-000002-twofold-ef56"
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +33,7 @@ def study_ws(workspace, tmp_path_factory):
     """The session workspace plus a finished 4-fold study and a 2-fold one (built once)."""
     root = tmp_path_factory.mktemp("study-pages") / "artifacts"
     shutil.copytree(workspace["artifacts"], root, ignore=shutil.ignore_patterns("model.keras"))
-    write_study(root, DONE)
-    write_study(root, TWO, folds=2)
-    return root
+    return add_built_studies(root)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import io
 import json
 
 import pytest
-from study_fixture import write_study
+from study_fixture import DONE, TWO, add_built_studies, write_study
 
 from cnmc_core.analysis.study_views import (
     fold_dots_figure,
@@ -27,16 +27,13 @@ from cnmc_core.study.listing import (
 from cnmc_core.study.report import preset_table
 from cnmc_core.study.results import read_results
 
-DONE = "study-20261201-000000-scratch-vgg16-ab12"
 RUNNING = "study-20261201-000001-scratch-vgg16-cd34"
 
 
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory):
-    root = tmp_path_factory.mktemp("studies")
-    done = write_study(root, DONE)
-    two = write_study(root, "study-20261201-000002-twofold-ef56", folds=2)
-    return {"root": root, "done": done, "two": two}
+    root = add_built_studies(tmp_path_factory.mktemp("studies"))
+    return {"root": root, "done": root / "studies" / DONE, "two": root / "studies" / TWO}
 
 
 @pytest.fixture
