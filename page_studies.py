@@ -46,7 +46,7 @@ def _study_results(row) -> None:
         return
     if results is None:
         st.info(f"Its scores appear here when every run is done ({row.runs_done} of "
-                f"{row.runs_total} so far); its runs are in the runs table below.")
+                f"{row.runs_total} so far); its runs are in the runs table below (turn on \"Show the runs of studies\").")
         return
     metric = st.radio("Metric", list(STUDY_METRIC_NAMES), horizontal=True,
                       format_func=STUDY_METRIC_NAMES.get, key=f"study-metric-{row.study_id}")
