@@ -92,7 +92,7 @@ def live_section() -> None:
     rerun_app_on_change("compare_signature", (signature, tuple(zip(studies["study_id"],
                                                                      studies["state"]))))
     active = experiments[(experiments["kind"] == "run") & experiments["state"].isin(ACTIVE_STATES)]
-    running = active[active["state"] == "running"]
+    running = active[active["state"] != "queued"]  # training, or unresponsive
     if active.empty:
         return
     st.subheader(f"Training now ({len(running)} running, {len(active) - len(running)} queued)")
