@@ -102,30 +102,18 @@ def study_runs(study_dir: str | os.PathLike) -> list[StudyRun]:
 def completed_studies(root: str | os.PathLike | None = None) -> dict[str, str]:
     """The workspace's completed studies, newest first: folder -> a label (``study-...: presets,
     K folds x S seeds, protocol``), what the Ensemble and Errors pages offer to analyse pooled
-    out of fold. Studies still running, failed, cancelled or damaged are left out.
+    out of fold. Studies still running, failed, cancelled or damaged are left out. A view of
+    the one study listing, :func:`cnmc_core.study.listing.list_studies`.
 
     Raises:
         ConfigError: the artifacts folder cannot be used (it is a file...).
     """
-    from cnmc_core.contracts import protocol_label
-    from cnmc_core.workspace.status import effective_status
+    from cnmc_core.study.listing import list_studies
 
-    base = studies_dir(root, create=False)
-    found = []
-    for path in sorted(base.iterdir()) if base.is_dir() else []:
-        try:
-            if not path.is_dir() or effective_status(path).get("state") != "completed":
-                continue
-            study = read_study(path)
-        except (OSError, ValueError):  # CnmcError included: a damaged study is not offered
-            continue
-        seeds = study.get("seeds")
-        label = (f"{path.name}: {', '.join(map(str, study.get('presets') or []))}, "
-                 f"{study.get('folds')} folds x {len(seeds) if isinstance(seeds, list) else seeds} "
-                 f"seed(s), {protocol_label(study.get('protocol'))}")
-        created = study.get("created")
-        found.append((created if isinstance(created, (int, float)) else 0.0, str(path), label))
-    return {path: label for _, path, label in sorted(found, reverse=True)}
+    studies = list_studies(root)
+    done = studies[studies["state"] == "completed"]
+    return {row.path: f"{row.study_id}: {', '.join(row.presets)}, {row.folds} folds x "
+                      f"{row.seeds} seed(s), {row.protocol_label}" for row in done.itertuples()}
 
 
 def create_study(plan: StudyPlan, root: str | os.PathLike | None = None) -> Path:
