@@ -257,7 +257,7 @@ def choose_models(usable, labels: dict[str, str], *, key: str, verb: str,
 def choose_study(root, key: str) -> str | None:
     """Where the workspace has a completed study, a choice between runs and a study (its presets
     pooled out of fold: every subject); returns the chosen study folder, or None for runs."""
-    from cnmc_core.study.store import completed_studies
+    from cnmc_core.study.listing import completed_studies
 
     studies = completed_studies(root)
     if not studies:

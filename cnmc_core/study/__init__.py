@@ -37,6 +37,7 @@ _EXPORTS = {
     "format_study": "report",
     "list_studies": "listing",
     "study_of_runs": "listing",
+    "completed_studies": "listing",
     "study_progress": "listing",
     "format_studies": "listing",
 }

@@ -9,6 +9,7 @@ listing; the runs themselves are in :func:`cnmc_core.workspace.listing.list_expe
 
 - :func:`list_studies`: the frame (:data:`STUDY_COLUMNS`), newest first;
 - :func:`study_of_runs`: run id -> study id, to group a runs table by study;
+- :func:`completed_studies`: the completed ones with a label, for the Ensemble and Errors pages;
 - :func:`study_progress`: a progress fraction and a line, for the bars of Home and Compare;
 - :func:`format_studies`: the lines ``python -m cnmc_core runs`` prints.
 """
@@ -103,6 +104,21 @@ def list_studies(root: str | os.PathLike | None = None) -> pd.DataFrame:
 def study_of_runs(studies: pd.DataFrame) -> dict[str, str]:
     """Each study run's id -> its study's id."""
     return {run_id: row.study_id for row in studies.itertuples() for run_id in row.run_ids}
+
+
+def completed_studies(root: str | os.PathLike | None = None) -> dict[str, str]:
+    """The workspace's completed studies, newest first: folder -> a label (``study-...: presets,
+    K folds x S seeds, protocol``), what the Ensemble and Errors pages offer to analyse pooled
+    out of fold. Studies still running, failed, cancelled or damaged are left out. A view of
+    :func:`list_studies`.
+
+    Raises:
+        ConfigError: the artifacts folder cannot be used (it is a file...).
+    """
+    studies = list_studies(root)
+    done = studies[studies["state"] == "completed"]
+    return {row.path: f"{row.study_id}: {', '.join(row.presets)}, {row.folds} folds x "
+                      f"{row.seeds} seed(s), {row.protocol_label}" for row in done.itertuples()}
 
 
 def study_progress(row) -> tuple[float, str]:

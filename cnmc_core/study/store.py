@@ -34,7 +34,7 @@ from cnmc_core.workspace.paths import artifacts_dir, studies_dir
 from cnmc_core.workspace.status import write_status
 
 __all__ = ["STUDY_FILE", "OOF_FILE", "POOLED_FILE", "create_study", "read_study", "study_runs",
-           "study_path", "completed_studies", "launch_coordinator", "start_study"]
+           "study_path", "launch_coordinator", "start_study"]
 
 STUDY_FILE = "study.json"
 OOF_FILE = "oof.csv"
@@ -97,23 +97,6 @@ def study_runs(study_dir: str | os.PathLike) -> list[StudyRun]:
         out.append(StudyRun(preset=str(entry["preset"]), fold=int(entry["fold"]),
                             seed=int(entry["seed"]), path=workspace / "runs" / run_id))
     return out
-
-
-def completed_studies(root: str | os.PathLike | None = None) -> dict[str, str]:
-    """The workspace's completed studies, newest first: folder -> a label (``study-...: presets,
-    K folds x S seeds, protocol``), what the Ensemble and Errors pages offer to analyse pooled
-    out of fold. Studies still running, failed, cancelled or damaged are left out. A view of
-    the one study listing, :func:`cnmc_core.study.listing.list_studies`.
-
-    Raises:
-        ConfigError: the artifacts folder cannot be used (it is a file...).
-    """
-    from cnmc_core.study.listing import list_studies
-
-    studies = list_studies(root)
-    done = studies[studies["state"] == "completed"]
-    return {row.path: f"{row.study_id}: {', '.join(row.presets)}, {row.folds} folds x "
-                      f"{row.seeds} seed(s), {row.protocol_label}" for row in done.itertuples()}
 
 
 def create_study(plan: StudyPlan, root: str | os.PathLike | None = None) -> Path:
