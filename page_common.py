@@ -16,7 +16,7 @@ from cnmc_core.workspace.views import list_members, split_skipped, training_line
 __all__ = ["use_app_navigation", "page_link", "workspace_root", "load_experiments",
            "workspace_experiments", "load_members", "unusable_notes", "workspace_members",
            "model_members", "choose_models", "choose_study", "choose_group_members",
-           "rerun_app_on_change", "active_run_card", "load_studies"]
+           "rerun_app_on_change", "active_run_card", "load_studies", "model_cards"]
 
 
 def use_app_navigation() -> None:
@@ -309,3 +309,19 @@ def choose_group_members(members, labels: dict[str, str], *, key: str, noun: str
                    else too_few)
         st.stop()
     return list(chosen), tuple(in_group.set_index("member_id").loc[chosen, "path"])
+
+
+def model_cards(chosen: list[tuple[str, str]], *, warn: bool) -> list[dict]:
+    """Beside each chosen model (``(label, folder)`` pairs), what it was trained on and its
+    honest score (:func:`cnmc_core.model_cards.model_card`); with ``warn`` (it scores uploaded
+    images), the warning of a model trained on synthetic cells. Returns the cards."""
+    from cnmc_core.model_cards import card_text, model_card
+
+    cards = []
+    for label, path in chosen:
+        card = model_card(path)
+        cards.append(card)
+        st.caption(f"**{label}**: {card_text(card)}")
+        if warn and card["warning"]:
+            st.warning(f"**{label}**: {card['warning']}.", icon=":material/warning:")
+    return cards

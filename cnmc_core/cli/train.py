@@ -151,7 +151,8 @@ def _runs(args) -> int:
         problem = row.state in ("failed", DAMAGED) and isinstance(row.error, str) and row.error
         print(f"{row.run_id}  {row.state:<9} {row.model or '':<20} {row.protocol_label:<8} "
               f"val F1 {_score(row.val_weighted_f1, row.val_f1_low, row.val_f1_high)}  "
-              f"test F1 {_score(row.test_weighted_f1, row.test_f1_low, row.test_f1_high)}"
+              f"test F1 {_score(row.test_weighted_f1, row.test_f1_low, row.test_f1_high)}  "
+              f"test AUC {_fmt(row.test_auc, 3) or '-'}  data {row.data_kind or 'unknown'}"
               f" {row.progress}" + (f"  error: {row.error}" if problem else ""))
     if len(studies):
         print("studies:")

@@ -114,6 +114,7 @@ _EXPORTS = {
     'find_synth_marker': 'provenance',
     'dataset_provenance': 'provenance',
     'dataset_record': 'provenance',
+    'recorded_kind': 'provenance',
     'FEATURE_NAMES': 'cell_features',
     'FIT_HALF': 'cell_features',
     'HELD_OUT_HALF': 'cell_features',

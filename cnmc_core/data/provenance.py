@@ -20,6 +20,7 @@ __all__ = [
     "find_synth_marker",
     "dataset_provenance",
     "dataset_record",
+    "recorded_kind",
 ]
 
 INFO_NAME = ".synth_info.json"
@@ -128,3 +129,13 @@ def dataset_record(root: str | os.PathLike) -> dict:
     record.update(generator=info.get("generator"), generator_version=info.get("generator_version"),
                   generator_seed=info.get("seed"))
     return record
+
+
+def recorded_kind(config: dict) -> str:
+    """``synthetic`` or ``real`` as a run's ``config.json`` records it (``provenance``: a string,
+    or an object with ``kind``); ``unknown`` when it does not (a run trained before it was kept:
+    :func:`cnmc_core.model_cards.run_provenance` then looks at the dataset, and says so)."""
+    provenance = config.get("provenance") if isinstance(config, dict) else None
+    if isinstance(provenance, dict):
+        provenance = provenance.get("kind")
+    return str(provenance) if provenance not in (None, "") else "unknown"
