@@ -16,7 +16,8 @@ from cnmc_core.workspace.views import list_members, split_skipped, training_line
 __all__ = ["use_app_navigation", "page_link", "workspace_root", "load_experiments",
            "workspace_experiments", "load_members", "unusable_notes", "workspace_members",
            "model_members", "choose_models", "choose_study", "choose_group_members",
-           "rerun_app_on_change", "active_run_card", "load_studies", "model_cards"]
+           "rerun_app_on_change", "active_run_card", "load_studies", "model_cards",
+           "synthetic_warnings"]
 
 
 def use_app_navigation() -> None:
@@ -311,10 +312,9 @@ def choose_group_members(members, labels: dict[str, str], *, key: str, noun: str
     return list(chosen), tuple(in_group.set_index("member_id").loc[chosen, "path"])
 
 
-def model_cards(chosen: list[tuple[str, str]], *, warn: bool) -> list[dict]:
+def model_cards(chosen: list[tuple[str, str]]) -> list[dict]:
     """Beside each chosen model (``(label, folder)`` pairs), what it was trained on and its
-    honest score (:func:`cnmc_core.model_cards.model_card`); with ``warn`` (it scores uploaded
-    images), the warning of a model trained on synthetic cells. Returns the cards."""
+    honest score (:func:`cnmc_core.model_cards.model_card`). Returns the cards."""
     from cnmc_core.model_cards import card_text, model_card
 
     cards = []
@@ -322,6 +322,12 @@ def model_cards(chosen: list[tuple[str, str]], *, warn: bool) -> list[dict]:
         card = model_card(path)
         cards.append(card)
         st.caption(f"**{label}**: {card_text(card)}")
-        if warn and card["warning"]:
-            st.warning(f"**{label}**: {card['warning']}.", icon=":material/warning:")
     return cards
+
+
+def synthetic_warnings(chosen: list[tuple[str, str]], cards: list[dict]) -> None:
+    """The warning of each chosen model trained on synthetic cells, for a page that scores or
+    explains uploaded images with them."""
+    for (label, _), card in zip(chosen, cards):
+        if card["warning"]:
+            st.warning(f"**{label}**: {card['warning']}.", icon=":material/warning:")

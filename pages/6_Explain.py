@@ -31,7 +31,14 @@ from cnmc_core.explain.members import (
     run_feature_layers,
 )
 from cnmc_core.predict import format_prob
-from page_common import choose_models, model_cards, model_members, page_link, use_app_navigation
+from page_common import (
+    choose_models,
+    model_cards,
+    model_members,
+    page_link,
+    synthetic_warnings,
+    use_app_navigation,
+)
 
 HANDOFF_KEY = "cnmc_error_set"  # written by the Errors page
 DISPLAY = 240  # px of each panel
@@ -247,7 +254,10 @@ def main() -> None:
                                             for name, _, w in parts))
     # the radio's value is in the session state before it is drawn again
     uploading = st.session_state.get("explain_source") == SOURCES[2]
-    model_cards([(labels[m], paths_by_id[m]) for m in chosen], warn=uploading)
+    chosen_pairs = [(labels[m], paths_by_id[m]) for m in chosen]
+    cards = model_cards(chosen_pairs)
+    if uploading:
+        synthetic_warnings(chosen_pairs, cards)
     image, image_name, truth = choose_image(model_paths, signature, handoff)
     heatmaps(model_paths, image, image_name, truth, labels, signature)
     activations_section(model_paths, image, labels, signature)

@@ -32,7 +32,13 @@ from cnmc_core.predict import (
     results_frame,
     score_selection,
 )
-from page_common import choose_models, model_cards, model_members, use_app_navigation
+from page_common import (
+    choose_models,
+    model_cards,
+    model_members,
+    synthetic_warnings,
+    use_app_navigation,
+)
 
 MAX_FILES = 200
 HEATMAPS_UP_TO = 24  # heatmaps by default for this many images or fewer
@@ -69,12 +75,12 @@ def main() -> None:
     final_name = "mean" if several else labels[chosen[0]]
     st.caption(f"Threshold: **{threshold:.2f}** (P(ALL) at or above it is called ALL).")
     chosen_pairs = [(labels[m], paths_by_id[m]) for m in chosen]
+    cards = model_cards(chosen_pairs)
 
     files = st.file_uploader(
         f"Cell images: BMP, PNG, JPEG or TIFF, at most {MAX_UPLOAD_BYTES // 2**20} MB each, up "
         f"to {MAX_FILES} at a time", type=list(UPLOAD_EXTENSIONS), accept_multiple_files=True,
         key="predict_files", max_upload_size=MAX_UPLOAD_BYTES // 2**20)
-    model_cards(chosen_pairs, warn=bool(files))
     if not files:
         st.info("Upload one or more images of a single cell on a black background, as in C-NMC. "
                 "Each is cropped to its cell, as the training images were.")
@@ -88,6 +94,7 @@ def main() -> None:
     if not accepted:
         st.warning("No image to score: fix or replace the files above.")
         return
+    synthetic_warnings(chosen_pairs, cards)
 
     show_maps = st.toggle("Grad-CAM heatmaps", value=len(accepted) <= HEATMAPS_UP_TO,
                           key="predict_maps", help="Where the models look (slower: one "
