@@ -312,14 +312,23 @@ def choose_group_members(members, labels: dict[str, str], *, key: str, noun: str
     return list(chosen), tuple(in_group.set_index("member_id").loc[chosen, "path"])
 
 
-def model_cards(chosen: list[tuple[str, str]]) -> list[dict]:
+# a study's results and a dataset's marker are not in the signature: a short time to live
+@st.cache_data(show_spinner=False, max_entries=256, ttl=60)
+def _model_card(path: str, signature) -> dict:
+    from cnmc_core.model_cards import model_card
+
+    return model_card(path)
+
+
+def model_cards(chosen: list[tuple[str, str]], signature) -> list[dict]:
     """Beside each chosen model (``(label, folder)`` pairs), what it was trained on and its
-    honest score (:func:`cnmc_core.model_cards.model_card`). Returns the cards."""
-    from cnmc_core.model_cards import card_text, model_card
+    honest score (:func:`cnmc_core.model_cards.model_card`, cached per workspace
+    ``signature``). Returns the cards."""
+    from cnmc_core.model_cards import card_text
 
     cards = []
     for label, path in chosen:
-        card = model_card(path)
+        card = _model_card(str(path), signature)
         cards.append(card)
         st.caption(f"**{label}**: {card_text(card)}")
     return cards

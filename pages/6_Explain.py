@@ -255,7 +255,7 @@ def main() -> None:
     # the radio's value is in the session state before it is drawn again
     uploading = st.session_state.get("explain_source") == SOURCES[2]
     chosen_pairs = [(labels[m], paths_by_id[m]) for m in chosen]
-    cards = model_cards(chosen_pairs)
+    cards = model_cards(chosen_pairs, signature)
     if uploading:
         synthetic_warnings(chosen_pairs, cards)
     image, image_name, truth = choose_image(model_paths, signature, handoff)

@@ -75,7 +75,7 @@ def main() -> None:
     final_name = "mean" if several else labels[chosen[0]]
     st.caption(f"Threshold: **{threshold:.2f}** (P(ALL) at or above it is called ALL).")
     chosen_pairs = [(labels[m], paths_by_id[m]) for m in chosen]
-    cards = model_cards(chosen_pairs)
+    cards = model_cards(chosen_pairs, signature)
 
     files = st.file_uploader(
         f"Cell images: BMP, PNG, JPEG or TIFF, at most {MAX_UPLOAD_BYTES // 2**20} MB each, up "
