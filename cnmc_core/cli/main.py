@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "cnmc_core.cli.ensemble",
     "cnmc_core.cli.synth",
     "cnmc_core.cli.explain",
+    "cnmc_core.cli.predict",
     "cnmc_core.cli.study",
     "cnmc_core.cli.interop",
 )
