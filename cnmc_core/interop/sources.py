@@ -225,6 +225,12 @@ def item_facts(item: Item) -> dict[str, Any]:
                              "data_kind": recorded_kind(config)}
     for fact, keys in _FACT_KEYS.items():
         facts[fact] = next((config[k] for k in keys if config.get(k) is not None), None)
+    tag = config.get("study")
+    if isinstance(tag, dict):  # a study's run: {"id", "preset", "fold", "seed"} (study.plan)
+        facts["study"] = tag.get("id")
+        facts["fold"] = tag.get("fold") if facts["fold"] is None else facts["fold"]
+    if facts["fold"] is None and isinstance(config.get("kfold"), dict):
+        facts["fold"] = config["kfold"].get("fold")
     if item.kind == "ensemble":
         facts["preset"] = f"ensemble ({config.get('method', '?')})"
     elif item.kind == "study":
