@@ -77,7 +77,7 @@ def create_demo_dataset(root: str | os.PathLike | None = None, seed: int = 0,
 
 
 def queue_demo_runs(root: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
-                    presets: tuple[str, ...] = DEMO_PRESETS) -> list[Path]:
+                    presets: tuple[str, ...] = DEMO_PRESETS, *, actor=None) -> list[Path]:
     """Create and launch the demo runs (queued; the queue trains one at a time), through the one
     launch path (:func:`cnmc_core.training.launch.start_runs`): every run is checked before
     any is created.
@@ -86,19 +86,21 @@ def queue_demo_runs(root: str | os.PathLike | None = None, data: str | os.PathLi
         root: the artifacts folder (default ``$CNMC_ARTIFACTS`` or ``./artifacts``).
         data: the dataset (default: the demo dataset of ``root``).
         presets: the presets to run, in launch order.
+        actor: who launches them (None: the local OS user); a viewer is refused.
 
     Returns:
         The run folders in launch order.
 
     Raises:
-        ConfigError / DataError: a preset cannot run on ``data``; no run was created.
+        AccessError: the actor may not launch runs. ConfigError / DataError: a preset cannot
+        run on ``data``; no run was created.
     """
     from cnmc_core.training.config import resolve_config
     from cnmc_core.training.launch import start_runs
 
     data = Path(data) if data is not None else demo_data_root(root)
     configs = [resolve_config(name, data=str(data)) for name in presets]
-    return start_runs(configs, artifacts_dir(root))
+    return start_runs(configs, artifacts_dir(root), actor=actor)
 
 
 def demo_runs_done(experiments) -> bool:
@@ -161,17 +163,21 @@ def demo_study_plan(experiments=None, budget: float = DEMO_STUDY_BUDGET,
 
 
 def start_demo_study(root: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
-                     folds: int = 5, presets: tuple[str, ...] = DEMO_PRESETS) -> Path:
+                     folds: int = 5, presets: tuple[str, ...] = DEMO_PRESETS, *,
+                     actor=None) -> Path:
     """Check and start the demo study (``presets`` x ``folds`` subject-grouped folds x 1 seed on
     the local queue) through :func:`cnmc_core.study.store.start_study`: its coordinator is a
     detached process. Returns the study folder.
 
+    ``actor``: who launches it (None: the local OS user); a viewer is refused.
+
     Raises:
-        ConfigError / DataError: the study is refused (nothing was created).
+        AccessError: the actor may not launch studies. ConfigError / DataError: the study is
+        refused (nothing was created).
     """
     from cnmc_core.study.plan import plan_study
     from cnmc_core.study.store import start_study
 
     data = Path(data) if data is not None else demo_data_root(root)
     plan = plan_study(list(presets), data=data, folds=folds, seeds=1, artifacts=root)
-    return start_study(plan, artifacts_dir(root))
+    return start_study(plan, artifacts_dir(root), actor=actor)

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "cnmc_core.cli.predict",
     "cnmc_core.cli.study",
     "cnmc_core.cli.interop",
+    "cnmc_core.cli.users",
 )
 
 

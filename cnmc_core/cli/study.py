@@ -106,7 +106,9 @@ def _study(args: argparse.Namespace) -> int:
                       protocol=args.protocol, backend=args.backend, address=args.address,
                       epochs=args.epochs, image_size=args.image_size, num_cpus=args.num_cpus,
                       num_gpus=args.num_gpus, artifacts=args.artifacts)
-    folder = start_study(plan, args.artifacts)
+    from cnmc_core.auth.roles import local_actor
+
+    folder = start_study(plan, args.artifacts, actor=local_actor("cli"))
     print(folder, flush=True)
     print(f"{len(plan.configs)} runs: {', '.join(plan.presets)} x {plan.folds} folds x "
           f"{len(plan.seeds)} seed(s), {plan.settings()['protocol_label']}, {plan.backend} backend",

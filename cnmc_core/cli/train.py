@@ -70,7 +70,9 @@ def _train(args) -> int:
                             epochs=args.epochs, image_size=args.image_size, weights=args.weights,
                             seed=args.seed, sets=args.sets)
     # checked completely (model, arguments, weights, data and split) before a run folder exists
-    run_dir = start_run(config, args.artifacts, detach=args.detach)
+    from cnmc_core.auth.roles import local_actor
+
+    run_dir = start_run(config, args.artifacts, detach=args.detach, actor=local_actor("cli"))
     if args.detach:
         pid = read_status(run_dir).get("pid")
         print(f"run queued in the background (pid {pid}); follow it with `python -m cnmc_core runs`")
@@ -162,6 +164,7 @@ def _runs(args) -> int:
 
 
 def _cancel(args) -> int:
+    from cnmc_core.auth.roles import local_actor
     from cnmc_core.workspace.layout import run_path
     from cnmc_core.workspace.queue import cancel_run
 
@@ -169,10 +172,10 @@ def _cancel(args) -> int:
         from cnmc_core.study.runner import cancel_study
         from cnmc_core.study.store import study_path
 
-        done = cancel_study(study_path(args.run, args.artifacts))
+        done = cancel_study(study_path(args.run, args.artifacts), actor=local_actor("cli"))
         print(f"study cancel requested; {done['cancelled']} active run(s) cancelled")
         return 0
-    status = cancel_run(run_path(args.run, args.artifacts))
+    status = cancel_run(run_path(args.run, args.artifacts), actor=local_actor("cli"))
     print(f"cancel requested; state now {status['state']}")
     return 0
 
