@@ -31,8 +31,11 @@ from cnmc_core.workspace.progress import STATE_ICONS, experiment_status, run_pro
 from cnmc_core.workspace.settings import chosen_dataset, set_chosen_dataset
 from cnmc_core.workspace.views import workspace_counts
 from page_common import (
+    can,
     load_experiments,
     load_studies,
+    sign_in_gate,
+    signed_in,
     workspace_experiments,
     workspace_root,
 )
@@ -148,7 +151,7 @@ def _live_runs(root) -> None:
             _progress_bar(row.path, f"`{display_name(row.run_id)}` ({row.model})")
 
 
-def _demo_study_step(root, dataset, signature, studies) -> None:
+def _demo_study_step(root, dataset, signature, studies, actor) -> None:
     """Once the four demo runs exist: the demo study (folds chosen to fit the budget from the
     presets' measured epoch times) and Compare, instead of training the demo models again."""
     st.success("The four demo models are trained: compare them on Compare. Training them again "
@@ -177,7 +180,7 @@ def _demo_study_step(root, dataset, signature, studies) -> None:
                  help="A demo study is running; Home shows its progress." if len(active) else None):
         try:
             with st.spinner("Checking the study and starting it"):
-                folder = start_demo_study(root, data=dataset, folds=plan["folds"])
+                folder = start_demo_study(root, data=dataset, folds=plan["folds"], actor=actor)
         except CnmcError as exc:
             st.error(f"The demo study was not started (nothing was created): {exc}")
         else:
@@ -188,6 +191,7 @@ def _demo_study_step(root, dataset, signature, studies) -> None:
 
 
 def home() -> None:
+    actor = sign_in_gate()
     root = workspace_root()
     st.title("C-NMC 2019: ALL vs HEM cell classifier")
     st.caption("Classify malignant B-lymphoblasts (ALL, cancer, y = 1) against normal B cells "
@@ -210,10 +214,15 @@ def home() -> None:
     st.markdown("**1. A dataset.** The synthetic demo dataset (about 2,000 C-NMC-like cells) needs no "
                 "download; or point the Data page at your C-NMC folder.")
     left, right = st.columns([1, 1])
-    if demo_dataset_exists(root):
+    trainer = can(actor, "launch")
+    if not trainer:
+        left.info(f"{actor.name} is a {actor.role}: you can read every page and score images on "
+                  "Predict; creating data and training need the trainer role.",
+                  icon=":material/visibility:")
+    elif demo_dataset_exists(root):
         left.success("The demo dataset is ready.", icon=":material/check_circle:")
         if dataset != str((root / "demo-data").resolve()) and left.button("Use the demo dataset"):
-            set_chosen_dataset(root / "demo-data", root)
+            set_chosen_dataset(root / "demo-data", root, actor=actor)
             st.rerun()
     elif left.button("Create the demo dataset", type="primary", icon=":material/add_photo_alternate:"):
         bar = left.progress(0.0, text="Creating the demo dataset")
@@ -223,15 +232,17 @@ def home() -> None:
             left.error(f"Could not create the demo dataset: {exc}. Check that the artifacts folder "
                        f"{root} is writable and has free space, then try again.")
         else:
-            set_chosen_dataset(path, root)
+            set_chosen_dataset(path, root, actor=actor)
             st.rerun()
     right.page_link("pages/1_Data.py", label="Use a C-NMC folder instead (Data page)", icon=":material/folder_open:")
 
     st.markdown(f"**2. Train the paper's four ensemble members** ({', '.join(DEMO_PRESETS)}): small "
                 "CPU-sized versions, queued and trained one at a time in the background.")
     busy = counts["active"] > 0
-    if demo_runs_done(experiments):
-        _demo_study_step(root, dataset, signature, studies)
+    if not trainer:
+        pass  # a viewer: no launch control (said above)
+    elif demo_runs_done(experiments):
+        _demo_study_step(root, dataset, signature, studies, actor)
     elif st.button("Train the four demo models", type="primary", disabled=not dataset or busy,
                    icon=":material/play_arrow:",
                    help="Needs a dataset (step 1)." if not dataset else
@@ -241,7 +252,7 @@ def home() -> None:
         else:
             try:
                 with st.spinner("Queueing the demo runs"):
-                    queue_demo_runs(root, data=dataset)
+                    queue_demo_runs(root, data=dataset, actor=actor)
             except CnmcError as exc:
                 st.error(f"Could not queue the demo runs: {exc}")
             else:
@@ -268,7 +279,11 @@ def main() -> None:
     # st.navigation has run, and any other path shows a "Page not found" dialog
     pages = [st.Page(home, title="Home", icon=":material/home:", default=True)]
     pages += [st.Page(path, title=title, icon=icon, url_path=url) for path, title, icon, url, _ in PAGES]
-    st.navigation(pages).run()
+    # with $CNMC_AUTH set, a signed-out session gets the sign-in form and stops before its page
+    # runs, the page list hidden (each page checks again, for a page run alone on a fresh server)
+    page = st.navigation(pages, position="sidebar" if signed_in() else "hidden")
+    sign_in_gate(sidebar=False)
+    page.run()
 
 
 main()

@@ -27,7 +27,8 @@ from cnmc_core.workspace.progress import STATE_ICONS, run_progress
 from cnmc_core.workspace.settings import chosen_dataset, chosen_protocol
 from page_common import (
     active_run_card,
-    use_app_navigation,
+    can,
+    page_start,
     workspace_experiments,
     workspace_root,
 )
@@ -51,8 +52,13 @@ def defaults(preset: str) -> dict:
     return form_defaults(preset)
 
 
-def launch_form() -> None:
+def launch_form(actor) -> None:
     st.subheader("New run")
+    if not can(actor, "launch"):
+        st.info(f"{actor.name} is a {actor.role}: you can watch the runs here; launching and "
+                "cancelling need the trainer role (an admin gives it with `python -m cnmc_core "
+                f"users set-role {actor.name} trainer`).", icon=":material/visibility:")
+        return
     names = presets()
     default = "demo_scratch" if "demo_scratch" in names else names[0]
     preset = st.selectbox("Preset", names, index=names.index(default), key="preset",
@@ -116,7 +122,7 @@ def launch_form() -> None:
                     split_protocol=protocol, balance=balance, augment=augment, batch_size=int(batch_size),
                     seed=int(seed), max_images_per_split=int(cap), epochs=[int(e) for e in epochs],
                     learning_rates=[float(r) for r in rates])
-                run_dir = start_run(config, ROOT)
+                run_dir = start_run(config, ROOT, actor=actor)
         except CnmcError as exc:
             st.error(f"The run was not launched: {exc}")
         except OSError as exc:
@@ -126,10 +132,12 @@ def launch_form() -> None:
                        icon=":material/check_circle:")
 
 
-def study_form() -> None:
+def study_form(actor) -> None:
     """A study: presets x K subject-grouped folds x S seeds, checked in full by the library
     (``plan_study``) before anything is created; its coordinator starts as a detached process
     (``start_study``), never in this script."""
+    if not can(actor, "launch_study"):
+        return  # a viewer: the launch form above says why
     from cnmc_core.study.plan import BACKENDS, plan_study
     from cnmc_core.study.store import start_study
 
@@ -173,7 +181,7 @@ def study_form() -> None:
                               address=(address.strip() or None) if backend == "ray" else None,
                               epochs=int(epochs) or None, image_size=int(size) or None,
                               artifacts=ROOT)
-            folder = start_study(plan, ROOT)
+            folder = start_study(plan, ROOT, actor=actor)
     except CnmcError as exc:
         st.error(f"The study was not launched (nothing was created): {exc}", icon=":material/error:")
     except OSError as exc:
@@ -191,7 +199,7 @@ def _runs():
 
 
 @st.fragment(run_every=2)
-def live_runs() -> None:
+def live_runs(actor) -> None:
     """The queue and the running runs; reruns every 2 s and the whole page when one finishes."""
     runs = _runs()
     active = runs[runs["state"].isin(ACTIVE_STATES)]
@@ -204,7 +212,7 @@ def live_runs() -> None:
     if active.empty:
         st.info("No run is queued or training. Launch one above, or the four demo runs from the Home page.")
     for row in active.iloc[::-1].itertuples():  # oldest first: the queue's order
-        active_run_card(row, key="train")
+        active_run_card(row, key="train", actor=actor)
     recent = runs[~runs["state"].isin(ACTIVE_STATES)].head(3)
     if len(recent):
         st.markdown("**Recently finished**")
@@ -245,13 +253,13 @@ def finished_runs() -> None:
 
 
 def main() -> None:
-    use_app_navigation()
+    actor = page_start()
     st.title("Train")
     st.caption(f"Runs train in background processes, one at a time; this page polls their folders in "
                f"`{ROOT.resolve()}`. Closing the browser does not stop them.")
-    launch_form()
-    study_form()
-    live_runs()
+    launch_form(actor)
+    study_form(actor)
+    live_runs(actor)
     finished_runs()
 
 

@@ -45,9 +45,10 @@ from cnmc_core.interop.report import build_report
 from cnmc_core.study.listing import study_of_runs
 from page_common import (
     active_run_card,
+    can,
     load_studies,
     rerun_app_on_change,
-    use_app_navigation,
+    page_start,
     workspace_experiments,
     workspace_root,
 )
@@ -269,7 +270,7 @@ def metrics_section(selected, split: str) -> None:
                "recall of HEM (normal).")
 
 
-def share_section(selected) -> None:
+def share_section(selected, actor) -> None:
     st.subheader("Share")
     done = selected[selected["state"] == "completed"]
     if done.empty:
@@ -286,6 +287,9 @@ def share_section(selected) -> None:
         icon=":material/description:",
         help="One HTML file that works offline: the comparison with CIs and protocols, curves, "
              "confusion matrices, ROC/PR, ensemble weights, images every model misses, configs.")
+    if not can(actor, "configure"):
+        c[1].caption("Exporting to MLflow needs the trainer role.")
+        return
     uri = c[1].text_input("MLflow tracking URI", value=os.environ.get("MLFLOW_TRACKING_URI", ""),
                           placeholder="http://127.0.0.1:5000", key="mlflow_uri")
     clicked = c[2].button("Export to MLflow", key="mlflow_export", disabled=not uri.strip(),
@@ -295,7 +299,7 @@ def share_section(selected) -> None:
     if clicked:
         try:
             with st.spinner(f"Exporting {len(paths)} to {uri.strip()} ..."):
-                results = export_to_mlflow(list(paths), uri, artifacts=ROOT)
+                results = export_to_mlflow(list(paths), uri, artifacts=ROOT, actor=actor)
         except CnmcError as exc:
             st.error(f"{exc}", icon=":material/error:")
             return
@@ -307,7 +311,7 @@ def share_section(selected) -> None:
 
 
 def main() -> None:
-    use_app_navigation()
+    actor = page_start()
     st.title("Compare")
     _, experiments = workspace_experiments(ROOT)
     studies = load_studies(str(ROOT))
@@ -346,7 +350,7 @@ def main() -> None:
     roc_pr_section(selected, split)
     config_section(selected)
     metrics_section(selected, split)
-    share_section(selected)
+    share_section(selected, actor)
 
 
 main()

@@ -36,8 +36,8 @@ from page_common import (
     model_cards,
     model_members,
     page_link,
+    page_start,
     synthetic_warnings,
-    use_app_navigation,
 )
 
 HANDOFF_KEY = "cnmc_error_set"  # written by the Errors page
@@ -227,7 +227,7 @@ def activations_section(model_paths, image, labels, signature) -> None:
 
 
 def main() -> None:
-    use_app_navigation()
+    page_start()
     st.title("Explain")
     st.caption("Grad-CAM shows which parts of the cell pushed a model towards a class (red: "
                "strong evidence). Heatmaps explain the logit, so confident predictions still "

@@ -36,8 +36,8 @@ from page_common import (
     choose_models,
     model_cards,
     model_members,
+    page_start,
     synthetic_warnings,
-    use_app_navigation,
 )
 
 MAX_FILES = 200
@@ -58,7 +58,7 @@ def progress_bar(text: str, labels: dict[str, str]):
 
 
 def main() -> None:
-    use_app_navigation()
+    page_start()
     st.title("Predict")
     st.caption("Score new cell images with a trained run or a saved ensemble. P(ALL) is the "
                "probability of a malignant lymphoblast (ALL); below the threshold the cell is "
