@@ -1,4 +1,9 @@
-"""Helpers shared by the dashboard pages (Streamlit code: kept out of ``cnmc_core``)."""
+"""Helpers shared by the dashboard pages (Streamlit code: kept out of ``cnmc_core``).
+
+Every page's ``main()`` starts with :func:`page_start` (app.py calls :func:`sign_in_gate` before
+its navigation): with ``$CNMC_AUTH`` set, a signed-out session gets the sign-in form and nothing
+else (the script stops there, so no widget, file or image of the page is ever sent).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,145 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
+from streamlit.errors import StreamlitAPIException, StreamlitSecretNotFoundError
 
-from cnmc_core.exceptions import CnmcError
+from cnmc_core.auth.roles import Actor, allowed, local_actor
+from cnmc_core.exceptions import AccessError, CnmcError
 from cnmc_core.workspace.listing import list_experiments, workspace_signature
 from cnmc_core.workspace.paths import artifacts_root
 from cnmc_core.workspace.views import list_members, split_skipped, training_line
 
-__all__ = ["use_app_navigation", "page_link", "workspace_root", "load_experiments",
-           "workspace_experiments", "load_members", "unusable_notes", "workspace_members",
-           "model_members", "choose_models", "choose_study", "choose_group_members"]
+__all__ = ["page_start", "sign_in_gate", "signed_in", "can", "use_app_navigation", "page_link",
+           "workspace_root", "load_experiments", "workspace_experiments", "load_members",
+           "unusable_notes", "workspace_members", "model_members", "choose_models", "choose_study",
+           "choose_group_members", "rerun_app_on_change", "active_run_card", "load_studies",
+           "model_cards", "synthetic_warnings"]
+
+_ACTOR_KEY = "_cnmc_actor"
+
+
+def page_start() -> Actor:
+    """What every page does first: run through app.py's navigation, then :func:`sign_in_gate`.
+    Returns the signed-in user."""
+    use_app_navigation()
+    return sign_in_gate()
+
+
+def can(actor: Actor, action: str, owner: str | None = None) -> bool:
+    """Whether to show the control of ``action`` (the library checks again when it runs)."""
+    return allowed(actor, action, owner=owner)
+
+
+def signed_in() -> bool:
+    """Whether this session may see pages (without drawing anything): no sign-in needed, or a
+    user is signed in. app.py hides its navigation otherwise."""
+    from cnmc_core.auth.signin import auth_mode
+
+    try:
+        mode = auth_mode()
+    except CnmcError:
+        return False
+    if mode is None:
+        return True
+    if mode == "oidc":
+        return bool(st.user.get("is_logged_in", False))
+    return st.session_state.get(_ACTOR_KEY) is not None
+
+
+def sign_in_gate(sidebar: bool = True) -> Actor:
+    """The acting user of this session, or the sign-in form and a stop.
+
+    ``sidebar``: show who is signed in, with a Sign out button (once per run: app.py checks
+    without it before its navigation, then the page shows it).
+
+    ``$CNMC_AUTH`` unset: the local OS user (an admin; the server listens on localhost only).
+    ``local``: the users file's users, with their password. ``oidc``: ``st.login``. An unknown
+    value stops the page with the error saying what to set.
+    """
+    from cnmc_core.auth.signin import auth_mode, current_actor
+
+    try:
+        mode = auth_mode()
+    except CnmcError as exc:
+        st.error(f"{exc}", icon=":material/lock:")
+        st.stop()
+    if mode is None:
+        return local_actor("dashboard")
+    root = workspace_root()
+    actor = _oidc_actor(root) if mode == "oidc" else st.session_state.get(_ACTOR_KEY)
+    if actor is not None and mode == "local":
+        actor = current_actor(actor, root)  # a role changed or a user removed counts now
+        if actor is None:
+            st.session_state.pop(_ACTOR_KEY, None)
+    if actor is None:
+        _local_form(root)
+        st.stop()
+    if not sidebar:
+        return actor
+    with st.sidebar:
+        st.caption(f"Signed in as **{actor.name}** ({actor.role})")
+        if st.button("Sign out", key="_cnmc_sign_out", icon=":material/logout:"):
+            st.session_state.pop(_ACTOR_KEY, None)
+            if mode == "oidc":
+                st.logout()
+            st.rerun()
+    return actor
+
+
+def _local_form(root) -> None:
+    from cnmc_core.auth.signin import authenticate
+
+    st.title("Sign in")
+    st.caption("This cnmc dashboard is shared: sign in with the user name and password the "
+               "admin gave you (`python -m cnmc_core users add NAME`).")
+    with st.form("_cnmc_sign_in"):
+        name = st.text_input("User name", key="_cnmc_user")
+        password = st.text_input("Password", type="password", key="_cnmc_password")
+        submitted = st.form_submit_button("Sign in", type="primary", icon=":material/login:")
+    if not submitted:
+        return
+    try:
+        actor = authenticate(name, password, root, client=str(st.context.ip_address or ""))
+    except AccessError as exc:
+        st.error(f"{exc}", icon=":material/lock:")
+        return
+    st.session_state[_ACTOR_KEY] = actor
+    st.rerun()
+
+
+def _oidc_actor(root) -> Actor | None:
+    """The OIDC user of this session; draws the sign-in button (or how to configure it) and
+    stops the page when there is none."""
+    import importlib.util
+
+    from cnmc_core.auth.signin import OIDC_TEMPLATE, oidc_actor, oidc_problems
+
+    try:
+        auth = st.secrets.get("auth")
+        auth = dict(auth) if auth is not None else None
+    except (StreamlitSecretNotFoundError, FileNotFoundError):  # no secrets.toml at all
+        auth = None
+    problems = oidc_problems(auth, importlib.util.find_spec("authlib") is not None)
+    if problems:
+        st.title("Sign in")
+        st.error("CNMC_AUTH=oidc, but sign-in with an identity provider is not configured: "
+                 + " ".join(problems), icon=":material/lock:")
+        st.markdown("Put this in `.streamlit/secrets.toml` (beside `config.toml`), with your "
+                    "provider's values, then restart the dashboard; or use `CNMC_AUTH=local`:")
+        st.code(OIDC_TEMPLATE, language="toml")
+        st.stop()
+    if not st.user.get("is_logged_in", False):
+        st.title("Sign in")
+        st.button("Sign in with your lab account", type="primary", on_click=st.login,
+                  icon=":material/login:")
+        st.stop()
+    try:
+        return oidc_actor(st.user.get("email"), root)
+    except AccessError as exc:
+        st.title("Sign in")
+        st.error(f"{exc}", icon=":material/lock:")
+        st.button("Sign out", on_click=st.logout)
+        st.stop()
 
 
 def use_app_navigation() -> None:
@@ -63,6 +197,83 @@ def workspace_experiments(root: str | Path) -> tuple[str, pd.DataFrame]:
     of when they were listed: a page that shows live progress reads the status itself."""
     signature = workspace_signature(root)
     return signature, load_experiments(str(root), signature)
+
+
+def rerun_app_on_change(key: str, token) -> None:
+    """Rerun the whole page when ``token`` differs from the one this session saw last under
+    ``key`` (a polling fragment calls it with what it watches: the active runs, the workspace
+    signature), so that the parts outside the fragment are drawn again."""
+    previous = st.session_state.get(key)
+    st.session_state[key] = token
+    if previous is not None and previous != token:
+        st.rerun(scope="app")
+
+
+def active_run_card(row, key: str, cancel: bool = True, expected: dict | None = None,
+                    actor: Actor | None = None) -> None:
+    """A queued, running or unresponsive run as the Train and Compare pages show it: id, model,
+    size and protocol, a Cancel button (which ends an unresponsive run's process at once), a
+    warning for an unresponsive run, the progress (read from its status now) with the expected
+    time when known, and the live learning curves (its history read once)."""
+    from cnmc_core.analysis.curves import history_frame
+    from cnmc_core.analysis.run_charts import live_curves_figure
+    from cnmc_core.contracts import PROTOCOLS, UNRESPONSIVE
+    from cnmc_core.training.timing import format_duration
+    from cnmc_core.workspace.progress import STATE_ICONS, experiment_status, run_progress
+    from cnmc_core.workspace.queue import cancel_run, unresponsive_limit
+
+    try:
+        status = experiment_status(row.path)
+    except CnmcError as exc:
+        st.error(f"{row.run_id}: {exc}")
+        return
+    fraction, text = run_progress(status)
+    if expected:
+        text += (f" · expected {format_duration(expected['seconds'])} ({expected['epochs']} "
+                 f"epochs x {expected['epoch_seconds']:.0f} s, {expected['source']})")
+    with st.container(border=True):
+        top = st.columns([5, 1])
+        protocol = PROTOCOLS[row.protocol].label() if row.protocol in PROTOCOLS else row.protocol
+        top[0].markdown(f"**{row.run_id}** · {row.model} · {row.image_size} px · protocol {protocol}")
+        hung = status.get("state") == UNRESPONSIVE
+        # Train's keys are the plain ``cancel-<id>``; another page's carry its prefix
+        button_key = f"cancel-{row.run_id}" if key == "train" else f"{key}-cancel-{row.run_id}"
+        from cnmc_core.auth.roles import owner_of
+
+        owner = owner_of(row.path)
+        if cancel and actor is not None and not can(actor, "cancel", owner=owner):
+            cancel = False  # no Cancel: the library would refuse it (a viewer, another's run)
+            if can(actor, "launch"):  # a trainer: someone else's run
+                top[1].caption(f"{owner or 'nobody recorded'}'s run")
+        if cancel and top[1].button("Cancel", key=button_key, icon=":material/cancel:",
+                                    help="Ends its process now: it does not respond." if hung else
+                                    "It stops after the current batch."):
+            try:
+                cancel_run(row.path, actor=actor)
+            except CnmcError as exc:
+                st.error(f"{exc}")
+            else:
+                st.toast(f"{row.run_id} was cancelled: its process was ended." if hung else
+                         f"Cancelling {row.run_id}: it stops after the current batch.")
+        if hung:
+            st.warning(f"Unresponsive: {status.get('error')}. If another run waits for its "
+                       f"queue slot, the queue ends it after {unresponsive_limit():.0f} s.",
+                       icon=":material/pause_circle:")
+        st.progress(fraction, text=f"{STATE_ICONS.get(status.get('state'), '')} {text}")
+        history = history_frame(row.path)  # read once: both panels show the same epochs
+        if not history.empty:
+            st.plotly_chart(live_curves_figure(history), width="stretch",
+                            key=f"{key}-curves-{row.run_id}" if key != "train"
+                            else f"curves-{row.run_id}")
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl=2)
+def load_studies(root: str) -> pd.DataFrame:
+    """:func:`cnmc_core.study.listing.list_studies` (a study's progress changes at every run:
+    kept 2 s, the polling interval)."""
+    from cnmc_core.study.listing import list_studies
+
+    return list_studies(root)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -187,7 +398,7 @@ def choose_models(usable, labels: dict[str, str], *, key: str, verb: str,
 def choose_study(root, key: str) -> str | None:
     """Where the workspace has a completed study, a choice between runs and a study (its presets
     pooled out of fold: every subject); returns the chosen study folder, or None for runs."""
-    from cnmc_core.study.store import completed_studies
+    from cnmc_core.study.listing import completed_studies
 
     studies = completed_studies(root)
     if not studies:
@@ -239,3 +450,33 @@ def choose_group_members(members, labels: dict[str, str], *, key: str, noun: str
                    else too_few)
         st.stop()
     return list(chosen), tuple(in_group.set_index("member_id").loc[chosen, "path"])
+
+
+# a study's results and a dataset's marker are not in the signature: a short time to live
+@st.cache_data(show_spinner=False, max_entries=256, ttl=60)
+def _model_card(path: str, signature) -> dict:
+    from cnmc_core.model_cards import model_card
+
+    return model_card(path)
+
+
+def model_cards(chosen: list[tuple[str, str]], signature) -> list[dict]:
+    """Beside each chosen model (``(label, folder)`` pairs), what it was trained on and its
+    honest score (:func:`cnmc_core.model_cards.model_card`, cached per workspace
+    ``signature``). Returns the cards."""
+    from cnmc_core.model_cards import card_text
+
+    cards = []
+    for label, path in chosen:
+        card = _model_card(str(path), signature)
+        cards.append(card)
+        st.caption(f"**{label}**: {card_text(card)}")
+    return cards
+
+
+def synthetic_warnings(chosen: list[tuple[str, str]], cards: list[dict]) -> None:
+    """The warning of each chosen model trained on synthetic cells, for a page that scores or
+    explains uploaded images with them."""
+    for (label, _), card in zip(chosen, cards):
+        if card["warning"]:
+            st.warning(f"**{label}**: {card['warning']}.", icon=":material/warning:")

@@ -43,6 +43,7 @@ __all__ = [
     "LOG",
     "SUMMARY",
     "RUN_FILES",
+    "FEATURE_RANGES",
     "TENSORBOARD",
     "CANCEL_FLAG",
     "PREDICTION_COLUMNS",
@@ -144,6 +145,9 @@ CONFIG, STATUS, HISTORY, PREDICTIONS, METRICS, MODEL, LOG, SUMMARY = (
 #: ``summary.json`` is what the listing shows of a finished folder, rebuilt from the others when
 #: missing or stale (:mod:`cnmc_core.workspace.summary`).
 RUN_FILES = (CONFIG, STATUS, HISTORY, PREDICTIONS, METRICS, MODEL, LOG, SUMMARY)
+#: A run's summary of its training images' hand features (mean, sd), against which new images
+#: are z-scored (:mod:`cnmc_core.data.feature_ranges`); absent in runs trained before it existed.
+FEATURE_RANGES = "feature_ranges.json"
 CANCEL_FLAG = "cancel.request"
 #: The run's TensorBoard event files (``train/`` and ``validation/`` under it), scalars per epoch.
 TENSORBOARD = "tb"

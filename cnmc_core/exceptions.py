@@ -7,7 +7,7 @@ and exits with status 2 instead of showing a traceback; the dashboard shows it i
 
 from __future__ import annotations
 
-__all__ = ["CnmcError", "DataError", "ConfigError", "RunError"]
+__all__ = ["CnmcError", "DataError", "ConfigError", "RunError", "AccessError"]
 
 
 class CnmcError(ValueError):
@@ -24,3 +24,8 @@ class ConfigError(CnmcError):
 
 class RunError(CnmcError):
     """A run or ensemble folder that is missing, malformed or in the wrong state."""
+
+
+class AccessError(CnmcError):
+    """An action the acting user's role does not allow (a viewer launching a run, a trainer
+    cancelling someone else's), or a sign-in that is refused."""

@@ -23,6 +23,7 @@ __all__ = [
     "member_threshold",
     "score_member",
     "score_selection",
+    "outside_flags",
     "format_prob",
     "results_frame",
     "results_csv",
@@ -153,6 +154,57 @@ def score_selection(paths: Sequence[str | os.PathLike], images: Sequence[np.ndar
     return run_probs, np.mean(np.column_stack(finals), axis=1)
 
 
+def outside_flags(paths: Sequence[str | os.PathLike], images: Sequence[np.ndarray]
+                  ) -> tuple[list[str], list[str]]:
+    """Which images fall outside what the chosen models saw in training.
+
+    Each image's hand features are z-scored against the training summary of every run the
+    chosen runs and ensembles are made of (:func:`cnmc_core.ensemble.members.leaf_runs`); a
+    feature is flagged when any run finds ``|z|`` above
+    :data:`~cnmc_core.data.feature_ranges.Z_LIMIT` (the union over the members, with the largest
+    ``|z|``).
+
+    Returns:
+        ``(flags, notes)``: per image ``""`` (inside) or the flagged features (``"area z=+5.2,
+        mean_b z=-4.4"``); and a note for each run without a usable summary (it is left out).
+
+    Raises:
+        RunError: as :func:`cnmc_core.ensemble.members.leaf_runs`.
+    """
+    from cnmc_core.data.cell_features import FEATURE_NAMES
+    from cnmc_core.data.feature_ranges import (
+        Z_LIMIT,
+        image_features,
+        outside_features,
+        outside_text,
+        read_ranges,
+        zscores,
+    )
+    from cnmc_core.ensemble.members import leaf_runs
+
+    runs = list(dict.fromkeys(run for p in paths for run, _ in leaf_runs(p, "scored")))
+    feats = image_features(images)
+    worst = np.full((len(images), len(FEATURE_NAMES)), np.nan)
+    notes = []
+    for run in runs:
+        ranges, why = read_ranges(run)
+        if ranges is None:
+            notes.append(why)
+            continue
+        z = zscores(feats, ranges)
+        replace = np.isnan(worst) | (np.abs(z) > np.abs(worst))
+        worst = np.where(replace & ~np.isnan(z), z, worst)
+    if len(notes) == len(runs):
+        return ["not checked: no training summary"] * len(images), notes
+    flags = []
+    for row, z in zip(feats, worst):
+        if np.isnan(row).all():
+            flags.append("not checked: no cell found")
+        else:
+            flags.append(outside_text(outside_features(z[None, :], Z_LIMIT)[0], prefix=False))
+    return flags, notes
+
+
 def format_prob(p: float, threshold: float = 0.5, digits: int = 3) -> str:
     """``p`` with ``digits`` decimals, or more (up to 6) where fewer would hide which side of
     ``threshold`` it is on (0.4996 is not shown as 0.500 when 0.5 is the threshold)."""
@@ -166,11 +218,13 @@ def format_prob(p: float, threshold: float = 0.5, digits: int = 3) -> str:
 
 def results_frame(names: Sequence[str], member_probs: dict[str, np.ndarray],
                   final: np.ndarray | None = None, threshold: float = 0.5,
-                  final_name: str = "ensemble") -> pd.DataFrame:
+                  final_name: str = "ensemble",
+                  outside: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per image, the columns that decide first: ``file``, the final ``P(ALL)
     <final_name>`` (the ensemble's, or the only member's), ``predicted`` (``ALL``/``HEM`` at
-    ``threshold``), ``threshold``, then ``P(ALL) <member>`` per member (none when the only
-    member is the final one)."""
+    ``threshold``), ``threshold``, with ``outside`` (from :func:`outside_flags`) the column
+    ``outside what this model saw`` (the flagged features, empty when inside), then ``P(ALL)
+    <member>`` per member (none when the only member is the final one)."""
     if not 0.0 <= float(threshold) <= 1.0:
         raise ConfigError(f"threshold must be in [0, 1]; got {threshold!r}.")
     # A name starting like a formula would run as one in a spreadsheet: quote it.
@@ -185,6 +239,12 @@ def results_frame(names: Sequence[str], member_probs: dict[str, np.ndarray],
     frame["predicted"] = np.where(np.asarray(final) >= float(threshold), CLASS_SHORT["all"],
                                   CLASS_SHORT["hem"])
     frame["threshold"] = float(threshold)
+    if outside is not None:
+        from cnmc_core.data.feature_ranges import OUTSIDE_TEXT
+
+        if len(outside) != len(frame):
+            raise ConfigError(f"outside gives {len(outside)} flags for {len(frame)} images.")
+        frame[OUTSIDE_TEXT] = [str(v) for v in outside]
     for member, p in members.items():
         frame[f"P(ALL) {member}"] = np.round(np.asarray(p, dtype=float), 6)
     return frame

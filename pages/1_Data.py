@@ -33,7 +33,7 @@ from cnmc_core.workspace.settings import (
     set_chosen_dataset,
     set_chosen_protocol,
 )
-from page_common import use_app_navigation, workspace_root
+from page_common import can, page_start, workspace_root
 
 ROOT = workspace_root()
 
@@ -81,12 +81,16 @@ def scan_with_progress(path: str) -> bool:
     return True
 
 
-def dataset_chooser(current: str | None) -> None:
+def dataset_chooser(current: str | None, actor) -> None:
     st.subheader("Dataset")
     if current:
         st.markdown(f"Current dataset: `{current}`")
+    elif not can(actor, "configure"):
+        st.info("No dataset chosen yet; a trainer chooses it here.")
     else:
         st.info("No dataset chosen yet. Create the demo dataset on the Home page, or give a C-NMC folder below.")
+    if not can(actor, "configure"):
+        return
     with st.form("dataset_form", border=False):
         text = st.text_input(
             "C-NMC folder or manifest CSV", value=current or "",
@@ -102,11 +106,11 @@ def dataset_chooser(current: str | None) -> None:
             st.error(f"`{path}` does not exist on this machine. Type the full path of the folder that "
                      "holds the C-NMC images (the path is read by the server running the dashboard).")
         elif scan_with_progress(path):
-            set_chosen_dataset(path, ROOT)
+            set_chosen_dataset(path, ROOT, actor=actor)
             st.rerun()
     if demo_dataset_exists(ROOT) and current != str(demo_data_root(ROOT).resolve()):
         if st.button("Use the demo dataset instead", icon=":material/science:"):
-            set_chosen_dataset(demo_data_root(ROOT), ROOT)
+            set_chosen_dataset(demo_data_root(ROOT), ROOT, actor=actor)
             st.rerun()
 
 
@@ -141,13 +145,14 @@ def contents(manifest, skipped, notes, labels_csv) -> None:
             st.dataframe(skipped, hide_index=True, width="stretch")
 
 
-def protocol_chooser(dataset: str, signature: str, manifest) -> None:
+def protocol_chooser(dataset: str, signature: str, manifest, actor) -> None:
     st.subheader("Split protocol")
     names = list(SPLIT_PROTOCOLS)
     current = chosen_protocol(ROOT)
 
-    def save():
-        set_chosen_protocol(st.session_state["protocol_choice"], ROOT)
+    def save():  # a viewer looks at the other protocols without changing the workspace's
+        if can(actor, "configure"):
+            set_chosen_protocol(st.session_state["protocol_choice"], ROOT, actor=actor)
 
     protocol = st.radio(
         "How images are split into train / val / test (new runs on the Train page start with this)",
@@ -226,10 +231,10 @@ def preview(manifest, samples) -> None:
 
 
 def main() -> None:
-    use_app_navigation()
+    actor = page_start()
     st.title("Data")
     dataset = chosen_dataset(ROOT)
-    dataset_chooser(dataset)
+    dataset_chooser(dataset, actor)
     if not dataset:
         return
     if not os.path.exists(dataset):
@@ -241,7 +246,7 @@ def main() -> None:
     signature = signature_of(dataset)
     manifest, skipped, notes, labels_csv = load_scan(dataset, str(ROOT), signature)
     contents(manifest, skipped, notes, labels_csv)
-    protocol_chooser(dataset, signature, manifest)
+    protocol_chooser(dataset, signature, manifest, actor)
     samples = gallery(manifest)
     preview(manifest, samples)
 

@@ -12,10 +12,9 @@ import os
 import pandas as pd
 import streamlit as st
 
-from cnmc_core.analysis.curves import history_frame
 from cnmc_core.analysis.experiments import read_log_tail
-from cnmc_core.analysis.run_charts import live_curves_figure
-from cnmc_core.contracts import ACTIVE_STATES, PROTOCOLS, SPLIT_PROTOCOLS, UNRESPONSIVE
+from cnmc_core.contracts import ACTIVE_STATES, KFOLD_PROTOCOLS, PROTOCOLS, SPLIT_PROTOCOLS
+from cnmc_core.demo import DEMO_PRESETS
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.training.config import list_presets
 from cnmc_core.training.launch import (
@@ -24,10 +23,15 @@ from cnmc_core.training.launch import (
     preset_models,
     start_run,
 )
-from cnmc_core.workspace.progress import STATE_ICONS, experiment_status, run_progress
-from cnmc_core.workspace.queue import cancel_run, unresponsive_limit
+from cnmc_core.workspace.progress import STATE_ICONS, run_progress
 from cnmc_core.workspace.settings import chosen_dataset, chosen_protocol
-from page_common import use_app_navigation, workspace_experiments, workspace_root
+from page_common import (
+    active_run_card,
+    can,
+    page_start,
+    workspace_experiments,
+    workspace_root,
+)
 
 ROOT = workspace_root()
 SIZES = [32, 48, 64, 96, 128, 160, 192, 224, 256, 300]
@@ -48,8 +52,13 @@ def defaults(preset: str) -> dict:
     return form_defaults(preset)
 
 
-def launch_form() -> None:
+def launch_form(actor) -> None:
     st.subheader("New run")
+    if not can(actor, "launch"):
+        st.info(f"{actor.name} is a {actor.role}: you can watch the runs here; launching and "
+                "cancelling need the trainer role (an admin gives it with `python -m cnmc_core "
+                f"users set-role {actor.name} trainer`).", icon=":material/visibility:")
+        return
     names = presets()
     default = "demo_scratch" if "demo_scratch" in names else names[0]
     preset = st.selectbox("Preset", names, index=names.index(default), key="preset",
@@ -113,7 +122,7 @@ def launch_form() -> None:
                     split_protocol=protocol, balance=balance, augment=augment, batch_size=int(batch_size),
                     seed=int(seed), max_images_per_split=int(cap), epochs=[int(e) for e in epochs],
                     learning_rates=[float(r) for r in rates])
-                run_dir = start_run(config, ROOT)
+                run_dir = start_run(config, ROOT, actor=actor)
         except CnmcError as exc:
             st.error(f"The run was not launched: {exc}")
         except OSError as exc:
@@ -123,6 +132,66 @@ def launch_form() -> None:
                        icon=":material/check_circle:")
 
 
+def study_form(actor) -> None:
+    """A study: presets x K subject-grouped folds x S seeds, checked in full by the library
+    (``plan_study``) before anything is created; its coordinator starts as a detached process
+    (``start_study``), never in this script."""
+    if not can(actor, "launch_study"):
+        return  # a viewer: the launch form above says why
+    from cnmc_core.study.plan import BACKENDS, plan_study
+    from cnmc_core.study.store import start_study
+
+    st.subheader("New study")
+    st.caption("Every preset trained on the same K subject-grouped folds (fold i test, fold i+1 "
+               "val) under S seeds: every subject is scored out of fold, and every pair of "
+               "presets is compared with a corrected resampled t-test over the folds and a "
+               "paired subject bootstrap (Compare shows the results).")
+    names = presets()
+    with st.form("study_form"):
+        chosen = st.multiselect("Presets", names, default=[p for p in DEMO_PRESETS if p in names],
+                                key="study_presets", help="They must share one input size (or "
+                                "give one below).")
+        data = st.text_input("Dataset (folder or manifest CSV)", value=chosen_dataset(ROOT) or "",
+                             key="study_data")
+        c = st.columns(5)
+        folds = c[0].number_input("Folds (K)", 1, 20, 5, key="study_folds",
+                                  help="At least 3 (test, val and train), at most the subjects of "
+                                       "the smaller class.")
+        seeds = c[1].number_input("Seeds (S)", 1, 20, 1, key="study_seeds",
+                                  help="Seeds 0 to S-1; each draws other folds.")
+        protocols = list(KFOLD_PROTOCOLS)
+        protocol = c[2].selectbox("Protocol", protocols, key="study_protocol",
+                                  format_func=lambda n: PROTOCOLS[n].label() if n in PROTOCOLS else n,
+                                  help="image-kfold is the paper's split by image as folds: leaky.")
+        epochs = c[3].number_input("Epochs (0 = presets')", 0, 1000, 0, key="study_epochs")
+        size = c[4].number_input("Input px (0 = presets')", 0, 600, 0, key="study_size")
+        c = st.columns([1, 3])
+        backend = c[0].radio("Backend", list(BACKENDS), horizontal=True, key="study_backend",
+                             help="local: the queue of detached workers on this machine; ray: "
+                                  "tasks on a Ray cluster whose nodes all see the artifacts folder.")
+        address = c[1].text_input("Ray address (Ray only)", value="", key="study_address",
+                                  placeholder="auto, host:port or ray://host:port")
+        submitted = st.form_submit_button("Launch study", type="primary", icon=":material/science:")
+    if not submitted:
+        return
+    try:
+        with st.spinner("Checking every run of the study"):
+            plan = plan_study(list(chosen), data=data, folds=int(folds), seeds=int(seeds),
+                              protocol=protocol, backend=backend,
+                              address=(address.strip() or None) if backend == "ray" else None,
+                              epochs=int(epochs) or None, image_size=int(size) or None,
+                              artifacts=ROOT)
+            folder = start_study(plan, ROOT, actor=actor)
+    except CnmcError as exc:
+        st.error(f"The study was not launched (nothing was created): {exc}", icon=":material/error:")
+    except OSError as exc:
+        st.error(f"The study was not launched: {exc}. Check that {ROOT} is writable.")
+    else:
+        st.success(f"Study `{folder.name}` started: {len(plan.configs)} runs ({', '.join(plan.presets)} "
+                   f"x {plan.folds} folds x {len(plan.seeds)} seed(s)) queued below; Home shows its "
+                   "progress and Compare its results.", icon=":material/check_circle:")
+
+
 def _runs():
     """The workspace's runs (cached per workspace signature), newest first."""
     _, experiments = workspace_experiments(ROOT)
@@ -130,7 +199,7 @@ def _runs():
 
 
 @st.fragment(run_every=2)
-def live_runs() -> None:
+def live_runs(actor) -> None:
     """The queue and the running runs; reruns every 2 s and the whole page when one finishes."""
     runs = _runs()
     active = runs[runs["state"].isin(ACTIVE_STATES)]
@@ -143,36 +212,7 @@ def live_runs() -> None:
     if active.empty:
         st.info("No run is queued or training. Launch one above, or the four demo runs from the Home page.")
     for row in active.iloc[::-1].itertuples():  # oldest first: the queue's order
-        try:
-            status = experiment_status(row.path)
-        except CnmcError as exc:
-            st.error(f"{row.run_id}: {exc}")
-            continue
-        fraction, text = run_progress(status)
-        with st.container(border=True):
-            top = st.columns([5, 1])
-            protocol = PROTOCOLS[row.protocol].label() if row.protocol in PROTOCOLS else row.protocol
-            top[0].markdown(f"**{row.run_id}** · {row.model} · {row.image_size} px · protocol {protocol}")
-            hung = status.get("state") == UNRESPONSIVE
-            if top[1].button("Cancel", key=f"cancel-{row.run_id}", icon=":material/cancel:",
-                             help="Ends its process now: it does not respond." if hung else
-                             "It stops after the current batch."):
-                try:
-                    cancel_run(row.path)
-                except CnmcError as exc:
-                    st.error(f"{exc}")
-                else:
-                    st.toast(f"{row.run_id} was cancelled: its process was ended." if hung else
-                             f"Cancelling {row.run_id}: it stops after the current batch.")
-            if hung:
-                st.warning(f"Unresponsive: {status.get('error')}. If another run waits for its "
-                           f"queue slot, the queue ends it after {unresponsive_limit():.0f} s.",
-                           icon=":material/pause_circle:")
-            st.progress(fraction, text=f"{STATE_ICONS.get(status.get('state'), '')} {text}")
-            history = history_frame(row.path)  # read once: both panels show the same epochs
-            if not history.empty:
-                st.plotly_chart(live_curves_figure(history), width="stretch",
-                                key=f"curves-{row.run_id}")
+        active_run_card(row, key="train", actor=actor)
     recent = runs[~runs["state"].isin(ACTIVE_STATES)].head(3)
     if len(recent):
         st.markdown("**Recently finished**")
@@ -213,12 +253,13 @@ def finished_runs() -> None:
 
 
 def main() -> None:
-    use_app_navigation()
+    actor = page_start()
     st.title("Train")
     st.caption(f"Runs train in background processes, one at a time; this page polls their folders in "
                f"`{ROOT.resolve()}`. Closing the browser does not stop them.")
-    launch_form()
-    live_runs()
+    launch_form(actor)
+    study_form(actor)
+    live_runs(actor)
     finished_runs()
 
 

@@ -5,8 +5,11 @@ epoch or time, debiased-EMA smoothing with the raw line kept faint, stage bounda
 matrices (counts and row percentages) and the difference of two, ROC and precision-recall curves
 with AUC in the legend, a config diff without the identical fields, a metrics table to
 download, and the selection shared: a report (one HTML file) to download, or an export to MLflow.
-The computations are in ``cnmc_core.analysis.experiments`` and ``cnmc_core.interop``; loaders are
-cached on file mtimes.
+Studies come first, each with its presets' pooled out-of-fold scores, the per-fold dots and the
+paired matrix. The page polls the workspace every 2 seconds, as Train does: running runs show with
+live curves, and the page is drawn again when a run is queued, starts or ends.
+The computations are in ``cnmc_core.analysis`` (``experiments``, ``study_views``) and
+``cnmc_core.interop``; loaders are cached on file mtimes.
 """
 
 from __future__ import annotations
@@ -35,10 +38,21 @@ from cnmc_core.analysis.run_charts import (
     run_color,
     run_confusion_figure,
 )
+from cnmc_core.contracts import ACTIVE_STATES
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.interop.mlflow_export import export_table, export_to_mlflow
 from cnmc_core.interop.report import build_report
-from page_common import use_app_navigation, workspace_experiments, workspace_root
+from cnmc_core.study.listing import study_of_runs
+from page_common import (
+    active_run_card,
+    can,
+    load_studies,
+    rerun_app_on_change,
+    page_start,
+    workspace_experiments,
+    workspace_root,
+)
+from page_studies import studies_section
 
 ROOT = workspace_root()
 
@@ -70,16 +84,45 @@ def load_metrics_table(paths: tuple, names: tuple, split: str, mtimes: tuple):
     return metrics_table(list(paths), split, list(names))
 
 
-def runs_selection(table):
+@st.fragment(run_every=2)
+def live_section() -> None:
+    """Polls the workspace every 2 s (as Train does): the running runs with live curves, and the
+    whole page again when a job is queued, starts or ends (the tables follow)."""
+    signature, experiments = workspace_experiments(ROOT)
+    studies = load_studies(str(ROOT))
+    rerun_app_on_change("compare_signature", (signature, tuple(zip(studies["study_id"],
+                                                                     studies["state"]))))
+    active = experiments[(experiments["kind"] == "run") & experiments["state"].isin(ACTIVE_STATES)]
+    running = active[active["state"] != "queued"]  # training, or unresponsive
+    if active.empty:
+        return
+    st.subheader(f"Training now ({len(running)} running, {len(active) - len(running)} queued)")
+    for row in running.iloc[::-1].itertuples():
+        active_run_card(row, key="compare", cancel=False)
+    if len(active) > len(running):
+        st.caption("Queued: " + ", ".join(f"`{r}`" for r in active[active["state"] == "queued"]
+                                          ["run_id"].iloc[::-1]) + ". The Train page can cancel them.")
+
+
+def runs_selection(table, key: str = "runs_table"):
     st.subheader("Runs")
     visible = table.drop(columns=["run_id", "path", "created_ts"], errors="ignore")
+    # "created" right after the name: at 1,400 px with the sidebar open the table is wider than
+    # the page, and the columns at its right end scroll; the creation time must not be one of them
+    order = ["name", "created", *[c for c in visible.columns if c not in ("name", "created")]]
     event = st.dataframe(
-        visible, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,
-        width="stretch", placeholder="-", selection_default={"selection": {"rows": default_selection(table)}},
+        visible, key=key, on_select="rerun", selection_mode="multi-row",
+        hide_index=True, width="stretch", placeholder="-", column_order=order,
+        selection_default={"selection": {"rows": default_selection(table)}},
         column_config={
+            "name": st.column_config.TextColumn(width=190),
+            "created": st.column_config.TextColumn(width=150, help="when the run was created (local time)"),
+            "study": st.column_config.TextColumn(help="the study the run belongs to"),
             "test AUC": st.column_config.NumberColumn(format="%.4f"),
-            "val F1 [95% CI]": st.column_config.TextColumn(help="weighted F1 on val, 95% subject-bootstrap CI"),
-            "test F1 [95% CI]": st.column_config.TextColumn(help="weighted F1 on test, 95% subject-bootstrap CI")})
+            "val F1 [95% CI]": st.column_config.TextColumn(
+                width=160, help="weighted F1 on val, 95% subject-bootstrap CI"),
+            "test F1 [95% CI]": st.column_config.TextColumn(
+                width=160, help="weighted F1 on test, 95% subject-bootstrap CI")})
     rows = [r for r in event.selection.rows if r < len(table)]
     if not rows:
         st.info("Tick rows in the table (the box at the left of each row) to compare runs.")
@@ -220,13 +263,14 @@ def metrics_section(selected, split: str) -> None:
     text_columns = ("run", "kind", "model", "backend", "protocol", "split", "n", "n_all", "n_hem")
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: number for c in table.columns if c not in text_columns})
-    st.download_button("Download as CSV", table.to_csv(index=False).encode(), file_name=f"cnmc-metrics-{split}.csv",
-                       mime="text/csv", icon=":material/download:", key="download_metrics")
+    st.download_button(f"Download the metrics of the {split} split (CSV)", table.to_csv(index=False).encode(),
+                       file_name=f"cnmc-metrics-{split}.csv", mime="text/csv", icon=":material/download:",
+                       key="download_metrics")
     st.caption("CIs: 95% bootstrap over subjects. sensitivity_all: recall of ALL (cancer); specificity_hem: "
                "recall of HEM (normal).")
 
 
-def share_section(selected) -> None:
+def share_section(selected, actor) -> None:
     st.subheader("Share")
     done = selected[selected["state"] == "completed"]
     if done.empty:
@@ -243,6 +287,9 @@ def share_section(selected) -> None:
         icon=":material/description:",
         help="One HTML file that works offline: the comparison with CIs and protocols, curves, "
              "confusion matrices, ROC/PR, ensemble weights, images every model misses, configs.")
+    if not can(actor, "configure"):
+        c[1].caption("Exporting to MLflow needs the trainer role.")
+        return
     uri = c[1].text_input("MLflow tracking URI", value=os.environ.get("MLFLOW_TRACKING_URI", ""),
                           placeholder="http://127.0.0.1:5000", key="mlflow_uri")
     clicked = c[2].button("Export to MLflow", key="mlflow_export", disabled=not uri.strip(),
@@ -252,7 +299,7 @@ def share_section(selected) -> None:
     if clicked:
         try:
             with st.spinner(f"Exporting {len(paths)} to {uri.strip()} ..."):
-                results = export_to_mlflow(list(paths), uri, artifacts=ROOT)
+                results = export_to_mlflow(list(paths), uri, artifacts=ROOT, actor=actor)
         except CnmcError as exc:
             st.error(f"{exc}", icon=":material/error:")
             return
@@ -264,16 +311,35 @@ def share_section(selected) -> None:
 
 
 def main() -> None:
-    use_app_navigation()
+    actor = page_start()
     st.title("Compare")
     _, experiments = workspace_experiments(ROOT)
-    if experiments.empty:
+    studies = load_studies(str(ROOT))
+    live_section()
+    if experiments.empty and studies.empty:
         st.info("No run or ensemble yet. Start the four demo runs on the Home page, or launch a run on the "
                 "Train page; they show here as soon as they exist.", icon=":material/hourglass_empty:")
         st.page_link("pages/2_Train.py", label="Go to Train", icon=":material/model_training:")
         return
+    if len(studies):
+        studies_section(studies)
     table = runs_table(experiments)
-    selected = runs_selection(table)
+    in_study = study_of_runs(studies)
+    table.insert(1, "study", table["run_id"].map(lambda r: in_study.get(r, "")))
+    key = "runs_table"
+    if in_study and table["study"].astype(bool).any():
+        if not st.toggle("Show the runs of studies in the table", value=False, key="show_study_runs",
+                         help="Each study's runs are ordinary runs: show them to compare their curves "
+                              "and confusion matrices."):
+            table = table[~table["study"].astype(bool)].drop(columns="study").reset_index(drop=True)
+        else:
+            key = "runs_table_with_studies"  # other rows: a selection of its own
+    else:
+        table = table.drop(columns="study")
+    if table.empty:
+        st.caption("Every run belongs to a study; show them with the toggle above.")
+        return
+    selected = runs_selection(table, key)
     if selected.empty:
         return
     protocol_warnings(selected)
@@ -284,7 +350,7 @@ def main() -> None:
     roc_pr_section(selected, split)
     config_section(selected)
     metrics_section(selected, split)
-    share_section(selected)
+    share_section(selected, actor)
 
 
 main()

@@ -41,7 +41,7 @@ from cnmc_core.ensemble.members import (
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.predict import format_prob
 from cnmc_core.study.ensembles import align_source
-from page_common import choose_group_members, choose_study, use_app_navigation, workspace_members
+from page_common import choose_group_members, choose_study, page_start, workspace_members
 
 PAGE_SIZE = 24
 MAX_MEMBERS = 12
@@ -71,7 +71,7 @@ def load_thumbnail(path: str, size: int = 150) -> np.ndarray | None:
 
 # ------------------------------------------------------------------------------ the page
 def main() -> None:
-    use_app_navigation()
+    page_start()
     st.title("Errors")
     st.caption("Which images the models miss and how their errors overlap. Each model uses its own "
                "threshold (0.5 for runs). Click a bar of the histogram or of the UpSet chart, or "

@@ -34,7 +34,7 @@ from cnmc_core.exceptions import CnmcError
 from cnmc_core.metrics.curves import best_f1_threshold
 from cnmc_core.study.ensembles import align_source
 from cnmc_core.workspace.paths import ensembles_dir
-from page_common import choose_group_members, choose_study, use_app_navigation, workspace_members
+from page_common import can, choose_group_members, choose_study, page_start, workspace_members
 
 METHOD_BUTTONS = {
     "mean": "Equal weights",
@@ -96,7 +96,7 @@ def class_table(rep: dict) -> pd.DataFrame:
 @st.fragment
 def live_ensemble(aligned, chosen: list[str], labels: dict[str, str], paths: tuple[str, ...],
                   root, signature: tuple,
-                  seed: int, ga_params: tuple, pooled: bool = False) -> None:
+                  seed: int, ga_params: tuple, actor, pooled: bool = False) -> None:
     """Sliders, method buttons, live metrics and saving (not for a study, ``pooled``: its
     members are presets, not runs): reruns alone on every slider move."""
     def apply(result: dict) -> None:
@@ -225,6 +225,9 @@ def live_ensemble(aligned, chosen: list[str], labels: dict[str, str], paths: tup
                    "over several runs); the study's own ensembles are fitted fold by fold.")
         return
     st.subheader("Save this ensemble")
+    if not can(actor, "save_ensemble"):
+        st.caption(f"{actor.name} is a {actor.role}: saving ensembles needs the trainer role.")
+        return
     s1, s2 = st.columns([3, 1], vertical_alignment="bottom")
     name = s1.text_input("Name (optional)", key="ens_name",
                          placeholder="ens-weighted-<time>-<hash>",
@@ -234,7 +237,7 @@ def live_ensemble(aligned, chosen: list[str], labels: dict[str, str], paths: tup
         try:
             with st.spinner("Saving (with bootstrap CIs)..."):
                 path = save_live_ensemble(aligned, raw, threshold, name=name.strip() or None,
-                                          seed=seed)
+                                          seed=seed, actor=actor)
         except CnmcError as exc:
             st.error(f"Not saved: {exc}")
         else:
@@ -246,7 +249,7 @@ def live_ensemble(aligned, chosen: list[str], labels: dict[str, str], paths: tup
 
 # ------------------------------------------------------------------------------ the page
 def main() -> None:
-    use_app_navigation()
+    actor = page_start()
     st.title("Ensemble")
     st.caption("Weighted soft vote of finished runs. The weights are fitted on the validation split, "
                "so its score is optimistic: **the test column is the honest number**.")
@@ -300,7 +303,7 @@ def main() -> None:
 
 
     live_ensemble(aligned, list(chosen), labels, paths, root, signature, seed, ga_params,
-                  study is not None)
+                  actor, study is not None)
 
 
     # ---------------------------------------------------------------------------- saved ensembles

@@ -4,7 +4,9 @@ side with their combination, and the activation grid of a chosen layer.
 The image comes from the test set, from an error set picked on the Errors page, or from an
 upload (checked and decoded from its bytes only; nothing uploaded is unpickled). The maps, the
 combined P(ALL) and the class explained come from ``cnmc_core.explain.members.explain_images``,
-the same path as the Predict page's.
+the same path as the Predict page's. Beside each model: what data it was trained on and its test
+(or pooled out-of-fold) AUC with CI and protocol; a model trained on synthetic cells is warned
+about when it explains an uploaded image.
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from cnmc_core.explain.members import (
     run_feature_layers,
 )
 from cnmc_core.predict import format_prob
-from page_common import choose_models, model_members, page_link, use_app_navigation
+from page_common import (
+    choose_models,
+    model_cards,
+    model_members,
+    page_link,
+    page_start,
+    synthetic_warnings,
+)
 
 HANDOFF_KEY = "cnmc_error_set"  # written by the Errors page
 DISPLAY = 240  # px of each panel
@@ -218,7 +227,7 @@ def activations_section(model_paths, image, labels, signature) -> None:
 
 
 def main() -> None:
-    use_app_navigation()
+    page_start()
     st.title("Explain")
     st.caption("Grad-CAM shows which parts of the cell pushed a model towards a class (red: "
                "strong evidence). Heatmaps explain the logit, so confident predictions still "
@@ -243,6 +252,12 @@ def main() -> None:
             st.stop()
         st.caption("Its runs: " + ", ".join(f"{labels.get(name, name)} (weight {w:.2f})"
                                             for name, _, w in parts))
+    # the radio's value is in the session state before it is drawn again
+    uploading = st.session_state.get("explain_source") == SOURCES[2]
+    chosen_pairs = [(labels[m], paths_by_id[m]) for m in chosen]
+    cards = model_cards(chosen_pairs, signature)
+    if uploading:
+        synthetic_warnings(chosen_pairs, cards)
     image, image_name, truth = choose_image(model_paths, signature, handoff)
     heatmaps(model_paths, image, image_name, truth, labels, signature)
     activations_section(model_paths, image, labels, signature)

@@ -3,7 +3,9 @@
 Upload one or many images (BMP, PNG, JPEG, TIFF). Each file is checked (size, signature, pixel
 count) and decoded from its bytes with OpenCV; nothing uploaded is ever unpickled. Each image is
 cropped to its cell like the training images, scored, and shown with its probability and a
-Grad-CAM heatmap; the results download as CSV.
+Grad-CAM heatmap; the results download as CSV. Beside each model: what data it was trained on
+and its test (or pooled out-of-fold) AUC with CI and protocol, with a warning for a model trained
+on synthetic cells; images outside what the model saw in training are flagged.
 """
 
 from __future__ import annotations
@@ -20,15 +22,23 @@ from cnmc_core.data.images import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS, check_upl
 from cnmc_core.data.summary import thumbnail
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.explain.figure import overlay_panel
+from cnmc_core.data.feature_ranges import OUTSIDE_TEXT, Z_LIMIT
 from cnmc_core.explain.members import explain_images
 from cnmc_core.predict import (
     format_prob,
     member_threshold,
+    outside_flags,
     results_csv,
     results_frame,
     score_selection,
 )
-from page_common import choose_models, model_members, use_app_navigation
+from page_common import (
+    choose_models,
+    model_cards,
+    model_members,
+    page_start,
+    synthetic_warnings,
+)
 
 MAX_FILES = 200
 HEATMAPS_UP_TO = 24  # heatmaps by default for this many images or fewer
@@ -48,7 +58,7 @@ def progress_bar(text: str, labels: dict[str, str]):
 
 
 def main() -> None:
-    use_app_navigation()
+    page_start()
     st.title("Predict")
     st.caption("Score new cell images with a trained run or a saved ensemble. P(ALL) is the "
                "probability of a malignant lymphoblast (ALL); below the threshold the cell is "
@@ -64,6 +74,8 @@ def main() -> None:
     threshold = 0.5 if several else member_threshold(paths[0])
     final_name = "mean" if several else labels[chosen[0]]
     st.caption(f"Threshold: **{threshold:.2f}** (P(ALL) at or above it is called ALL).")
+    chosen_pairs = [(labels[m], paths_by_id[m]) for m in chosen]
+    cards = model_cards(chosen_pairs, signature)
 
     files = st.file_uploader(
         f"Cell images: BMP, PNG, JPEG or TIFF, at most {MAX_UPLOAD_BYTES // 2**20} MB each, up "
@@ -82,6 +94,7 @@ def main() -> None:
     if not accepted:
         st.warning("No image to score: fix or replace the files above.")
         return
+    synthetic_warnings(chosen_pairs, cards)
 
     show_maps = st.toggle("Grad-CAM heatmaps", value=len(accepted) <= HEATMAPS_UP_TO,
                           key="predict_maps", help="Where the models look (slower: one "
@@ -93,12 +106,14 @@ def main() -> None:
         bar, progress = progress_bar("Scoring", labels)
         try:
             per, final = score_selection(paths, images, progress)
+            outside, outside_notes = outside_flags(paths, images)
         except CnmcError as exc:
             bar.empty()
             st.error(f"Scoring failed: {exc}")
             return
         bar.empty()
-        cached = {"key": key, "per": per, "final": final, "maps": None}
+        cached = {"key": key, "per": per, "final": final, "maps": None, "outside": outside,
+                  "outside_notes": outside_notes}
         st.session_state[RESULTS] = cached
     if show_maps and cached["maps"] is None:
         bar, progress = progress_bar("Heatmaps", labels)
@@ -113,12 +128,19 @@ def main() -> None:
     per = {labels.get(k, k): v for k, v in cached["per"].items()}
     single = len(per) == 1 and kind == "Runs"
     frame = results_frame([u.name for u in accepted], per, None if single else cached["final"],
-                          threshold, final_name)
+                          threshold, final_name, outside=cached["outside"])
     n_all = int((frame["predicted"] == CLASS_SHORT["all"]).sum())
-    c1, c2, c3 = st.columns(3)
+    flagged = [bool(v) and not v.startswith("not checked") for v in cached["outside"]]
+    c1, c2, c3, c4 = st.columns(4)
     c1.metric("Images scored", f"{len(frame):,}")
     c2.metric(f"Called {CLASS_TITLES['all']}", f"{n_all:,}")
     c3.metric(f"Called {CLASS_TITLES['hem']}", f"{len(frame) - n_all:,}")
+    c4.metric(OUTSIDE_TEXT.capitalize(), f"{sum(flagged):,}",
+              help=f"Images whose size, shape, texture or colour statistics are more than "
+                   f"{Z_LIMIT:g} sd from the mean of the model's training images (any feature, "
+                   "any of its runs); the table names the features.")
+    for note in cached["outside_notes"]:
+        st.caption(f"Not checked against {note}.")
     final_col = f"P(ALL) {final_name}"
     st.dataframe(frame, hide_index=True, column_config={
         final_col: st.column_config.ProgressColumn(final_col, min_value=0.0, max_value=1.0,
@@ -137,7 +159,9 @@ def main() -> None:
                 called = frame["predicted"].iloc[i]
                 colour = "red" if called == CLASS_SHORT["all"] else "blue"
                 st.markdown(f"**{accepted[i].name}**  \n:{colour}[**{called}**] · P(ALL) "
-                            f"{format_prob(float(frame[final_col].iloc[i]), threshold)}")
+                            f"{format_prob(float(frame[final_col].iloc[i]), threshold)}"
+                            + (f"  \n:orange[{OUTSIDE_TEXT}: {cached['outside'][i]}]"
+                               if flagged[i] else ""))
                 shown = thumbnail(accepted[i].image, 224, crop=True)
                 if cached["maps"] is not None:
                     gap = np.full((shown.shape[0], 8, 3), 255, np.uint8)

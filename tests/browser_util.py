@@ -90,10 +90,12 @@ def wait_for_health(url: str, timeout: float = 90.0, proc: subprocess.Popen | No
 
 @contextlib.contextmanager
 def streamlit_server(artifacts: str | os.PathLike, port: int | None = None, env: dict | None = None,
-                     app: str = "app.py", timeout: float = 90.0) -> Iterator[str]:
+                     app: str = "app.py", timeout: float = 90.0,
+                     address: str | None = "127.0.0.1") -> Iterator[str]:
     """Run ``streamlit run app.py`` headless on a free port with ``CNMC_ARTIFACTS=artifacts``;
     yields the base URL (``http://localhost:PORT``) once healthy, and stops the server and its
-    process group afterwards. Its output goes to ``test-output/logs/streamlit-PORT.log``."""
+    process group afterwards. Its output goes to ``test-output/logs/streamlit-PORT.log``.
+    ``address`` is given as ``--server.address``; None leaves it to ``.streamlit/config.toml``."""
     port = port or free_port()
     LOGS.mkdir(parents=True, exist_ok=True)
     log_path = LOGS / f"streamlit-{port}.log"
@@ -101,8 +103,10 @@ def streamlit_server(artifacts: str | os.PathLike, port: int | None = None, env:
                 "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
                 **(env or {})}
     cmd = [sys.executable, "-m", "streamlit", "run", app, "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1",
-           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+           "--server.port", str(port), "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none"]
+    if address is not None:
+        cmd += ["--server.address", address]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)

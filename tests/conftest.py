@@ -113,6 +113,15 @@ def workspace(tmp_path_factory):
     return build_workspace(tmp_path_factory.mktemp("workspace"))
 
 
+@pytest.fixture(scope="session")
+def synth_workspace(tmp_path_factory):
+    """A tiny synthetic dataset (made by ``synth``) and one run trained on it (see
+    workspace_fixture.py)."""
+    from workspace_fixture import build_synth_workspace
+
+    return build_synth_workspace(tmp_path_factory.mktemp("synth_workspace"))
+
+
 @pytest.fixture
 def three_runs(tmp_path):
     """Three runs A, B, C of decreasing skill on the same images, rows shuffled."""

@@ -27,8 +27,10 @@ def test_explain_run_writes_a_figure(workspace, tmp_path, capsys):
         assert lines[-1] == str(out)
         figure = cv2.imread(str(out))
         assert figure is not None and figure.shape[0] > 300 and figure.shape[1] > 600
+        # first what the model is: its data and its score
+        assert lines[0].startswith(f"{run.name}: trained on real data (recorded) · test AUC")
         if method != "activations":
-            assert "for class all" in lines[0] and "P(ALL)" in lines[0]
+            assert "for class all" in lines[1] and "P(ALL)" in lines[1]
 
 
 def test_explain_ensemble_combines_members(workspace, tmp_path, capsys):

@@ -25,6 +25,7 @@ from cnmc_core.cli.main import main
 from cnmc_core.interop.mlflow_export import MLFLOW_RECORD, read_record
 from cnmc_core.interop.mlflow_payload import param_values
 from cnmc_core.workspace.layout import read_history
+from cnmc_core.workspace.status import write_status
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow.entities import ViewType  # noqa: E402
@@ -85,14 +86,35 @@ def ws(ws_copy, tmp_path_factory):
     study = root / "studies" / "study-a"
     study.mkdir(parents=True)
     (study / "study.json").write_text(json.dumps({
-        "study_id": "study-a", "protocol": "image-kfold", "presets": ["a", "b"], "folds": 2,
-        "seeds": [0], "dataset_fingerprint": "1900896d5ad38e2e",
-        "runs": [runs[0].name, {"run_id": runs[2].name, "fold": 1}]}))
-    (study / "metrics.json").write_text(json.dumps({"comparisons": [
-        {"a": "a", "b": "b", "metric": "roc_auc", "folds": {"mean_diff": 0.03, "p": 0.08},
-         "pooled": {"estimate": 0.028, "low": -0.01, "high": 0.07}}]}))
+        "study_id": "study-a", "kind": "study", "protocol": "image-kfold", "presets": ["a", "b"],
+        "folds": 2, "seeds": [0], "dataset_fingerprint": "1900896d5ad38e2e",
+        "runs": [{"id": runs[0].name, "preset": "a", "fold": 0, "seed": 0},
+                 {"id": runs[2].name, "preset": "b", "fold": 1, "seed": 0}]}))
+    write_status(study, state="completed", kind="study", total=2, done=2, failed=0)
+    # the runs carry their study tag as a study's runs do (study.plan)
+    edit(runs[0], study={"id": "study-a", "preset": "a", "fold": 0, "seed": 0})
+    edit(runs[2], study={"id": "study-a", "preset": "b", "fold": 1, "seed": 0},
+         kfold={"k": 2, "fold": 1})
+    (study / "metrics.json").write_text(json.dumps(_study_metrics()))
     return {"root": root, "runs": runs, "ensemble": next((root / "ensembles").iterdir()),
             "failed": root / "runs" / ws_copy["failed"].name, "study": study}
+
+
+def _study_metrics() -> dict:
+    """A study's metrics.json in the shape study.results writes (two presets, one comparison)."""
+    def scores(auc):
+        ci = {"roc_auc": {"estimate": auc, "low": auc - 0.1, "high": auc + 0.1},
+              "weighted_f1": {"estimate": 0.7, "low": 0.6, "high": 0.8}}
+        folds = [{"fold": k, "seed": 0, "n": 10, "roc_auc": auc, "weighted_f1": 0.7} for k in (0, 1)]
+        return {"pooled": {"roc_auc": auc, "weighted_f1": 0.7, "ci": ci}, "folds": folds,
+                "fold_mean": {"roc_auc": auc, "weighted_f1": 0.7},
+                "fold_sd": {"roc_auc": 0.0, "weighted_f1": 0.0}, "n_subjects": 6, "n_images": 20}
+
+    return {"presets": {"a": scores(0.8), "b": scores(0.77)}, "comparisons": [
+        {"a": "a", "b": "b", "metric": "roc_auc",
+         "folds": {"estimate": 0.03, "mean_diff": 0.03, "p": 0.08, "low": -0.01, "high": 0.07,
+                   "decided": True, "reason": ""},
+         "pooled": {"estimate": 0.028, "low": -0.01, "high": 0.07}}]}
 
 
 def edit(path: Path, **changes) -> None:
@@ -168,7 +190,8 @@ def test_everything_is_read_back_from_the_server(server, ws, exported):
     leaky, synthetic = (client.get_run(exported["ids"][p]).data.tags for p in ws["runs"][1:])
     assert leaky["cnmc.protocol"] == "paper (leaky: split by image)" and leaky["cnmc.leaky"] == "true"
     assert synthetic["cnmc.protocol"] == "subject" and synthetic["cnmc.leaky"] == "false"
-    assert synthetic["cnmc.data_kind"] == "synthetic" and leaky["cnmc.data_kind"] == "unknown"
+    # the leaky one's is as its training recorded it (the fixture tree has no generator marker)
+    assert synthetic["cnmc.data_kind"] == "synthetic" and leaky["cnmc.data_kind"] == "real"
 
 
 def _files(client, run_id, path=None) -> dict:
@@ -242,6 +265,7 @@ def test_a_study_is_a_parent_run_with_its_runs_nested(server, ws, exported):
         child = client.get_run(exported["ids"][folder])  # the same MLflow run, now nested
         assert child.data.tags["mlflow.parentRunId"] == parent_id
         assert child.data.tags["cnmc.study"] == "study-a"
+        assert child.data.tags["cnmc.fold"] == ("0" if folder == ws["runs"][0] else "1")
         assert run_of(folder, server) == exported["ids"][folder]
     nested = client.search_runs([parent.info.experiment_id],
                                 filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'")
@@ -313,6 +337,7 @@ def test_the_compare_page_exports_the_selection(server, ws, exported, monkeypatc
     at = _compare_page(ws, monkeypatch)
     assert "Share" in [s.value for s in at.subheader]
     assert at.button(key="mlflow_export").disabled  # no URI yet
+    at.toggle(key="show_study_runs").set_value(True).run()  # study-a's two runs too
     at.text_input(key="mlflow_uri").set_value(server["uri"]).run()
     at.button(key="mlflow_export").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]

@@ -83,7 +83,8 @@ def test_tags_name_the_protocol_provenance_study_and_fold(ws, tmp_path):
     item = resolve_item(run)
     tags = item_tags(item)
     assert tags["cnmc.protocol"] == "subject" and tags["cnmc.leaky"] == "false"
-    assert tags["cnmc.data_kind"] == "unknown" and tags["cnmc.seed"] == "0"
+    # recorded by the training loop: the fixture tree has no generator marker
+    assert tags["cnmc.data_kind"] == "real" and tags["cnmc.seed"] == "0"
     assert tags["cnmc.dataset_fingerprint"] == item.config["dataset_fingerprint"]
     assert tags["cnmc.preset"] == "fixture_scratch_dd256" and tags["cnmc.version"] == "0.1.0"
     assert tags["cnmc.stages"] == "train: epochs 1-2" and tags["mlflow.runName"] == item.id
@@ -97,6 +98,8 @@ def test_tags_name_the_protocol_provenance_study_and_fold(ws, tmp_path):
     assert tags["cnmc.fold"] == "2" and tags["mlflow.parentRunId"] == "abc"
     _edit_config(run, provenance="real")
     assert item_facts(resolve_item(run))["data_kind"] == "real"
+    _edit_config(run, provenance=None)  # a run trained before provenance was recorded
+    assert item_facts(resolve_item(run))["data_kind"] == "unknown"
     assert protocol_text("image-kfold") == "image-kfold (leaky: split by image)"
     assert protocol_text("subject-kfold") == "subject-kfold"
 

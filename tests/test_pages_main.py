@@ -119,7 +119,8 @@ def test_home_queues_the_demo_runs_and_shows_their_progress(ws, monkeypatch):
 
     queued = []
 
-    def fake_queue(root=None, data=None, presets=demo.DEMO_PRESETS):
+    def fake_queue(root=None, data=None, presets=demo.DEMO_PRESETS, *, actor=None):
+        assert actor is not None and actor.via == "dashboard"  # the page passes who acts
         # create the runs without starting workers: they stay queued
         for name in presets:
             queued.append(create_run({"name": name, "model": name, "stages": [{"epochs": 3}]}, root))
@@ -285,8 +286,9 @@ def test_train_page_launches_then_cancels_a_queued_run(ws, monkeypatch):
 
     launched = []
 
-    def fake_launch(config, root=None, *, detach=True):  # no worker: the run stays queued
-        run = create_run(config, root)
+    def fake_launch(config, root=None, *, detach=True, actor=None):  # no worker: stays queued
+        assert actor is not None and actor.role == "admin"  # no CNMC_AUTH: the OS user
+        run = create_run({**config, "launched_by": actor.launched_by}, root)
         launched.append((run, config))
         return run
 

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from cnmc_core.analysis.errors import analyse_errors
 from cnmc_core.ensemble.live import live_reports
 from cnmc_core.study.ensembles import align_source
-from cnmc_core.study.store import completed_studies
+from cnmc_core.study.listing import completed_studies
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY_CHOICE = "A study (pooled out of fold)"

@@ -112,3 +112,34 @@ def test_a_finished_study_cannot_be_cancelled(study, capsys):
         from cnmc_core.study.runner import cancel_study
 
         cancel_study(study["folder"])
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda m: m["presets"].update(x=[1]), "'presets.x' is not an object"),
+    (lambda m: m["presets"][next(iter(m["presets"]))].pop("folds"), "folds' is missing"),
+    (lambda m: m.update(comparisons=[{"metric": "roc_auc"}]), "'comparisons[0]' is not a comparison"),
+    (lambda m: m.update(ensembles=[]), "'ensembles' is not an object"),
+])
+def test_damaged_study_results_are_a_clear_error(tmp_path, change, words):
+    import json
+
+    from cnmc_core.exceptions import RunError
+    from cnmc_core.study.results import read_results
+
+    metrics = {"presets": {"p": {"pooled": {}, "folds": [], "fold_mean": {}, "fold_sd": {}}},
+               "comparisons": []}
+    assert read_results_ok(tmp_path, metrics)
+    change(metrics)
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(RunError, match="metrics.json is damaged") as err:
+        read_results(tmp_path)
+    assert words in str(err.value) and "study --resume" in str(err.value)
+
+
+def read_results_ok(folder, metrics) -> bool:
+    import json
+
+    from cnmc_core.study.results import read_results
+
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return read_results(folder) == metrics

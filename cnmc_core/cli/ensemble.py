@@ -126,8 +126,10 @@ def _ensemble(args: argparse.Namespace) -> int:
         print(f"ensemble folder: {folder}", file=sys.stderr if args.json else sys.stdout,
               flush=True)
 
+    from cnmc_core.auth.roles import local_actor
+
     path, rows = build_ensemble(
-        args.members, method=args.method, threshold=args.threshold, seed=args.seed,
+        args.members, actor=local_actor("cli"), method=args.method, threshold=args.threshold, seed=args.seed,
         out_dir=out, runs_root=args.runs_dir, ensemble_id=args.name, methods=methods,
         params=params, n_boot=args.n_boot, on_start=started)
     if args.json:

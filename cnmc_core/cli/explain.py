@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from cnmc_core.cli.options import add_artifacts_option
@@ -33,12 +34,17 @@ def _explain(args) -> int:
     from cnmc_core.exceptions import ConfigError
     from cnmc_core.explain.figure import render_figure
     from cnmc_core.explain.members import explain_path
+    from cnmc_core.model_cards import card_text, model_card
     from cnmc_core.workspace.layout import resolve_member
 
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out must be a .png file; got {out}.")
     path = resolve_member(args.path, args.artifacts)
+    card = model_card(path)
+    print(f"{path.name}: {card_text(card)}")
+    if card["warning"]:
+        print(f"warning: {path.name}: {card['warning']}.", file=sys.stderr)
     explanation = explain_path(path, read_image(args.image), method=args.method, layer=args.layer,
                                target=args.target)
     figure = render_figure(explanation)

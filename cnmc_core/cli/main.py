@@ -26,8 +26,10 @@ COMMAND_MODULES = (
     "cnmc_core.cli.ensemble",
     "cnmc_core.cli.synth",
     "cnmc_core.cli.explain",
+    "cnmc_core.cli.predict",
     "cnmc_core.cli.study",
     "cnmc_core.cli.interop",
+    "cnmc_core.cli.users",
 )
 
 

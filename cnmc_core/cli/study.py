@@ -92,7 +92,7 @@ def _summary(folder) -> None:
 def _study(args: argparse.Namespace) -> int:
     from cnmc_core.exceptions import ConfigError
     from cnmc_core.study.plan import plan_study
-    from cnmc_core.study.store import create_study, launch_coordinator, study_path
+    from cnmc_core.study.store import launch_coordinator, start_study, study_path
 
     if args.resume:
         folder = study_path(args.resume, args.artifacts)
@@ -106,12 +106,13 @@ def _study(args: argparse.Namespace) -> int:
                       protocol=args.protocol, backend=args.backend, address=args.address,
                       epochs=args.epochs, image_size=args.image_size, num_cpus=args.num_cpus,
                       num_gpus=args.num_gpus, artifacts=args.artifacts)
-    folder = create_study(plan, args.artifacts)
+    from cnmc_core.auth.roles import local_actor
+
+    folder = start_study(plan, args.artifacts, actor=local_actor("cli"))
     print(folder, flush=True)
     print(f"{len(plan.configs)} runs: {', '.join(plan.presets)} x {plan.folds} folds x "
           f"{len(plan.seeds)} seed(s), {plan.settings()['protocol_label']}, {plan.backend} backend",
           flush=True)
-    launch_coordinator(folder)
     if args.detach:
         print("started in the background; follow it with `python -m cnmc_core runs`")
         print(folder)

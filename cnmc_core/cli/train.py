@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir")
     p.set_defaults(func=_worker)
 
-    p = sub.add_parser("runs", help="list runs and ensembles with state and key metrics")
+    p = sub.add_parser("runs", help="list runs, ensembles and studies with state and key metrics")
     add_artifacts_option(p)
     p.add_argument("--json", action="store_true", help="print JSON records")
     p.set_defaults(func=_runs)
@@ -75,7 +75,9 @@ def _train(args) -> int:
     if not args.detach and config.get("backend"):  # this process trains: Keras is not imported yet
         select_backend(config["backend"])
     # checked completely (model, arguments, weights, data and split) before a run folder exists
-    run_dir = start_run(config, args.artifacts, detach=args.detach)
+    from cnmc_core.auth.roles import local_actor
+
+    run_dir = start_run(config, args.artifacts, detach=args.detach, actor=local_actor("cli"))
     if args.detach:
         pid = read_status(run_dir).get("pid")
         print(f"run queued in the background (pid {pid}); follow it with `python -m cnmc_core runs`")
@@ -126,6 +128,7 @@ def _runs(args) -> int:
     import pandas as pd
 
     from cnmc_core.contracts import DAMAGED, protocol_label
+    from cnmc_core.study.listing import format_studies, list_studies
     from cnmc_core.workspace.listing import list_experiments
 
     frame = list_experiments(args.artifacts)
@@ -140,22 +143,33 @@ def _runs(args) -> int:
     # the protocol as every score names it (the paper's reads "paper (leaky: split by image)")
     frame.insert(frame.columns.get_loc("protocol") + 1, "protocol_label",
                  frame["protocol"].map(protocol_label))
+    studies = list_studies(args.artifacts)
     if args.json:
-        print(json.dumps(json.loads(frame.to_json(orient="records")), indent=2))
+        records = json.loads(frame.to_json(orient="records"))
+        # studies after the runs and ensembles, as records of kind "study" (oldest first)
+        records += [{"kind": "study", **r} for r in json.loads(
+            studies.iloc[::-1].drop(columns=["created_ts"]).to_json(orient="records"))]
+        print(json.dumps(records, indent=2))
         return 0
-    if frame.empty:
+    if frame.empty and studies.empty:
         print("no runs yet: start one with `python -m cnmc_core train --preset demo_scratch --data DIR`")
         return 0
     for row in frame.itertuples():
         problem = row.state in ("failed", DAMAGED) and isinstance(row.error, str) and row.error
         print(f"{row.run_id}  {row.state:<9} {row.model or '':<20} {row.protocol_label:<8} "
               f"val F1 {_score(row.val_weighted_f1, row.val_f1_low, row.val_f1_high)}  "
-              f"test F1 {_score(row.test_weighted_f1, row.test_f1_low, row.test_f1_high)}"
+              f"test F1 {_score(row.test_weighted_f1, row.test_f1_low, row.test_f1_high)}  "
+              f"test AUC {_fmt(row.test_auc, 3) or '-'}  data {row.data_kind or 'unknown'}"
               f" {row.progress}" + (f"  error: {row.error}" if problem else ""))
+    if len(studies):
+        print("studies:")
+        for line in format_studies(studies):
+            print(f"  {line}")
     return 0
 
 
 def _cancel(args) -> int:
+    from cnmc_core.auth.roles import local_actor
     from cnmc_core.workspace.layout import run_path
     from cnmc_core.workspace.queue import cancel_run
 
@@ -163,10 +177,10 @@ def _cancel(args) -> int:
         from cnmc_core.study.runner import cancel_study
         from cnmc_core.study.store import study_path
 
-        done = cancel_study(study_path(args.run, args.artifacts))
+        done = cancel_study(study_path(args.run, args.artifacts), actor=local_actor("cli"))
         print(f"study cancel requested; {done['cancelled']} active run(s) cancelled")
         return 0
-    status = cancel_run(run_path(args.run, args.artifacts))
+    status = cancel_run(run_path(args.run, args.artifacts), actor=local_actor("cli"))
     print(f"cancel requested; state now {status['state']}")
     return 0
 

@@ -1,4 +1,4 @@
-"""Data: files of a dataset tree, images and their limits, C-NMC names and labels CSV, the manifest scan of C-NMC layouts, splits, preprocessing and its cache, Data page summaries, the synthetic stand-in, its realism measures and dataset provenance.
+"""Data: files of a dataset tree, images and their limits, C-NMC names and labels CSV, the manifest scan of C-NMC layouts, splits, preprocessing and its cache, Data page summaries, the synthetic stand-in, its realism measures, dataset provenance and the feature ranges a model saw.
 
 Every public name of the subpackage can be imported from it; the submodule is imported
 on first use, so importing the package stays cheap.
@@ -113,6 +113,8 @@ _EXPORTS = {
     'PROVENANCE_REAL': 'provenance',
     'find_synth_marker': 'provenance',
     'dataset_provenance': 'provenance',
+    'dataset_record': 'provenance',
+    'recorded_kind': 'provenance',
     'FEATURE_NAMES': 'cell_features',
     'FIT_HALF': 'cell_features',
     'HELD_OUT_HALF': 'cell_features',
@@ -120,6 +122,16 @@ _EXPORTS = {
     'features_of_files': 'cell_features',
     'split_subjects': 'cell_features',
     'real_sample_halves': 'cell_features',
+    'Z_LIMIT': 'feature_ranges',
+    'MAX_IMAGES': 'feature_ranges',
+    'OUTSIDE_TEXT': 'feature_ranges',
+    'RANGES_VERSION': 'feature_ranges',
+    'training_ranges': 'feature_ranges',
+    'image_features': 'feature_ranges',
+    'zscores': 'feature_ranges',
+    'outside_features': 'feature_ranges',
+    'outside_text': 'feature_ranges',
+    'read_ranges': 'feature_ranges',
     'default_real_samples': 'synth_realism',
     'FeatureTable': 'synth_realism',
     'synthetic_table': 'synth_realism',

@@ -19,6 +19,8 @@ __all__ = [
     "PROVENANCE_REAL",
     "find_synth_marker",
     "dataset_provenance",
+    "dataset_record",
+    "recorded_kind",
 ]
 
 INFO_NAME = ".synth_info.json"
@@ -95,3 +97,45 @@ def dataset_provenance(root: str | os.PathLike) -> str:
         ConfigError: ``root`` does not exist.
     """
     return PROVENANCE_SYNTHETIC if find_synth_marker(root) is not None else PROVENANCE_REAL
+
+
+def dataset_record(root: str | os.PathLike) -> dict:
+    """What a run records of the dataset it was trained on (its ``config.json`` ``provenance``).
+
+    Returns:
+        ``{"kind": "synthetic" | "real", "marker": path of the generator's marker or None,
+        "generator", "generator_version", "generator_seed"}`` (the last three None for a real
+        dataset). ``"real"`` means no generator marker was found (see
+        :func:`dataset_provenance`). A marker that cannot be read still makes the dataset
+        synthetic; ``"marker_error"`` then says what is wrong with it.
+
+    Raises:
+        ConfigError: ``root`` does not exist.
+    """
+    from cnmc_core.exceptions import CnmcError
+    from cnmc_core.workspace.fileio import read_json
+
+    marker = find_synth_marker(root)
+    record: dict = {"kind": PROVENANCE_REAL, "marker": None, "generator": None,
+                    "generator_version": None, "generator_seed": None}
+    if marker is None:
+        return record
+    record.update(kind=PROVENANCE_SYNTHETIC, marker=str(marker))
+    try:
+        info = read_json(marker, expect=dict)
+    except (OSError, CnmcError) as exc:
+        record["marker_error"] = f"{marker} cannot be read ({exc})"
+        return record
+    record.update(generator=info.get("generator"), generator_version=info.get("generator_version"),
+                  generator_seed=info.get("seed"))
+    return record
+
+
+def recorded_kind(config: dict) -> str:
+    """``synthetic`` or ``real`` as a run's ``config.json`` records it (``provenance``: a string,
+    or an object with ``kind``); ``unknown`` when it does not (a run trained before it was kept:
+    :func:`cnmc_core.model_cards.run_provenance` then looks at the dataset, and says so)."""
+    provenance = config.get("provenance") if isinstance(config, dict) else None
+    if isinstance(provenance, dict):
+        provenance = provenance.get("kind")
+    return str(provenance) if provenance not in (None, "") else "unknown"

@@ -224,14 +224,19 @@ def save_live_ensemble(aligned: AlignedPredictions, weights: Sequence[float], th
                        *, name: str | None = None, seed: int = 0,
                        out_dir: str | os.PathLike | None = None,
                        comparison: list[dict] | None = None,
-                       n_boot: int = 200) -> Path:
+                       n_boot: int = 200, actor=None) -> Path:
     """Save the slider ensemble as ``<ensembles>/<name>/`` (method ``weighted``, the given
     weights and fixed threshold; fitted on nothing, scored on val and test).
 
+    ``actor``: who saves it (see :func:`~cnmc_core.ensemble.store.save_ensemble`).
+
     Raises:
-        ConfigError: bad weights or threshold. RunError: the folder exists. CnmcError: an
-            unsafe name.
+        AccessError: the actor may not save ensembles. ConfigError: bad weights or threshold.
+            RunError: the folder exists. CnmcError: an unsafe name.
     """
+    from cnmc_core.auth.roles import require
+
+    actor = require(actor, "save_ensemble")
     w = normalise_weights(weights, aligned.members)
     t = float(threshold)
     if not 0.0 <= t <= 1.0:
@@ -241,7 +246,7 @@ def save_live_ensemble(aligned: AlignedPredictions, weights: Sequence[float], th
     comb.fit(val.probs, val.y)
     return save_ensemble(aligned, comb, method="weighted", threshold_rule=t, seed=seed,
                          out_dir=out_dir, ensemble_id=name or None, comparison=comparison,
-                         n_boot=n_boot)
+                         n_boot=n_boot, actor=actor)
 
 
 def saved_ensembles_of(ensemble_paths: dict[str, str | os.PathLike], members: Sequence[str]

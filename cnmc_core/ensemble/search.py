@@ -156,6 +156,7 @@ def run_search(
     params: dict[str, dict] | None = None,
     n_boot: int = 1000,
     on_start: Callable[[Path], Any] | None = None,
+    actor=None,
 ) -> tuple[Path, list[dict]]:
     """Resolve, load and align ``members``, fit ``method`` (and the other ``methods``, for the
     report) on val, score them on test, save ``method``: a tracked search.
@@ -173,15 +174,21 @@ def run_search(
     re-raised); a killed search reads as ``failed`` through
     :func:`cnmc_core.workspace.status.effective_status`.
 
+    ``actor`` (None: the local OS user) must be a trainer or admin, and is recorded as
+    ``launched_by``.
+
     Returns:
         ``(ensemble folder, comparison rows)``.
 
     Raises:
-        ConfigError: a bad method, threshold, seed, ``n_boot`` (0 to
+        AccessError: the actor may not save ensembles (checked first). ConfigError: a bad method, threshold, seed, ``n_boot`` (0 to
             :data:`~cnmc_core.metrics.bootstrap.MAX_N_BOOT`) or parameter, or a GA too large
             for the memory guards; RunError: members that cannot be aligned, or an ensemble
             folder that exists; CnmcError: an unsafe ``ensemble_id``.
     """
+    from cnmc_core.auth.roles import require
+
+    actor = require(actor, "save_ensemble")
     if method not in COMBINERS:
         make_combiner(method)  # raises the uniform message
     parse_threshold_rule(threshold)
@@ -208,7 +215,7 @@ def run_search(
     created = time.time()
     base = base_config(aligned, combiners[method], eid=folder.name, method=method,
                        threshold_rule=threshold, seed=seed, created=created,
-                       workspace=workspace)
+                       workspace=workspace, launched_by=actor.launched_by)
     base.update(methods=methods, n_boot=n_boot)
     heartbeat = Heartbeat(folder)
     histories: list[GAHistory] = []

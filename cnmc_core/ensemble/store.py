@@ -118,9 +118,10 @@ def member_refs(paths, workspace: str | os.PathLike) -> list[str]:
 
 def base_config(aligned: AlignedPredictions, combiner: Combiner, *, eid: str, method: str,
                  threshold_rule: float | str, seed: int, created: float,
-                 workspace: str | os.PathLike) -> dict:
+                 workspace: str | os.PathLike, launched_by: str | None = None) -> dict:
     """The part of an ensemble's ``config.json`` known before it is fitted; ``member_paths``
-    are the members' references inside ``workspace`` (:func:`member_refs`)."""
+    are the members' references inside ``workspace`` (:func:`member_refs`); ``launched_by``
+    who saved it (:attr:`cnmc_core.auth.roles.Actor.launched_by`)."""
     return {
         "kind": "ensemble", "ensemble_id": eid, "run_id": eid, "model": f"ensemble:{method}",
         "members": list(aligned.members), "member_paths": member_refs(aligned.paths, workspace),
@@ -130,6 +131,7 @@ def base_config(aligned: AlignedPredictions, combiner: Combiner, *, eid: str, me
         "dataset_fingerprint": aligned.dataset_fingerprint, "seed": seed,
         "params": {k: v for k, v in combiner.get_params().items() if k != "callback"},
         "fitted_on": "val", "created": created,  # epoch seconds, as runs
+        "launched_by": launched_by,
         "versions": {"cnmc_core": __version__, "numpy": np.__version__, "pandas": pd.__version__},
     }
 
@@ -177,6 +179,7 @@ def save_ensemble(
     ensemble_id: str | None = None,
     comparison: list[dict] | None = None,
     n_boot: int = 1000,
+    actor=None,
 ) -> Path:
     """Write a fitted ensemble as ``<out_dir>/<ensemble_id>/`` with a run's files.
 
@@ -188,11 +191,17 @@ def save_ensemble(
     reader never sees half an ensemble. (A search, :func:`cnmc_core.ensemble.search.run_search`,
     writes the same files into a folder that exists, with a live status, from its start.)
     ``out_dir`` defaults to the members' workspace's ``ensembles/`` (:func:`ensemble_workspace`).
+    ``actor`` (None: the local OS user) must be a trainer or admin; it is recorded as
+    ``launched_by``.
 
     Raises:
-        RunError: the ensemble folder already exists; CnmcError: an unsafe ``ensemble_id``;
-            ConfigError: ``out_dir`` outside the members' workspace.
+        AccessError: the actor may not save ensembles; RunError: the ensemble folder already
+            exists; CnmcError: an unsafe ``ensemble_id``; ConfigError: ``out_dir`` outside the
+            members' workspace.
     """
+    from cnmc_core.auth.roles import require
+
+    actor = require(actor, "save_ensemble")
     eid = check_name(ensemble_id or new_ensemble_id(aligned, method, seed, threshold_rule),
                      "ensemble id")
     root, workspace = ensemble_workspace(out_dir, aligned.paths)
@@ -203,7 +212,7 @@ def save_ensemble(
     created = time.time()
     config = fitted_config(aligned, combiner, base_config(
         aligned, combiner, eid=eid, method=method, threshold_rule=threshold_rule, seed=seed,
-        created=created, workspace=workspace))
+        created=created, workspace=workspace, launched_by=actor.launched_by))
     predictions, metrics = ensemble_outputs(aligned, combiner, method=method, seed=seed,
                                              comparison=comparison, n_boot=n_boot)
     tmp = Path(tempfile.mkdtemp(prefix=f".{eid}.", suffix=".tmp", dir=root))

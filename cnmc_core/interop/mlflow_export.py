@@ -253,7 +253,8 @@ def export_to_mlflow(refs: Sequence[str | os.PathLike] | None, tracking_uri: str
                      experiment: str = DEFAULT_EXPERIMENT, include_model: bool = True,
                      include_figures: bool = True, artifacts: str | os.PathLike | None = None,
                      chromium: str | None = None,
-                     progress: Callable[[str], None] | None = None) -> list[ExportResult]:
+                     progress: Callable[[str], None] | None = None,
+                     actor=None) -> list[ExportResult]:
     """Export runs, ensembles and studies to MLflow (see the module docstring).
 
     Args:
@@ -267,14 +268,20 @@ def export_to_mlflow(refs: Sequence[str | os.PathLike] | None, tracking_uri: str
         chromium: the browser for the PNGs (default :func:`cnmc_core.interop.browser.
             find_chromium`).
         progress: called with a line of text per item.
+        actor: who exports (None: the local OS user); a viewer is refused (an export writes
+            to the tracking URI, which may be a path on the server, and into the run folders).
 
     Returns:
         One :class:`ExportResult` per exported item, a study's runs after it.
 
     Raises:
+        AccessError: the actor may not export (a viewer); nothing is written.
         CnmcError: an item that cannot be exported, no Chromium, an unreachable server or a
             refused write; folders of items not exported yet are left unchanged.
     """
+    from cnmc_core.auth.roles import require
+
+    require(actor, "configure")
     say = progress or (lambda text: None)
     if refs:
         items = resolve_items(refs, artifacts, "exported")

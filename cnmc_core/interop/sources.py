@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from cnmc_core.contracts import CONFIG, METRICS, PROTOCOLS, protocol_label
+from cnmc_core.data.provenance import recorded_kind
 from cnmc_core.exceptions import RunError
 from cnmc_core.workspace.fileio import check_name, read_json
 from cnmc_core.workspace.paths import artifacts_root
@@ -211,15 +212,6 @@ _FACT_KEYS = {
 }
 
 
-def _data_kind(config: dict) -> str:
-    """``synthetic`` or ``real`` from the config's ``provenance`` (a string, or an object with
-    ``kind``); ``unknown`` when the run does not record it."""
-    provenance = config.get("provenance")
-    if isinstance(provenance, dict):
-        provenance = provenance.get("kind")
-    return str(provenance) if provenance not in (None, "") else "unknown"
-
-
 def item_facts(item: Item) -> dict[str, Any]:
     """What every export says about an item (values None where the folder does not record
     them): ``kind``, ``id``, ``protocol``, ``protocol_label``, ``leaky``,
@@ -230,9 +222,15 @@ def item_facts(item: Item) -> dict[str, Any]:
     facts: dict[str, Any] = {"kind": item.kind, "id": item.id, "protocol": protocol,
                              "protocol_label": protocol_text(protocol), "leaky": is_leaky(protocol),
                              "dataset_fingerprint": config.get("dataset_fingerprint"),
-                             "data_kind": _data_kind(config)}
+                             "data_kind": recorded_kind(config)}
     for fact, keys in _FACT_KEYS.items():
         facts[fact] = next((config[k] for k in keys if config.get(k) is not None), None)
+    tag = config.get("study")
+    if isinstance(tag, dict):  # a study's run: {"id", "preset", "fold", "seed"} (study.plan)
+        facts["study"] = tag.get("id")
+        facts["fold"] = tag.get("fold") if facts["fold"] is None else facts["fold"]
+    if facts["fold"] is None and isinstance(config.get("kfold"), dict):
+        facts["fold"] = config["kfold"].get("fold")
     if item.kind == "ensemble":
         facts["preset"] = f"ensemble ({config.get('method', '?')})"
     elif item.kind == "study":

@@ -35,6 +35,11 @@ _EXPORTS = {
     "fold_points": "report",
     "paired_matrix": "report",
     "format_study": "report",
+    "list_studies": "listing",
+    "study_of_runs": "listing",
+    "completed_studies": "listing",
+    "study_progress": "listing",
+    "format_studies": "listing",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -23,7 +23,8 @@ from cnmc_core.contracts import KFOLD_PROTOCOLS, protocol_label
 from cnmc_core.exceptions import ConfigError, DataError
 from cnmc_core.validation import check_choice, check_scalar
 
-__all__ = ["BACKENDS", "MAX_FOLDS", "MAX_SEEDS", "StudyPlan", "check_ray_address", "plan_study"]
+__all__ = ["BACKENDS", "MAX_FOLDS", "MAX_SEEDS", "StudyPlan", "check_ray_address", "plan_study",
+           "subjects_per_class"]
 
 #: Where a study's runs train: the local queue of detached workers, or a Ray cluster.
 BACKENDS = ("local", "ray")
@@ -59,7 +60,8 @@ class StudyPlan:
                 "image_size": self.image_size, "resources": dict(self.resources)}
 
 
-def _subjects_per_class(manifest) -> dict[str, int]:
+def subjects_per_class(manifest) -> dict[str, int]:
+    """The labelled subjects of each class (``{"all": n, "hem": n}``) of a manifest."""
     labelled = manifest[manifest["y"].isin([0, 1]) & (manifest["subject"].fillna("") != "")]
     return {"all": int(labelled.loc[labelled["y"] == 1, "subject"].nunique()),
             "hem": int(labelled.loc[labelled["y"] == 0, "subject"].nunique())}
@@ -172,7 +174,7 @@ def plan_study(presets: list[str], *, data: str | os.PathLike, folds: int = 5, s
                           "Give --image-size PX to train them all at one size, or choose presets "
                           "of the same size.")
     manifest = resolve_manifest(data, verify=False)
-    per_class = _subjects_per_class(manifest)
+    per_class = subjects_per_class(manifest)
     fewest = min(per_class, key=per_class.get)
     if protocol == "subject-kfold" and per_class[fewest] < folds:
         raise DataError(f"--folds {folds} needs at least {folds} subjects of each class; the dataset "

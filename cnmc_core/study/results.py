@@ -29,7 +29,7 @@ from cnmc_core.study.pooling import (
 from cnmc_core.study.store import OOF_FILE, POOLED_FILE, read_study
 from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json, read_json
 
-__all__ = ["split_sizes", "write_results", "read_results"]
+__all__ = ["split_sizes", "write_results", "read_results", "results_problem"]
 
 
 def split_sizes(runs: Sequence[StudyRun]) -> tuple[float, float]:
@@ -108,4 +108,49 @@ def read_results(study_dir: str | os.PathLike) -> dict | None:
                        f"{Path(study_dir).name}` to write it again.") from None
     if not isinstance(data, dict) or "presets" not in data:
         raise RunError(f"{path} is not a study's results (no 'presets').")
+    problem = results_problem(data)
+    if problem:
+        raise RunError(f"{path} is damaged: {problem}; run `python -m cnmc_core study --resume "
+                       f"{Path(study_dir).name}` to write it again.")
     return data
+
+
+def _scores_problem(scores, where: str) -> str:
+    if not isinstance(scores, dict):
+        return f"'{where}' is not an object"
+    for name, s in scores.items():
+        if not isinstance(s, dict):
+            return f"'{where}.{name}' is not an object"
+        for key, kind in (("pooled", dict), ("folds", list), ("fold_mean", dict),
+                          ("fold_sd", dict)):
+            if not isinstance(s.get(key), kind):
+                return f"'{where}.{name}.{key}' is missing or not a{'n object' if kind is dict else ' list'}"
+        if not all(isinstance(f, dict) for f in s["folds"]):
+            return f"'{where}.{name}.folds' holds something that is not an object"
+    return ""
+
+
+def _comparisons_problem(comparisons, where: str) -> str:
+    if not isinstance(comparisons, list):
+        return f"'{where}' is not a list"
+    for k, c in enumerate(comparisons):
+        if not (isinstance(c, dict) and isinstance(c.get("metric"), str)
+                and isinstance(c.get("folds"), dict) and "decided" in c["folds"]
+                and isinstance(c.get("pooled"), dict)):
+            return (f"'{where}[{k}]' is not a comparison (an object with 'metric', 'folds' with "
+                    "'decided', and 'pooled')")
+    return ""
+
+
+def results_problem(data: dict) -> str:
+    """What is wrong with the shape of a study's ``metrics.json`` (what the readers of
+    :mod:`cnmc_core.study.report` rely on), or "" when nothing is."""
+    problem = (_scores_problem(data.get("presets"), "presets")
+               or _comparisons_problem(data.get("comparisons", []), "comparisons"))
+    ensembles = data.get("ensembles")
+    if not problem and ensembles is not None:
+        if not isinstance(ensembles, dict):
+            return "'ensembles' is not an object"
+        problem = (_scores_problem(ensembles.get("presets") or {}, "ensembles.presets")
+                   or _comparisons_problem(ensembles.get("comparisons", []), "ensembles.comparisons"))
+    return problem

@@ -42,16 +42,20 @@ def run_states(runs: list[StudyRun]) -> dict[Path, str]:
     return out
 
 
-def cancel_study(study_dir: str | os.PathLike) -> dict:
+def cancel_study(study_dir: str | os.PathLike, *, actor=None) -> dict:
     """Ask a study to stop: its flag is set (the coordinator cancels what is left) and every
-    queued or running run of it is cancelled now. Returns ``{"cancelled": n runs}``.
+    queued or running run of it is cancelled now. Returns ``{"cancelled": n runs}``. ``actor``
+    (None: the local OS user) must be a trainer who launched the study, or an admin.
 
     Raises:
-        RunError: the study is already finished.
+        AccessError: the actor may not cancel this study (nothing is changed). RunError: the
+        study is already finished.
     """
+    from cnmc_core.auth.roles import owner_of, require
     from cnmc_core.contracts import CANCEL_FLAG
 
     study_dir = Path(study_dir)
+    actor = require(actor, "cancel", owner=owner_of(study_dir), what=f"study {study_dir.name}")
     state = effective_status(study_dir).get("state")
     if state not in ACTIVE_STATES:
         raise RunError(f"Study {study_dir.name} is {state}; only a queued or running study can be "
@@ -61,7 +65,7 @@ def cancel_study(study_dir: str | os.PathLike) -> dict:
     for run, run_state in run_states(study_runs(study_dir)).items():
         if run_state in ACTIVE_STATES:
             try:
-                cancel_run(run)
+                cancel_run(run, actor=actor)  # its runs record the study's launcher
                 n += 1
             except RunError:  # it ended in between
                 pass

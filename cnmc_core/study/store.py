@@ -34,7 +34,7 @@ from cnmc_core.workspace.paths import artifacts_dir, studies_dir
 from cnmc_core.workspace.status import write_status
 
 __all__ = ["STUDY_FILE", "OOF_FILE", "POOLED_FILE", "create_study", "read_study", "study_runs",
-           "study_path", "completed_studies", "launch_coordinator"]
+           "study_path", "launch_coordinator", "start_study"]
 
 STUDY_FILE = "study.json"
 OOF_FILE = "oof.csv"
@@ -99,51 +99,29 @@ def study_runs(study_dir: str | os.PathLike) -> list[StudyRun]:
     return out
 
 
-def completed_studies(root: str | os.PathLike | None = None) -> dict[str, str]:
-    """The workspace's completed studies, newest first: folder -> a label (``study-...: presets,
-    K folds x S seeds, protocol``), what the Ensemble and Errors pages offer to analyse pooled
-    out of fold. Studies still running, failed, cancelled or damaged are left out.
-
-    Raises:
-        ConfigError: the artifacts folder cannot be used (it is a file...).
-    """
-    from cnmc_core.contracts import protocol_label
-    from cnmc_core.workspace.status import effective_status
-
-    base = studies_dir(root, create=False)
-    found = []
-    for path in sorted(base.iterdir()) if base.is_dir() else []:
-        try:
-            if not path.is_dir() or effective_status(path).get("state") != "completed":
-                continue
-            study = read_study(path)
-        except (OSError, ValueError):  # CnmcError included: a damaged study is not offered
-            continue
-        seeds = study.get("seeds")
-        label = (f"{path.name}: {', '.join(map(str, study.get('presets') or []))}, "
-                 f"{study.get('folds')} folds x {len(seeds) if isinstance(seeds, list) else seeds} "
-                 f"seed(s), {protocol_label(study.get('protocol'))}")
-        created = study.get("created")
-        found.append((created if isinstance(created, (int, float)) else 0.0, str(path), label))
-    return {path: label for _, path, label in sorted(found, reverse=True)}
-
-
-def create_study(plan: StudyPlan, root: str | os.PathLike | None = None) -> Path:
+def create_study(plan: StudyPlan, root: str | os.PathLike | None = None, *, actor=None) -> Path:
     """Create the study's folder and its runs: ``study.json``, a queued ``status.json``, then
     one run folder per config (tagged with the study), started on the local queue at once for
     the ``local`` backend, left queued for the coordinator to submit for ``ray``.
 
     Nothing is created before :func:`cnmc_core.study.plan.plan_study` has checked every run.
+    ``actor`` (None: the local OS user) must be a trainer or admin; the study and its runs
+    record it as ``launched_by``.
 
     Raises:
-        RunError: the artifacts folder is not writable.
+        AccessError: the actor may not launch studies (nothing is created). RunError: the
+        artifacts folder is not writable.
     """
+    from cnmc_core.auth.roles import require
     from cnmc_core.training.launch import start_runs
+
+    actor = require(actor, "launch_study")
+    require(actor, "launch")
 
     folder = make_unique_folder(studies_dir(root), lambda: _study_id(plan.presets), "study")
     created = time.time()
     study = {"study_id": folder.name, "kind": "study", "created": created, **plan.settings(),
-             "runs": []}
+             "launched_by": actor.launched_by, "runs": []}
     write_status(folder, state="queued", kind="study", created=created, pid=None,
                  heartbeat=created, done=0, total=len(plan.configs), failed=0, error=None,
                  message="creating the runs")
@@ -154,7 +132,7 @@ def create_study(plan: StudyPlan, root: str | os.PathLike | None = None) -> Path
         config["study"] = {"id": folder.name, "preset": config["name"],
                            "fold": config["kfold"]["fold"], "seed": config["seed"]}
         configs.append(config)
-    runs = start_runs(configs, root, detach=plan.backend == "local")
+    runs = start_runs(configs, root, detach=plan.backend == "local", actor=actor)
     study["runs"] = [{"id": path.name, "path": f"runs/{path.name}", "preset": c["name"],
                       "fold": c["kfold"]["fold"], "seed": c["seed"]}
                      for path, c in zip(runs, configs)]
@@ -198,3 +176,18 @@ def launch_coordinator(study_dir: str | os.PathLike, resume: bool = False) -> in
     if read_status(study_dir).get("pid") is None:
         write_status(study_dir, **process_fields(pid), heartbeat=wall_time())
     return pid
+
+
+def start_study(plan: StudyPlan, root: str | os.PathLike | None = None, *, actor=None) -> Path:
+    """Create a checked study (:func:`create_study`) and start its coordinator as a detached
+    process (:func:`launch_coordinator`): what ``study`` (with or without ``--detach``) and the
+    Train page do. Returns the study folder; nothing of it runs in the caller's process.
+    ``actor``: who launches it (see :func:`create_study`).
+
+    Raises:
+        AccessError: the actor may not launch studies (nothing is created). RunError: the
+        artifacts folder is not writable.
+    """
+    folder = create_study(plan, root, actor=actor)
+    launch_coordinator(folder)
+    return folder

@@ -62,6 +62,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple | None, str]] = {
     "paper_reported": ((dict, type(None)), None, "figures the paper reports for this experiment"),
     "kfold": ((dict, type(None)), None, "{k, fold} of a k-fold protocol: fold i test, i + 1 val"),
     "study": ((dict, type(None)), None, "the study a run belongs to: {id, preset, fold, seed}"),
+    "launched_by": ((str, type(None)), None, "who launched the run: dashboard:NAME, cli:OSUSER"),
 }
 STAGE_SCHEMA: dict[str, tuple[tuple[type, ...], tuple | None, str]] = {
     "name": ((str,), None, "stage name"),
@@ -105,6 +106,7 @@ DEFAULTS: dict[str, Any] = {
     "paper_reported": None,
     "kfold": None,
     "study": None,
+    "launched_by": None,
 }
 
 

@@ -66,13 +66,14 @@ def check_config(config: dict) -> pd.DataFrame:
 
 
 def start_runs(configs: Iterable[dict], root: str | os.PathLike | None = None, *,
-               detach: bool = True) -> list[Path]:
-    """Check every config, then create a run folder for each and start its worker.
+               detach: bool = True, actor=None) -> list[Path]:
+    """Check who asks and every config, then create a run folder for each and start its worker.
 
-    Nothing is created unless every config passes :func:`check_config`. The dataset path is
-    recorded absolute (``~`` expanded), so that the run means the same from any folder, and
-    the backend resolved (the config's, else this process's ``KERAS_BACKEND``): each worker
-    is started with ``KERAS_BACKEND`` set to it.
+    Nothing is created unless ``actor`` may launch runs and every config passes
+    :func:`check_config`. The dataset path is recorded absolute (``~`` expanded), so that the
+    run means the same from any folder; ``launched_by`` records the actor (any value the config
+    carried is replaced); the backend is resolved (the config's, else this process's
+    ``KERAS_BACKEND``): each worker is started with ``KERAS_BACKEND`` set to it.
 
     Args:
         configs: run configs (not changed).
@@ -80,24 +81,31 @@ def start_runs(configs: Iterable[dict], root: str | os.PathLike | None = None, *
         detach: start each run's worker as a detached process (state ``queued``: the queue
             trains them one at a time, in this order); False only creates the folders, for the
             caller to train with :func:`~cnmc_core.training.loop.train_run`.
+        actor: the :class:`~cnmc_core.auth.roles.Actor` launching (None: the local OS user);
+            a viewer is refused.
 
     Returns:
         The run folders, in the order of ``configs``.
 
     Raises:
-        ConfigError / DataError: a check failed; nothing was created. RunError: the artifacts
-        folder is not writable.
+        AccessError: the actor may not launch runs; nothing was created. ConfigError /
+        DataError: a check failed; nothing was created. RunError: the artifacts folder is not
+        writable.
     """
+    from cnmc_core.auth.roles import require
     from cnmc_core.workspace.layout import create_run
     from cnmc_core.workspace.queue import launch_run
 
+    actor = require(actor, "launch")
     checked = []
     for config in configs:
         config = copy.deepcopy(config)
+        config.pop("launched_by", None)
         if config.get("data"):
             config["data"] = str(Path(str(config["data"])).expanduser().resolve())
         check_config(config)
         config["backend"] = resolve_backend(config)
+        config["launched_by"] = actor.launched_by
         checked.append(config)
     runs = []
     for config in checked:  # each launched as soon as it exists: none is left queued unstarted
@@ -107,14 +115,16 @@ def start_runs(configs: Iterable[dict], root: str | os.PathLike | None = None, *
     return runs
 
 
-def start_run(config: dict, root: str | os.PathLike | None = None, *, detach: bool = True) -> Path:
+def start_run(config: dict, root: str | os.PathLike | None = None, *, detach: bool = True,
+              actor=None) -> Path:
     """:func:`start_runs` for one config: its run folder (queued with a detached worker, or
     ready for a foreground :func:`~cnmc_core.training.loop.train_run` with ``detach=False``).
 
     Raises:
-        ConfigError / DataError: the check failed; nothing was created.
+        AccessError: ``actor`` may not launch runs. ConfigError / DataError: the check failed;
+        nothing was created.
     """
-    return start_runs([config], root, detach=detach)[0]
+    return start_runs([config], root, detach=detach, actor=actor)[0]
 
 
 def preset_models() -> list[str]:

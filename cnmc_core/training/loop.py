@@ -8,6 +8,10 @@ in the foreground or the dashboard launches it as a detached worker process
    stopping on val loss and the best weights restored;
 3. writes ``history.jsonl`` each epoch, ``status.json`` (heartbeat every 2 s, epoch and batch),
    and at the end ``predictions.csv`` (val and test), ``metrics.json`` and ``model.keras``.
+
+Before training it records in ``config.json`` what the data is (``provenance``: synthetic or
+real, the generator's version and seed, the fingerprint) and writes ``feature_ranges.json``, the
+hand features' mean and sd over the training images (:mod:`cnmc_core.data.feature_ranges`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import numpy as np
 import pandas as pd
 
 from cnmc_core import __version__
-from cnmc_core.contracts import CONFIG, LOG, METRICS, PREDICTIONS, protocol_label
+from cnmc_core.contracts import CONFIG, FEATURE_RANGES, LOG, METRICS, PREDICTIONS, protocol_label
+from cnmc_core.data.feature_ranges import training_ranges
+from cnmc_core.data.provenance import dataset_record
 from cnmc_core.exceptions import ConfigError
 from cnmc_core.training.backend import (
     backend_versions,
@@ -32,7 +38,7 @@ from cnmc_core.training.backend import (
     prepare_runtime,
     select_backend,
 )
-from cnmc_core.training.pipeline import prepare_data, split_arrays, training_arrays
+from cnmc_core.training.pipeline import prepare_data, split_arrays, train_paths, training_arrays
 from cnmc_core.workspace.fileio import atomic_write_csv, atomic_write_json, read_json
 from cnmc_core.workspace.queue import CancelledError, cancel_requested, queue_slot
 from cnmc_core.workspace.status import Heartbeat, process_fields
@@ -151,15 +157,24 @@ def _train(run_dir: Path, config: dict, status: Heartbeat, log, artifacts) -> di
     with runtime.scope():
         model = create_model(config["model"], image_size=config["image_size"], weights=config["weights"],
                              **config.get("model_args", {}))
-    # record what was resolved: the data fingerprint and the versions
+    # record what was resolved: the data fingerprint, what the data is, and the versions
     resolved = read_json(run_dir / CONFIG)
     counts = bundle.split.groupby(["split", "y"]).size()
     resolved.update(
         backend=backend, dataset_fingerprint=bundle.fingerprint, versions=library_versions(),
+        provenance={**dataset_record(config["data"]), "fingerprint": bundle.fingerprint},
         split_counts={f"{s}_{'all' if y else 'hem'}": int(n) for (s, y), n in counts.items()},
         cache_key=bundle.cache.key, params=int(model.count_params()),
     )
     atomic_write_json(run_dir / CONFIG, resolved)
+
+    status.update(message="measuring the training images")
+    t0 = time.perf_counter()
+    ranges = training_ranges(train_paths(bundle), seed=seed)
+    atomic_write_json(run_dir / FEATURE_RANGES, ranges)
+    log(f"provenance: {resolved['provenance']['kind']} data; hand features of "
+        f"{ranges['n_images']} of {ranges['n_train']} training images kept in {FEATURE_RANGES} "
+        f"({time.perf_counter() - t0:.1f} s)")
 
     train_x, train_y = training_arrays(bundle, config)
     val_part, val_x = split_arrays(bundle, "val")
@@ -211,7 +226,8 @@ def _train(run_dir: Path, config: dict, status: Heartbeat, log, artifacts) -> di
                                   "prob": prob, "subject": part["subject"]}))
         metrics[name] = full_report(part["y"].to_numpy(), prob, 0.5, subjects=part["subject"].to_numpy(),
                                     seed=seed)
-    metrics.update(split_protocol=config["split_protocol"], threshold=0.5,
+    metrics.update(split_protocol=config["split_protocol"],
+                   protocol_label=protocol_label(config["split_protocol"]), threshold=0.5,
                    epochs_trained=offset, paper_reported=config.get("paper_reported"))
     status.update(message="saving the model")
     save_model(model, run_dir)

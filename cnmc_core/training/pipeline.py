@@ -18,7 +18,7 @@ from cnmc_core.data.balance import apply_transform, balance_training
 from cnmc_core.data.splits import make_split
 from cnmc_core.exceptions import ConfigError, DataError
 
-__all__ = ["DataBundle", "plan_split", "prepare_data", "training_arrays", "split_arrays"]
+__all__ = ["DataBundle", "plan_split", "prepare_data", "training_arrays", "split_arrays", "train_paths"]
 
 
 @dataclass
@@ -103,3 +103,10 @@ def training_arrays(bundle: DataBundle, config: dict) -> tuple[np.ndarray, np.nd
 def split_arrays(bundle: DataBundle, name: str) -> tuple[pd.DataFrame, np.ndarray]:
     part = bundle.split[bundle.split["split"] == name].reset_index(drop=True)
     return part, bundle.cache.get(part["image_id"].tolist())
+
+
+def train_paths(bundle: DataBundle) -> list[str]:
+    """The image files of the training split (before balancing), in split order."""
+    ids = bundle.split.loc[bundle.split["split"] == "train", "image_id"]
+    path_of = dict(zip(bundle.manifest["image_id"], bundle.manifest["path"]))
+    return [str(path_of[i]) for i in ids]

@@ -34,21 +34,22 @@ __all__ = [
 SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-def _create_temp(path: Path) -> tuple[int, Path]:
+def _create_temp(path: Path, file_mode: int = 0o666) -> tuple[int, Path]:
     """A new file beside ``path``, created as ``open()`` would create it: mode 0o666 less the
     umask (``mkstemp`` gives 0o600, so files replaced through it were private while every other
-    file of the workspace was not)."""
+    file of the workspace was not); ``file_mode`` 0o600 for a private file."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
         tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
         try:
-            return os.open(tmp, flags, 0o666), tmp
+            return os.open(tmp, flags, file_mode), tmp
         except FileExistsError:  # 48 random bits taken: try another name
             continue
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(path.parent))
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], mode: str = "w") -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], mode: str = "w",
+                 private: bool = False) -> Path:
     """Write ``path`` atomically: ``write(fh)`` fills a temporary file that then replaces it.
 
     The file gets the mode a new file gets from ``open()``: 0o666 less the process umask (0o644
@@ -58,13 +59,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], mode: str
         path: the target file; its folder must exist.
         write: called with an open file handle (text or binary according to ``mode``).
         mode: ``"w"`` for text (UTF-8), ``"wb"`` for bytes.
+        private: give the file mode 0o600 (owner only), whatever the umask, from the moment it
+            exists (the users file holds password hashes).
 
     Returns:
         The target path. On any error the target is left as it was and the temporary file removed.
     """
     path = Path(path)
-    fd, tmp = _create_temp(path)
+    fd, tmp = _create_temp(path, 0o600 if private else 0o666)
     try:
+        if private:
+            os.fchmod(fd, 0o600)
         kwargs = {"encoding": "utf-8", "newline": ""} if "b" not in mode else {}
         with os.fdopen(fd, mode, **kwargs) as fh:
             write(fh)
@@ -80,15 +85,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], mode: str
     return path
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Replace ``path`` atomically with ``text`` (UTF-8)."""
-    return atomic_write(path, lambda fh: fh.write(text))
+def atomic_write_text(path: str | os.PathLike, text: str, private: bool = False) -> Path:
+    """Replace ``path`` atomically with ``text`` (UTF-8); ``private``: mode 0o600."""
+    return atomic_write(path, lambda fh: fh.write(text), private=private)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Replace ``path`` atomically with ``obj`` as indented JSON (NaN written as ``null``)."""
+def atomic_write_json(path: str | os.PathLike, obj: Any, private: bool = False) -> Path:
+    """Replace ``path`` atomically with ``obj`` as indented JSON (NaN written as ``null``);
+    ``private``: mode 0o600."""
     text = json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False)
-    return atomic_write_text(path, text + "\n")
+    return atomic_write_text(path, text + "\n", private=private)
 
 
 def atomic_write_csv(path: str | os.PathLike, frame) -> Path:

@@ -212,11 +212,19 @@ def read_history(run_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def delete_run(run_dir: str | os.PathLike) -> None:
-    """Delete a finished run's folder; an active run must be cancelled first."""
+def delete_run(run_dir: str | os.PathLike, *, actor=None) -> None:
+    """Delete a finished run's folder; an active run must be cancelled first. ``actor`` (None:
+    the local OS user) must be a trainer who launched the run, or an admin.
+
+    Raises:
+        AccessError: the actor may not delete this run. RunError: the run is still active.
+    """
     import shutil
 
+    from cnmc_core.auth.roles import owner_of, require
+
     run_dir = Path(run_dir)
+    require(actor, "delete", owner=owner_of(run_dir), what=f"run {run_dir.name}")
     status = effective_status(run_dir)
     if status["state"] in ACTIVE_STATES:
         raise RunError(f"Run {run_dir.name} is {status['state']}; cancel it before deleting it.")

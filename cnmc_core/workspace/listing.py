@@ -71,7 +71,7 @@ EXPERIMENT_COLUMNS = [
     "run_id", "kind", "state", "preset", "model", "protocol", "seed", "image_size", "created",
     "epoch", "epochs", "val_weighted_f1", "val_f1_low", "val_f1_high", "val_auc",
     "test_weighted_f1", "test_f1_low", "test_f1_high", "test_auc", "error", "path", "created_ts",
-    "message", "progress", "dataset", "group", "n_val", "n_test", "has_model",
+    "message", "progress", "dataset", "group", "n_val", "n_test", "has_model", "data_kind",
 ]
 
 #: The summary index: every final summary of the workspace in one file, so that a fresh process

@@ -155,19 +155,24 @@ def _end_unresponsive(run_dir: Path, status: dict, state: str, reason: str) -> d
     return write_status(run_dir, state=state, message=state, error=reason, finished=wall_time())
 
 
-def cancel_run(run_dir: str | os.PathLike) -> dict:
+def cancel_run(run_dir: str | os.PathLike, *, actor=None) -> dict:
     """Ask a run to stop: it finishes its current batch and is marked ``cancelled``.
 
     A run whose process runs on another host (a Ray node) gets only the request, which it reads
     at its next batch. A run whose process is already gone is marked ``cancelled`` (if it had not finished) at once.
     An ``unresponsive`` one (live process, no heartbeat: stopped or hung) cannot react to the
     request: its process group is killed, which frees its queue slot, and it is marked
-    ``cancelled``. Returns the status after the request.
+    ``cancelled``. ``actor`` (None: the local OS user) must be a trainer who launched the run,
+    or an admin. Returns the status after the request.
 
     Raises:
-        RunError: the run is not queued, running or unresponsive.
+        AccessError: the actor may not cancel this run (nothing is changed). RunError: the run
+        is not queued, running or unresponsive.
     """
+    from cnmc_core.auth.roles import owner_of, require
+
     run_dir = Path(run_dir)
+    require(actor, "cancel", owner=owner_of(run_dir), what=f"run {run_dir.name}")
     status = effective_status(run_dir)
     if status["state"] not in ACTIVE_STATES:
         raise RunError(f"Run {run_dir.name} is {status['state']}; only queued, running or "

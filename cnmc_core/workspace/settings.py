@@ -78,8 +78,17 @@ def chosen_dataset(root: str | os.PathLike | None = None) -> str | None:
     return None
 
 
-def set_chosen_dataset(path: str | os.PathLike | None, root: str | os.PathLike | None = None) -> str | None:
-    """Record ``path`` (made absolute) as the chosen dataset; None clears the choice."""
+def set_chosen_dataset(path: str | os.PathLike | None, root: str | os.PathLike | None = None, *,
+                       actor=None) -> str | None:
+    """Record ``path`` (made absolute) as the chosen dataset; None clears the choice.
+
+    Raises:
+        AccessError: ``actor`` (None: the local OS user) may not change the workspace's settings
+        (a viewer).
+    """
+    from cnmc_core.auth.roles import require
+
+    require(actor, "configure")
     value = None if path is None else str(Path(path).expanduser().resolve())
     save_settings(root, dataset=value)
     return value
@@ -93,10 +102,13 @@ def chosen_protocol(root: str | os.PathLike | None = None) -> str:
     return value if value in SPLIT_PROTOCOLS else "subject"
 
 
-def set_chosen_protocol(name: str, root: str | os.PathLike | None = None) -> str:
-    """Record the split protocol; an unknown name raises ConfigError listing the known ones."""
+def set_chosen_protocol(name: str, root: str | os.PathLike | None = None, *, actor=None) -> str:
+    """Record the split protocol; an unknown name raises ConfigError listing the known ones,
+    an ``actor`` that may not change the workspace's settings (a viewer) AccessError."""
+    from cnmc_core.auth.roles import require
     from cnmc_core.contracts import protocol_info
 
+    require(actor, "configure")
     protocol_info(name)
     save_settings(root, split_protocol=name)
     return name

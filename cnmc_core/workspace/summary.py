@@ -4,7 +4,9 @@ The listing (:mod:`cnmc_core.workspace.listing`) reads this file instead of each
 config, status, metrics and predictions. It holds the state, kind, preset, model, protocol,
 seed, image size, creation time, dataset fingerprint, the val/test image counts and the
 alignment ``group`` key (members of one group were scored on the same images), val/test weighted
-F1 with its CI and AUC, whether a run has its model, and ``sources``: the size and modification
+F1 with its CI and AUC, whether a run has its model, the kind of data it records it was trained
+on (``data_kind``: synthetic, real, or unknown for a run trained before it was kept), and
+``sources``: the size and modification
 time (ns) of every file it was computed from.
 
 - It is written atomically when a job ends (the training loop, the ensemble store and search:
@@ -37,6 +39,7 @@ from cnmc_core.contracts import (
     STATUS,
     SUMMARY,
 )
+from cnmc_core.data.provenance import recorded_kind
 from cnmc_core.exceptions import CnmcError, RunError
 from cnmc_core.workspace.fileio import atomic_write_json, json_kind, read_json
 from cnmc_core.workspace.layout import history_text
@@ -58,14 +61,14 @@ __all__ = [
 ]
 
 #: Bumped when the fields change: a summary of another version is stale.
-SUMMARY_VERSION = 2
+SUMMARY_VERSION = 3
 _METRIC_FIELDS = [f"{s}_{m}" for s in SCORED_SPLITS
                   for m in ("weighted_f1", "f1_low", "f1_high", "auc")]
 #: The fields of a summary besides ``version``, ``kind`` and ``sources``.
 SUMMARY_FIELDS = ["id", "state", "error", "message", "preset", "model", "protocol", "seed",
                   "image_size", "created", "dataset", "epoch", "epochs", "n_val", "n_test",
                   "group", *_METRIC_FIELDS, "has_model", "weights_ok", "members",
-                  "member_places"]
+                  "member_places", "data_kind"]
 _FIX = "restore the file, or delete the folder"
 
 
@@ -152,6 +155,7 @@ def _config_fields(path: Path, config: dict, kind: str) -> dict:
         "image_size": _typed(config, "image_size", "an integer", where),
         "created": _typed(config, "created", number, where),
         "dataset": _typed(config, "dataset_fingerprint", text, where),
+        "data_kind": recorded_kind(config),
     }
     if kind == "ensemble":
         method = _typed(config, "method", text, where)
