@@ -99,7 +99,12 @@ def test_compare_draws_its_charts(app, page):
 
 def test_launch_a_tiny_run_and_watch_it_complete(app, page):
     open_page(page, app["url"], "Train")
-    assert page.get_by_label("Dataset (folder or manifest CSV)", exact=True).input_value() == str(app["data"].resolve())
+    # the run form's (the study form below has its own), filled in once the page has run
+    from playwright.sync_api import expect
+
+    run_form = page.locator('[data-testid="stForm"]').filter(has=page.get_by_role("button", name="Launch run"))
+    expect(run_form.get_by_label("Dataset (folder or manifest CSV)", exact=True)).to_have_value(
+        str(app["data"].resolve()), timeout=30_000)
     assert page.get_by_text("subject", exact=True).count() >= 1  # the protocol chosen on the Data page
     epochs = page.get_by_label("Epochs (max)", exact=True)
     epochs.fill("1")

@@ -55,9 +55,9 @@ def _predict(args) -> int:
     print(f"{path.name}: {card_text(card)}")
     if card["warning"]:
         print(f"warning: {path.name}: {card['warning']}.", file=sys.stderr)
-    from cnmc_core.training.loop import import_tensorflow
+    from cnmc_core.training.backend import import_backend
 
-    import_tensorflow()  # its start-up lines kept off stderr
+    import_backend()  # TensorFlow's start-up lines kept off stderr
     per, final = score_selection([path], images)
     outside, notes = outside_flags([path], images)
     for note in notes:
