@@ -174,6 +174,15 @@ def page_link(path: str, label: str, icon: str) -> None:
         st.caption(f"{label}: open it from the navigation.")
 
 
+def file_mtime(folder: str, name: str) -> float:
+    """The modification time of ``folder/name`` (0 when it is missing): the cache key that makes
+    a page re-read a file once it changed."""
+    try:
+        return (Path(folder) / name).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def workspace_root() -> Path:
     """The artifacts folder ($CNMC_ARTIFACTS or ./artifacts); when it cannot be used (it is a
     file...), the page says why and what to do, and stops."""

@@ -5,8 +5,6 @@ with CIs, the per-fold dots and the paired matrices. Everything shown is compute
 
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
 from cnmc_core.analysis.study_views import (
@@ -21,15 +19,9 @@ from cnmc_core.exceptions import CnmcError
 from cnmc_core.study.listing import study_progress
 from cnmc_core.study.results import read_results
 from cnmc_core.workspace.progress import STATE_ICONS
+from page_common import file_mtime
 
 __all__ = ["studies_section"]
-
-
-def _mtime(path: str, name: str) -> float:
-    try:
-        return os.path.getmtime(os.path.join(path, name))
-    except OSError:
-        return 0.0
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -40,7 +32,7 @@ def load_results(path: str, mtime: float):
 def _study_results(row) -> None:
     """A study's results: the preset table, the per-fold dots, the paired matrices."""
     try:
-        results = load_results(row.path, _mtime(row.path, "metrics.json"))
+        results = load_results(row.path, file_mtime(row.path, "metrics.json"))
     except CnmcError as exc:
         st.error(f"{exc}", icon=":material/error:")
         return

@@ -46,6 +46,7 @@ from cnmc_core.study.listing import study_of_runs
 from page_common import (
     active_run_card,
     can,
+    file_mtime,
     load_studies,
     rerun_app_on_change,
     page_start,
@@ -55,13 +56,6 @@ from page_common import (
 from page_studies import studies_section
 
 ROOT = workspace_root()
-
-
-def _mtime(path: str, name: str) -> float:
-    try:
-        return os.path.getmtime(os.path.join(path, name))
-    except OSError:
-        return 0.0
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -150,7 +144,7 @@ def learning_curves(selected) -> None:
     histories = {}
     for row in selected.itertuples():
         if row.kind == "run":
-            h = load_history(row.path, _mtime(row.path, "history.jsonl"))
+            h = load_history(row.path, file_mtime(row.path, "history.jsonl"))
             if not h.empty:
                 histories[row.name] = h
     if not histories:
@@ -221,7 +215,7 @@ def roc_pr_section(selected, split: str) -> None:
     st.subheader("ROC and precision-recall curves")
     curves = {}
     for row in selected.itertuples():
-        points = load_curves(row.path, split, _mtime(row.path, "predictions.csv"))
+        points = load_curves(row.path, split, file_mtime(row.path, "predictions.csv"))
         if points is not None:
             curves[row.name] = points
     if not curves:
@@ -240,7 +234,7 @@ def config_section(selected) -> None:
         return
     hide = st.toggle("Hide fields that are identical in every selected run", value=True, key="hide_identical")
     configs, problems = load_configs(tuple(selected["path"]), tuple(selected["name"]),
-                                     tuple(_mtime(p, "config.json") for p in selected["path"]))
+                                     tuple(file_mtime(p, "config.json") for p in selected["path"]))
     for name, why in problems.items():
         st.error(f"{name}: its config cannot be read ({why}).")
     diff = config_diff(configs, hide_identical=hide)
@@ -254,7 +248,7 @@ def metrics_section(selected, split: str) -> None:
     st.subheader("Metrics table")
     paths = tuple(selected["path"])
     names = tuple(selected["name"])
-    mtimes = tuple(_mtime(p, "metrics.json") for p in paths)
+    mtimes = tuple(file_mtime(p, "metrics.json") for p in paths)
     table = load_metrics_table(paths, names, split, mtimes)
     if table.empty:
         st.info("None of the selected runs has metrics yet.")

@@ -4,6 +4,7 @@ tests: a truth table of val/test images with subjects, and members of chosen ski
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +171,14 @@ def write_study(root: Path, presets=("demo_a", "demo_b"), k: int = 3, n_subjects
                                                        "done": len(entries),
                                                        "total": len(entries)}))
     return study_dir
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2) -> None:
+    """Return once ``predicate()`` is true; fail the test after ``timeout`` seconds, naming
+    ``what`` was awaited."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

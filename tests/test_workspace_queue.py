@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from run_fixtures import wait_until
 from conftest import make_kaggle_tree
 
 from cnmc_core.exceptions import RunError
@@ -82,14 +83,6 @@ def test_damaged_run_folder_is_listed_as_damaged(tmp_path):
     assert frame.loc[0, "state"] == "damaged" and "not valid JSON" in frame.loc[0, "error"]
 
 
-def _wait(predicate, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
 
 def test_queue_cancel_and_kill(tmp_path):
     """One run trains; a second waits in the queue (limit 1) and is cancelled there; the first is
@@ -104,24 +97,24 @@ def test_queue_cancel_and_kill(tmp_path):
     second = create_run(config, art)
     launch_run(first, env=env)
     launch_run(second, env=env)
-    _wait(lambda: read_history(first).shape[0] >= 1, 120, "the first run's first epoch")
+    wait_until(lambda: read_history(first).shape[0] >= 1, 120, "the first run's first epoch")
     assert effective_status(first)["state"] == "running"
     assert effective_status(second)["state"] == "queued"  # the queue runs one at a time
 
     cancel_run(second)
-    _wait(lambda: read_status(second)["state"] == "cancelled", 30, "the queued run to be cancelled")
+    wait_until(lambda: read_status(second)["state"] == "cancelled", 30, "the queued run to be cancelled")
 
     pid = read_status(first)["pid"]
     os.kill(pid, signal.SIGKILL)
-    _wait(lambda: effective_status(first)["state"] == "failed", 30, "the killed run to show failed")
+    wait_until(lambda: effective_status(first)["state"] == "failed", 30, "the killed run to show failed")
     assert "gone" in effective_status(first)["error"]
     assert read_history(first).shape[0] >= 1  # the history up to the last finished epoch is kept
 
     third = create_run(config, art)
     launch_run(third, env=env)
-    _wait(lambda: read_status(third)["state"] == "running", 90, "a new run to start after the kill")
+    wait_until(lambda: read_status(third)["state"] == "running", 90, "a new run to start after the kill")
     cancel_run(third)
-    _wait(lambda: read_status(third)["state"] == "cancelled", 60, "the running run to be cancelled")
+    wait_until(lambda: read_status(third)["state"] == "cancelled", 60, "the running run to be cancelled")
     assert "cancelled" in (third / "log.txt").read_text()
     with pytest.raises(RunError, match="only queued, running or unresponsive runs can be cancelled"):
         cancel_run(third)
@@ -225,7 +218,7 @@ def test_a_finished_detached_job_leaves_no_zombie(tmp_path):
 
     log = tmp_path / "log.txt"
     pid = spawn_detached([sys.executable, "-c", "print('job done')"], log)
-    _wait(lambda: not process_alive(pid), 30, "the detached job to end")
+    wait_until(lambda: not process_alive(pid), 30, "the detached job to end")
     time.sleep(0.5)
     assert pid not in _zombie_children() and not _zombie_children()
     assert "job done" in log.read_text()

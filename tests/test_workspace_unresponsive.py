@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from run_fixtures import wait_until
 
 from cnmc_core.contracts import UNRESPONSIVE
 from cnmc_core.workspace.layout import create_run
@@ -36,14 +37,6 @@ REPO = Path(__file__).resolve().parent.parent
 def _config():
     return {"name": "t", "model": "scratch_dd256", "stages": [{"name": "train", "epochs": 3}]}
 
-
-def _wait(predicate, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _live_in_group(pgid: int) -> list[int]:
@@ -74,9 +67,9 @@ def waiting_worker(tmp_path):
     time.sleep(0.01)
     run = create_run(_config(), art)
     pid = launch_run(run, env={"CNMC_ARTIFACTS": str(art), "PYTHONPATH": str(REPO)})
-    _wait(lambda: read_status(run).get("pid_start") == proc_start_time(pid), 60, "the worker to start")
+    wait_until(lambda: read_status(run).get("pid_start") == proc_start_time(pid), 60, "the worker to start")
     first = read_status(run)["heartbeat"]
-    _wait(lambda: read_status(run)["heartbeat"] > first, 30, "the worker's heartbeat thread")
+    wait_until(lambda: read_status(run)["heartbeat"] > first, 30, "the worker's heartbeat thread")
     yield run, pid
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -110,7 +103,7 @@ def test_a_resumed_worker_never_rewrites_a_final_state(waiting_worker):
     write_status(run, state="failed", error="marked failed while it was stopped")
     before = (run / "status.json").read_bytes()
     os.kill(pid, signal.SIGCONT)
-    _wait(lambda: not process_alive(pid), 30, "the resumed worker to exit")
+    wait_until(lambda: not process_alive(pid), 30, "the resumed worker to exit")
     assert (run / "status.json").read_bytes() == before
     assert effective_status(run)["error"] == "marked failed while it was stopped"
 
@@ -141,17 +134,17 @@ def test_the_queue_ends_a_slot_holder_unresponsive_past_its_limit(tmp_path, monk
     holder = _holder(first)
     waiter = None
     try:
-        _wait(lambda: read_status(first)["state"] == "running", 60, "the first run to take the slot")
+        wait_until(lambda: read_status(first)["state"] == "running", 60, "the first run to take the slot")
         holder.send_signal(signal.SIGSTOP)
         _age_heartbeat(first, 100)  # unresponsive, but under the limit: it keeps its slot
         waiter = _holder(second)
-        _wait(lambda: read_status(second).get("pid") == waiter.pid, 60, "the second run to wait")
+        wait_until(lambda: read_status(second).get("pid") == waiter.pid, 60, "the second run to wait")
         time.sleep(3.0)
         assert read_status(second)["state"] == "queued"
         assert effective_status(first)["state"] == UNRESPONSIVE and holder.poll() is None
 
         _age_heartbeat(first, 1000)  # past the limit: the waiting run ends it and takes the slot
-        _wait(lambda: read_status(second)["state"] == "running", 30, "the second run to get the slot")
+        wait_until(lambda: read_status(second)["state"] == "running", 30, "the second run to get the slot")
         status = effective_status(first)
         assert status["state"] == "failed" and "over the queue's limit of 300 s" in status["error"]
         assert second.name in status["error"]
