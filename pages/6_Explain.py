@@ -2,7 +2,8 @@
 side with their combination, and the activation grid of a chosen layer.
 
 The image comes from the test set, from an error set picked on the Errors page, or from an
-upload (checked and decoded from its bytes only; nothing uploaded is unpickled). The maps, the
+upload (checked and decoded from its bytes only; nothing uploaded is unpickled). The models are
+loaded for the maps once asked (a click, an error set from Errors or an upload). The maps, the
 combined P(ALL) and the class explained come from ``cnmc_core.explain.members.explain_images``,
 the same path as the Predict page's. Beside each model: what data it was trained on and its test
 (or pooled out-of-fold) AUC with CI and protocol; a model trained on synthetic cells is warned
@@ -41,6 +42,7 @@ from page_common import (
 )
 
 HANDOFF_KEY = "cnmc_error_set"  # written by the Errors page
+EXPLAINING_KEY = "explain_asked"  # set once the user asked for heatmaps in this session
 DISPLAY = 240  # px of each panel
 MAX_RUNS = 4
 SOURCES = ["From the test set", "From an error set (Errors page)", "Upload an image"]
@@ -226,6 +228,21 @@ def activations_section(model_paths, image, labels, signature) -> None:
              width=min(900, max(560, grid.shape[1])))
 
 
+def wants_heatmaps(handoff: dict | None, uploading: bool) -> bool:
+    """Whether to compute the maps now: loading the models and running Grad-CAM takes a second
+    or more, so the page opens with the image and its models and computes them once asked (a
+    click here, an error set handed over from Errors, or an upload); from then on, for every
+    image and model chosen in this session."""
+    if handoff or uploading or st.session_state.get(EXPLAINING_KEY):
+        return True
+    st.button("Explain this image", type="primary", key="explain_go",
+              on_click=lambda: st.session_state.update({EXPLAINING_KEY: True}),
+              help="Loads the chosen models and computes their Grad-CAM heatmaps and a "
+                   "layer's activations; later images are explained as you choose them.")
+    st.caption("The heatmaps load the chosen models (a second or more per model on a CPU).")
+    return False
+
+
 def main() -> None:
     page_start()
     st.title("Explain")
@@ -259,6 +276,8 @@ def main() -> None:
     if uploading:
         synthetic_warnings(chosen_pairs, cards)
     image, image_name, truth = choose_image(model_paths, signature, handoff)
+    if not wants_heatmaps(handoff, uploading):
+        return
     heatmaps(model_paths, image, image_name, truth, labels, signature)
     activations_section(model_paths, image, labels, signature)
 

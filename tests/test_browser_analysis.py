@@ -188,6 +188,10 @@ def test_ensemble_slider_moves_metric(page, app_url, analysis_workspace):
 
 def test_explain_page_shows_heatmaps(page, app_url):
     goto(page, app_url, "explain", timeout=180)
+    wait_for_text(page, "Explain this image", timeout=180)  # no model loaded until asked
+    wait_done(page)
+    assert page.get_by_text("Activations of a layer").count() == 0
+    page.get_by_role("button", name="Explain this image").click()
     wait_for_text(page, "Activations of a layer", timeout=180)
     wait_for_text(page, "channels of", timeout=180)
     wait_done(page, 180)

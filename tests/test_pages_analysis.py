@@ -235,6 +235,10 @@ def test_explain_page_heatmaps_sources_and_uploads(ws):
     at = run_page("6_Explain")
     assert_clean(at)
     assert not at.error, texts(at.error)
+    assert not any(h.startswith("Grad-CAM") for h in texts(at.subheader))  # not before asked
+    at.button(key="explain_go").click().run()
+    assert_clean(at)
+    assert "explain_go" not in [b.key for b in at.button]  # asked once: gone for the session
     heads = texts(at.subheader)
     assert any(h.startswith("Grad-CAM for class") for h in heads)
     assert "Activations of a layer" in heads
@@ -279,6 +283,7 @@ def test_explain_page_takes_the_error_set(ws):
     assert len(at.multiselect(key="explain_runs").value) == 2
     assert any("missed by all 3 models" in t for t in texts(at.caption))
     assert len(at.selectbox(key="explain_image_errors").options) == 2
+    assert any(h.startswith("Grad-CAM for class") for h in texts(at.subheader))  # no click needed
 
 
 # --------------------------------------------------------------------------- Predict
