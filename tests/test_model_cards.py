@@ -71,7 +71,8 @@ def test_runs_on_a_tree_without_marker_record_real(workspace):
         assert card_text(card).startswith("trained on real data (recorded) · test AUC ")
 
 
-def test_older_runs_derive_from_the_dataset_marker_or_say_unknown(synth_workspace, tmp_path):
+def test_older_runs_derive_from_the_dataset_marker_or_say_unknown(synth_workspace, tmp_path,
+                                                                   capsys):
     old = write_member_run(tmp_path, "old-synth", ["a", "b"], data=synth_workspace["data"])
     prov = run_provenance(old)
     assert prov["kind"] == "synthetic" and prov["source"] == "dataset marker"
@@ -84,6 +85,15 @@ def test_older_runs_derive_from_the_dataset_marker_or_say_unknown(synth_workspac
     assert prov["kind"] == "unknown" and "dataset" in prov["note"] and "is gone" in prov["note"]
     assert model_card(gone)["warning"] is None
     assert card_text(model_card(gone)).startswith("training data unknown (not recorded")
+
+    # the `runs` verb says the same as the cards: derived where the dataset tells, else unknown
+    from cnmc_core.cli.main import main
+
+    capsys.readouterr()
+    assert main(["runs", "--artifacts", str(tmp_path)]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["old-synth"].split("data ", 1)[1].startswith("synthetic (derived)")
+    assert lines["old-gone"].split("data ", 1)[1].startswith("unknown")
 
     (gone / "config.json").write_text("{broken")
     prov = run_provenance(gone)

@@ -128,6 +128,7 @@ def _runs(args) -> int:
     import pandas as pd
 
     from cnmc_core.contracts import DAMAGED, protocol_label
+    from cnmc_core.model_cards import run_provenance
     from cnmc_core.study.listing import format_studies, list_studies
     from cnmc_core.workspace.listing import list_experiments
 
@@ -156,10 +157,16 @@ def _runs(args) -> int:
         return 0
     for row in frame.itertuples():
         problem = row.state in ("failed", DAMAGED) and isinstance(row.error, str) and row.error
+        data_kind = row.data_kind or "unknown"
+        if data_kind == "unknown" and row.kind == "run" and isinstance(row.path, str):
+            # trained before provenance was kept: derived from its dataset, as the model cards do
+            derived = run_provenance(row.path)
+            if derived["kind"] != "unknown":
+                data_kind = f"{derived['kind']} (derived)"
         print(f"{row.run_id}  {row.state:<9} {row.model or '':<20} {row.protocol_label:<8} "
               f"val F1 {_score(row.val_weighted_f1, row.val_f1_low, row.val_f1_high)}  "
               f"test F1 {_score(row.test_weighted_f1, row.test_f1_low, row.test_f1_high)}  "
-              f"test AUC {_fmt(row.test_auc, 3) or '-'}  data {row.data_kind or 'unknown'}"
+              f"test AUC {_fmt(row.test_auc, 3) or '-'}  data {data_kind}"
               f" {row.progress}" + (f"  error: {row.error}" if problem else ""))
     if len(studies):
         print("studies:")
