@@ -182,3 +182,29 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2) -> N
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def auth_workspace(base: Path, users: dict[str, tuple[str, str]], owners: list[str]) -> dict:
+    """A workspace for the sign-in tests: a tiny Kaggle-layout dataset chosen, ``users``
+    (name -> (role, password)) in its users file, and one queued 1-epoch ``demo_scratch`` run
+    launched by each of ``owners`` from the dashboard (named ``<owner>_run``).
+
+    Returns ``{"root": artifacts folder, "data": dataset, "runs": {owner: run folder}}``."""
+    from conftest import make_kaggle_tree
+
+    from cnmc_core.auth.users import add_user
+    from cnmc_core.training.config import resolve_config
+    from cnmc_core.workspace.layout import create_run
+    from cnmc_core.workspace.settings import set_chosen_dataset
+
+    data = make_kaggle_tree(base / "data", n_all=8, n_hem=7, per_subject=4)
+    root = base / "artifacts"
+    set_chosen_dataset(data, root)
+    for name, (role, password) in users.items():
+        add_user(name, role, password, root)
+    runs = {}
+    for owner in owners:
+        config = resolve_config("demo_scratch", data=str(data), epochs=1)
+        config.update(launched_by=f"dashboard:{owner}", name=f"{owner}_run")
+        runs[owner] = create_run(config, root)
+    return {"root": root, "data": data, "runs": runs}

@@ -24,9 +24,7 @@ from browser_util import (
     streamlit_server,
     wait_until_idle,
 )
-from conftest import make_kaggle_tree
-
-from cnmc_core.auth.users import add_user
+from run_fixtures import auth_workspace
 
 pytestmark = require_browser()
 
@@ -37,22 +35,11 @@ CANCEL_TIMEOUT = 120  # s for a launched worker to see its cancel flag (it may b
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     """A workspace with a tiny dataset chosen, three users and otto's queued run; the server."""
-    from cnmc_core.training.config import resolve_config
-    from cnmc_core.workspace.layout import create_run
-    from cnmc_core.workspace.settings import set_chosen_dataset
-
-    base = tmp_path_factory.mktemp("browser_auth")
-    data = make_kaggle_tree(base / "data", n_all=8, n_hem=7, per_subject=4)
-    root = base / "artifacts"
-    set_chosen_dataset(data, root)
-    add_user("vera", "viewer", "vera-password", root)
-    add_user("tina", "trainer", "tina-password", root)
-    add_user("lou", "trainer", "lou-password", root)
-    config = resolve_config("demo_scratch", data=str(data), epochs=1)
-    config.update(launched_by="dashboard:otto", name="otto_run")
-    otto = create_run(config, root)
-    with streamlit_server(root, env={"CNMC_AUTH": "local"}) as url:
-        yield {"url": url, "root": root, "otto": otto}
+    ws = auth_workspace(tmp_path_factory.mktemp("browser_auth"),
+                        {"vera": ("viewer", "vera-password"), "tina": ("trainer", "tina-password"),
+                         "lou": ("trainer", "lou-password")}, ["otto"])
+    with streamlit_server(ws["root"], env={"CNMC_AUTH": "local"}) as url:
+        yield {"url": url, "root": ws["root"], "otto": ws["runs"]["otto"]}
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import make_kaggle_tree
+from run_fixtures import auth_workspace
 from streamlit.testing.v1 import AppTest
-
-from cnmc_core.auth.users import add_user
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
@@ -21,23 +19,9 @@ PAGE_FILES = ["app.py", *sorted(f"pages/{p.name}" for p in (REPO / "pages").glob
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     """A workspace with a tiny dataset chosen, users, and two queued runs: tina's and otto's."""
-    from cnmc_core.training.config import resolve_config
-    from cnmc_core.workspace.layout import create_run
-    from cnmc_core.workspace.settings import set_chosen_dataset
-
-    base = tmp_path_factory.mktemp("auth_pages")
-    data = make_kaggle_tree(base / "data", n_all=8, n_hem=7, per_subject=4)
-    root = base / "artifacts"
-    set_chosen_dataset(data, root)
-    add_user("vera", "viewer", "vera-password", root)
-    add_user("tina", "trainer", "tina-password", root)
-    runs = {}
-    for owner in ("tina", "otto"):
-        config = resolve_config("demo_scratch", data=str(data), epochs=1)
-        config["launched_by"] = f"dashboard:{owner}"
-        config["name"] = f"{owner}_run"
-        runs[owner] = create_run(config, root)
-    return {"root": root, "runs": runs}
+    return auth_workspace(tmp_path_factory.mktemp("auth_pages"),
+                          {"vera": ("viewer", "vera-password"),
+                           "tina": ("trainer", "tina-password")}, ["tina", "otto"])
 
 
 @pytest.fixture
