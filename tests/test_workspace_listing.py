@@ -284,3 +284,17 @@ def test_a_fresh_process_lists_from_the_summary_index_checked_like_each_summary(
     assert f"run/{run.name}" in L.read_summary_index(root)
     shutil.rmtree(run)
     assert list_experiments(root).empty and L.read_summary_index(root) == {}
+
+
+def test_a_copied_run_folder_lists_under_its_own_name(run_copy):
+    """A copy keeps its source's run_id in config.json (and its summary.json); it lists under the
+    folder's name, by which verbs find it, not as a second row of its source."""
+    from cnmc_core.workspace.listing import forget_summaries
+
+    root, run = run_copy
+    backup = root / "runs" / f"{run.name}-backup"
+    shutil.copytree(run, backup)
+    forget_summaries()
+    frame = list_experiments(root)
+    assert sorted(frame["run_id"]) == sorted([run.name, backup.name])
+    assert dict(zip(frame["run_id"], frame["path"]))[backup.name] == str(backup)

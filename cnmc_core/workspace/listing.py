@@ -247,7 +247,8 @@ def _iso(ts) -> str:
 def _row(kind: str, path: str, s: dict) -> dict:
     created = s.get("created")
     row = {column: s.get(column) for column in EXPERIMENT_COLUMNS}
-    row.update(run_id=s.get("id") or os.path.basename(path), kind=kind, path=path,
+    # the folder's name, also for a copy whose summary.json came with it from its source
+    row.update(run_id=os.path.basename(path), kind=kind, path=path,
                created=_iso(created), created_ts=float(created) if created is not None else None,
                progress=s.get("progress") or "", has_model=bool(s.get("has_model")),
                _member_places=s.get("member_places") or [], _weights_ok=bool(s.get("weights_ok")))

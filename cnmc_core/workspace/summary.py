@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 #: Bumped when the fields change: a summary of another version is stale.
-SUMMARY_VERSION = 3
+SUMMARY_VERSION = 4
 _METRIC_FIELDS = [f"{s}_{m}" for s in SCORED_SPLITS
                   for m in ("weighted_f1", "f1_low", "f1_high", "auc")]
 #: The fields of a summary besides ``version``, ``kind`` and ``sources``.
@@ -146,9 +146,11 @@ def _typed(source: dict, key: str, want: str, where: Path) -> Any:
 def _config_fields(path: Path, config: dict, kind: str) -> dict:
     where = path / CONFIG
     text, number = "a string", "a number"
+    # The id is the folder's name, by which every verb and page finds it: a copied folder keeps
+    # its source's id in config.json and must not list as its source. The recorded id is checked.
+    _typed(config, "ensemble_id" if kind == "ensemble" else "run_id", text, where)
     fields = {
-        "id": _typed(config, "ensemble_id" if kind == "ensemble" else "run_id", text, where)
-        or path.name,
+        "id": path.name,
         "model": _typed(config, "model", text, where),
         "protocol": _typed(config, "split_protocol", text, where),
         "seed": _typed(config, "seed", "an integer", where),
