@@ -143,3 +143,20 @@ def read_results_ok(folder, metrics) -> bool:
 
     (folder / "metrics.json").write_text(json.dumps(metrics))
     return read_results(folder) == metrics
+
+
+def test_resuming_a_completed_study_prints_its_results_and_starts_nothing(study, capsys):
+    from cnmc_core.cli.main import main
+
+    folder = study["folder"]
+    status_before = (folder / "status.json").read_bytes()
+    log = folder / "log.txt"
+    log_before = log.read_bytes() if log.exists() else b""
+    capsys.readouterr()
+    assert main(["study", "--resume", folder.name, "--artifacts", str(study["art"])]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == str(folder) and out[-1] == str(folder)
+    assert any("is completed; nothing to resume" in line for line in out)
+    assert any("demo_scratch" in line for line in out)  # the summary of its presets
+    assert (folder / "status.json").read_bytes() == status_before
+    assert (log.read_bytes() if log.exists() else b"") == log_before  # no coordinator started

@@ -89,6 +89,22 @@ def _summary(folder) -> None:
     print(format_study(folder))
 
 
+def _completed(folder) -> bool:
+    """Whether the study is completed with readable results (a damaged metrics.json is resumed:
+    the coordinator pools them again)."""
+    from cnmc_core.exceptions import CnmcError
+    from cnmc_core.study.results import read_results
+    from cnmc_core.workspace.status import effective_status
+
+    if effective_status(folder).get("state") != "completed":
+        return False
+    try:
+        read_results(folder)
+    except CnmcError:
+        return False
+    return True
+
+
 def _study(args: argparse.Namespace) -> int:
     from cnmc_core.exceptions import ConfigError
     from cnmc_core.study.plan import plan_study
@@ -97,6 +113,11 @@ def _study(args: argparse.Namespace) -> int:
     if args.resume:
         folder = study_path(args.resume, args.artifacts)
         print(folder, flush=True)
+        if _completed(folder):  # nothing to resume: its results, and no new coordinator
+            print(f"study {folder.name} is completed; nothing to resume. Its results:")
+            _summary(folder)
+            print(folder)
+            return 0
         launch_coordinator(folder, resume=True)
         return 0 if args.detach else _follow(folder)
     if not args.presets or not args.data:
