@@ -19,6 +19,7 @@ from cnmc_core.demo import (
     create_demo_dataset,
     demo_dataset_exists,
     demo_runs_done,
+    demo_studies,
     demo_study_plan,
     queue_demo_runs,
     start_demo_study,
@@ -156,7 +157,7 @@ def _demo_study_step(root, dataset, signature, studies, actor) -> None:
     presets' measured epoch times) and Compare, instead of training the demo models again."""
     st.success("The four demo models are trained: compare them on Compare. Training them again "
                "would queue four more runs of the same presets.", icon=":material/check_circle:")
-    demo = studies[studies["presets"].map(lambda p: sorted(p) == sorted(DEMO_PRESETS))]
+    demo = demo_studies(studies)
     active = demo[demo["state"].isin(ACTIVE_STATES)]
     try:
         plan = _demo_plan(str(root), signature, dataset)

@@ -25,6 +25,7 @@ __all__ = [
     "queue_demo_runs",
     "DEMO_STUDY_BUDGET",
     "demo_runs_done",
+    "demo_studies",
     "demo_study_plan",
     "start_demo_study",
 ]
@@ -107,6 +108,13 @@ def demo_runs_done(experiments) -> bool:
     """Whether every demo preset has a completed run in ``experiments`` (the listing)."""
     runs = experiments[(experiments["kind"] == "run") & (experiments["state"] == "completed")]
     return set(DEMO_PRESETS) <= set(runs["preset"].dropna())
+
+
+def demo_studies(studies):
+    """The studies of exactly the demo presets among ``studies`` (the frame of
+    :func:`cnmc_core.study.listing.list_studies`, with its columns also when it is empty)."""
+    mask = studies["presets"].map(lambda p: sorted(p or ()) == sorted(DEMO_PRESETS))
+    return studies.loc[mask.astype(bool)]
 
 
 def demo_study_plan(experiments=None, budget: float = DEMO_STUDY_BUDGET,

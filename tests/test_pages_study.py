@@ -164,6 +164,24 @@ def test_home_offers_the_demo_study_once_the_demo_runs_exist(ws, no_workers):
     assert _wait_ended(folder)["state"] == "cancelled"
 
 
+def test_home_offers_the_demo_study_in_a_workspace_without_any_study(workspace, tmp_path,
+                                                                     monkeypatch):
+    """The first start as bench_demo.py meets it: the four demo runs done, no study ever made
+    (the empty listing of studies has no rows to pick the demo studies from)."""
+    from cnmc_core.demo import demo_studies
+    from cnmc_core.study.listing import list_studies
+
+    root = tmp_path / "artifacts"
+    for i, preset in enumerate(DEMO_PRESETS):
+        write_timed_run(root, f"20261202-00000{i}-{preset}-d{i:03d}", preset, [2.0] * 3)
+    (root / "workspace.json").write_text(json.dumps({"dataset": str(workspace["data"])}))
+    monkeypatch.setenv("CNMC_ARTIFACTS", str(root))
+    assert demo_studies(list_studies(root)).empty
+    at = run_app()
+    assert_clean(at)
+    assert any(b.label.startswith("Run the demo study (") for b in at.button)
+
+
 # --------------------------------------------------------------------------- Train
 def _fill_study(at, presets, folds, **extra):
     at.multiselect(key="study_presets").set_value(presets)
