@@ -31,15 +31,8 @@ from cnmc_core.workspace.listing import display_name
 from cnmc_core.workspace.progress import STATE_ICONS, experiment_status, run_progress
 from cnmc_core.workspace.settings import chosen_dataset, set_chosen_dataset
 from cnmc_core.workspace.views import workspace_counts
-from page_common import (
-    can,
-    load_experiments,
-    load_studies,
-    sign_in_gate,
-    signed_in,
-    workspace_experiments,
-    workspace_root,
-)
+from page_common import load_experiments, load_studies, workspace_experiments
+from page_gate import can, sign_in_gate, signed_in, workspace_root
 
 PAGES = [
     ("pages/1_Data.py", "Data", ":material/database:", "Data",

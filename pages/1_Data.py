@@ -33,7 +33,7 @@ from cnmc_core.workspace.settings import (
     set_chosen_dataset,
     set_chosen_protocol,
 )
-from page_common import can, page_start, workspace_root
+from page_gate import can, page_start, workspace_root
 
 ROOT = workspace_root()
 

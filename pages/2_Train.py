@@ -25,13 +25,8 @@ from cnmc_core.training.launch import (
 )
 from cnmc_core.workspace.progress import STATE_ICONS, run_progress
 from cnmc_core.workspace.settings import chosen_dataset, chosen_protocol
-from page_common import (
-    active_run_card,
-    can,
-    page_start,
-    workspace_experiments,
-    workspace_root,
-)
+from page_common import active_run_card, workspace_experiments
+from page_gate import can, page_start, workspace_root
 
 ROOT = workspace_root()
 SIZES = [32, 48, 64, 96, 128, 160, 192, 224, 256, 300]

@@ -45,14 +45,12 @@ from cnmc_core.interop.report import build_report
 from cnmc_core.study.listing import study_of_runs
 from page_common import (
     active_run_card,
-    can,
     file_mtime,
     load_studies,
     rerun_app_on_change,
-    page_start,
     workspace_experiments,
-    workspace_root,
 )
+from page_gate import can, page_start, workspace_root
 from page_studies import studies_section
 
 ROOT = workspace_root()

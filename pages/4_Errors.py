@@ -41,7 +41,8 @@ from cnmc_core.ensemble.members import (
 from cnmc_core.exceptions import CnmcError
 from cnmc_core.predict import format_prob
 from cnmc_core.study.ensembles import align_source
-from page_common import choose_group_members, choose_study, page_start, workspace_members
+from page_common import choose_group_members, choose_study, workspace_members
+from page_gate import page_start
 
 PAGE_SIZE = 24
 MAX_MEMBERS = 12

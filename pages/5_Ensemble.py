@@ -34,7 +34,8 @@ from cnmc_core.exceptions import CnmcError
 from cnmc_core.metrics.curves import best_f1_threshold
 from cnmc_core.study.ensembles import align_source
 from cnmc_core.workspace.paths import ensembles_dir
-from page_common import can, choose_group_members, choose_study, page_start, workspace_members
+from page_common import choose_group_members, choose_study, workspace_members
+from page_gate import can, page_start
 
 METHOD_BUTTONS = {
     "mean": "Equal weights",

@@ -32,14 +32,8 @@ from cnmc_core.explain.members import (
     run_feature_layers,
 )
 from cnmc_core.predict import format_prob
-from page_common import (
-    choose_models,
-    model_cards,
-    model_members,
-    page_link,
-    page_start,
-    synthetic_warnings,
-)
+from page_common import choose_models, model_cards, model_members, page_link, synthetic_warnings
+from page_gate import page_start
 
 HANDOFF_KEY = "cnmc_error_set"  # written by the Errors page
 EXPLAINING_KEY = "explain_asked"  # set once the user asked for heatmaps in this session

@@ -32,13 +32,8 @@ from cnmc_core.predict import (
     results_frame,
     score_selection,
 )
-from page_common import (
-    choose_models,
-    model_cards,
-    model_members,
-    page_start,
-    synthetic_warnings,
-)
+from page_common import choose_models, model_cards, model_members, synthetic_warnings
+from page_gate import page_start
 
 MAX_FILES = 200
 HEATMAPS_UP_TO = 24  # heatmaps by default for this many images or fewer
