@@ -146,11 +146,11 @@ def _typed(source: dict, key: str, want: str, where: Path) -> Any:
 def _config_fields(path: Path, config: dict, kind: str) -> dict:
     where = path / CONFIG
     text, number = "a string", "a number"
-    # The id is the folder's name, by which every verb and page finds it: a copied folder keeps
-    # its source's id in config.json and must not list as its source. The recorded id is checked.
+    # The id is the folder's name (set by build_summary), by which every verb and page finds it:
+    # a copied folder keeps its source's id in config.json and must not list as its source. The
+    # recorded id is only checked.
     _typed(config, "ensemble_id" if kind == "ensemble" else "run_id", text, where)
     fields = {
-        "id": path.name,
         "model": _typed(config, "model", text, where),
         "protocol": _typed(config, "split_protocol", text, where),
         "seed": _typed(config, "seed", "an integer", where),
